@@ -1,0 +1,100 @@
+"""``python -m aigc_lightning {fit,validate,test,predict}``: LightningCLI with model and data in subclass mode.
+
+What this adds to a plain LightningCLI:
+- ``--checkpoint.*``: a ModelCheckpoint that is always there with ``save_last=True``, so every run has
+  ``checkpoints/last.ckpt`` to resume from (``fit --ckpt_path …/last.ckpt``).
+- the data's image shape flows into the networks: any network in the model's config with a ``channels`` or
+  ``image_size`` argument gets the DataModule's values, so changing the data is enough.
+- ``predict --output_dir DIR --num_samples N --seed S``: generative models (those with ``sample``) predict from
+  seeds S … S+N-1 (``DIR/000000.png`` …), other models from their DataModule's ``predict_dataloader``; an
+  ``ImageWriter`` saves the PNGs and ``grid.png``.
+- no ``--optimizer`` / ``--lr_scheduler``: models declare one ``OptimizerCallable`` per network instead (a GAN
+  needs two; LightningCLI's automatic optimizer would put all parameters under one).
+- ``UserError`` (bad data, files, options) ends with one ``error: …`` line instead of a traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from jsonargparse import Namespace
+from lightning.pytorch import LightningDataModule, LightningModule
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+
+from aigc_lightning.callbacks.writer import ImageWriter
+from aigc_lightning.datamodules.seeds import SeedDataModule
+from aigc_lightning.errors import UserError
+
+SHAPE_KEYS = ("channels", "image_size")
+
+
+def link_image_shape(model_cfg: Any, data_args: Any) -> None:
+    """Set ``channels`` / ``image_size`` of every network nested in ``model_cfg`` from the data's arguments.
+
+    A jsonargparse ``link_arguments`` needs one fixed target path, but the target differs per model
+    (``generator``/``discriminator``, ``encoder``/``decoder``, nothing for style transfer), so the link is a walk
+    over the model's nested ``class_path`` configs instead.
+    """
+    if not isinstance(model_cfg, Namespace):
+        return
+    init_args = model_cfg.get("init_args")
+    if isinstance(init_args, Namespace):
+        for key in SHAPE_KEYS:
+            if key in init_args and data_args is not None and data_args.get(key) is not None:
+                init_args[key] = data_args[key]
+        for value in vars(init_args).values():
+            for item in value if isinstance(value, list) else [value]:
+                link_image_shape(item, data_args)
+
+
+class AigcCLI(LightningCLI):
+    """The project's LightningCLI; see the module docstring for what it adds."""
+
+    def __init__(self, args: Any = None, run: bool = True, **kwargs: Any) -> None:
+        super().__init__(
+            LightningModule,
+            LightningDataModule,
+            subclass_mode_model=True,
+            subclass_mode_data=True,
+            auto_configure_optimizers=False,
+            save_config_kwargs={"overwrite": True},
+            args=args,
+            run=run,
+            **kwargs,
+        )
+
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.set_defaults({"checkpoint.save_last": True})
+
+    def _prepare_subcommand_parser(self, klass: type, subcommand: str, **kwargs: Any) -> LightningArgumentParser:
+        # LightningCLI has no public hook for arguments of a single subcommand; predict's options live here.
+        parser = super()._prepare_subcommand_parser(klass, subcommand, **kwargs)
+        if subcommand == "predict":
+            parser.add_argument("--output_dir", type=str, default="predictions", help="Folder for the PNGs.")
+            parser.add_argument("--num_samples", type=int, default=64, help="Samples to generate (GAN, VAE).")
+            parser.add_argument("--seed", type=int, default=0, help="Sample i is generated from seed + i.")
+            parser.set_defaults(return_predictions=False)  # images go to files, not into memory
+        return parser
+
+    def before_instantiate_classes(self) -> None:
+        config = self.config[self.subcommand] if self.subcommand else self.config
+        data = config.get("data")
+        link_image_shape(config.get("model"), data.get("init_args") if isinstance(data, Namespace) else None)
+
+    def before_predict(self) -> None:
+        config = self.config_init[self.subcommand]
+        if hasattr(self.model, "sample"):
+            batch_size = getattr(self.datamodule, "batch_size", 64)
+            self.datamodule = SeedDataModule(config["num_samples"], config["seed"], batch_size)
+        self.trainer.callbacks.append(ImageWriter(config["output_dir"]))
+
+
+def main(args: Any = None) -> None:
+    """Entry point of ``python -m aigc_lightning``."""
+    try:
+        AigcCLI(args=args)
+    except UserError as e:
+        sys.exit(f"error: {e}")

@@ -1,0 +1,23 @@
+"""DataModules. Image data is served as float32 in [-1, 1], shape (B, C, H, W); see ``images.py``."""
+
+from aigc_lightning.datamodules.images import (
+    CelebADataModule,
+    CIFAR10DataModule,
+    DigitsDataModule,
+    FashionMNISTDataModule,
+    ImageDataModule,
+    ImageFolderDataModule,
+    MNISTDataModule,
+)
+from aigc_lightning.datamodules.seeds import SeedDataModule
+
+__all__ = [
+    "CIFAR10DataModule",
+    "CelebADataModule",
+    "DigitsDataModule",
+    "FashionMNISTDataModule",
+    "ImageDataModule",
+    "ImageFolderDataModule",
+    "MNISTDataModule",
+    "SeedDataModule",
+]

@@ -1,0 +1,49 @@
+"""Seeds as data: ``predict`` for generative models iterates over seeds, so sample *i* always comes from seed S+i."""
+
+from __future__ import annotations
+
+import torch
+from lightning.pytorch import LightningDataModule
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset
+
+
+def randn_from_seeds(seeds: Tensor, shape: tuple[int, ...], device: torch.device | str = "cpu") -> Tensor:
+    """One standard-normal tensor of ``shape`` per seed: (len(seeds), *shape), independent of batch and device.
+
+    Drawn on the CPU from a generator seeded per sample, so seed S gives the same latent whatever the batch size,
+    the number of processes or the accelerator.
+    """
+    g = torch.Generator()
+    rows = [torch.randn(shape, generator=g.manual_seed(int(s))) for s in seeds.tolist()]
+    return torch.stack(rows).to(device)
+
+
+class SeedDataset(Dataset):
+    """Items ``(index, seed)`` for ``index`` in ``range(num_samples)`` and ``seed = first_seed + index``."""
+
+    def __init__(self, num_samples: int, first_seed: int = 0) -> None:
+        self.num_samples, self.first_seed = num_samples, first_seed
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+    def __getitem__(self, index: int) -> tuple[int, int]:
+        return index, self.first_seed + index
+
+
+class SeedDataModule(LightningDataModule):
+    """The predict data of generative models: ``num_samples`` seeds from ``seed`` on, in batches.
+
+    Args:
+        num_samples: how many samples to generate.
+        seed: seed of sample 0; sample i uses seed + i.
+        batch_size: seeds per ``predict_step``.
+    """
+
+    def __init__(self, num_samples: int = 64, seed: int = 0, batch_size: int = 64) -> None:
+        super().__init__()
+        self.num_samples, self.seed, self.batch_size = num_samples, seed, batch_size
+
+    def predict_dataloader(self) -> DataLoader:
+        return DataLoader(SeedDataset(self.num_samples, self.seed), batch_size=self.batch_size, shuffle=False)

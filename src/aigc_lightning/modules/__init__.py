@@ -1,0 +1,1 @@
+"""LightningModules: the training algorithms. Networks and optimizer factories are injected by config."""
