@@ -6,6 +6,7 @@ from pathlib import Path
 
 import torch
 import torch.distributed as dist
+from PIL import Image
 from lightning.pytorch import Callback, LightningModule, Trainer
 from torchvision.io import decode_image
 from torchvision.utils import make_grid, save_image
@@ -36,9 +37,10 @@ class ImageWriter(Callback):
         self.names = []
 
     def on_predict_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
-        images = outputs["images"].detach().float().clamp(0, 1).cpu()
+        # Rounded like ``save_image``, but grey stays one channel (``save_image`` would write RGB).
+        images = outputs["images"].detach().float().clamp(0, 1).mul(255).add(0.5).to(torch.uint8).cpu()
         for image, name in zip(images, outputs["names"]):
-            save_image(image, self.output_dir / f"{name}.png")
+            Image.fromarray(image.permute(1, 2, 0).squeeze(-1).numpy()).save(self.output_dir / f"{name}.png")
             self.names.append(name)
 
     def on_predict_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
@@ -50,6 +52,7 @@ class ImageWriter(Callback):
         if not self.grid or trainer.global_rank != 0 or not names:
             return
         images = [decode_image(str(self.output_dir / f"{n}.png")).float() / 255 for n in sorted(set(names))]
+        images = [i.expand(3, -1, -1) if len(i) == 1 else i for i in images]
         if len({tuple(i.shape) for i in images}) > 1:
             return  # differently sized outputs (style transfer of assorted photos): no grid
         nrow = self.nrow or max(1, round(len(images) ** 0.5))

@@ -74,11 +74,12 @@ def load_image(path: Path, channels: int) -> Image.Image:
     except (OSError, UnidentifiedImageError, ValueError) as e:
         raise UserError(f"cannot read image file {path} ({e}); delete or replace it") from e
     if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-        # 16-bit / float greyscale: scale the actual range into 8 bits instead of clipping at 255.
-        t = torch.from_numpy(np.asarray(img, dtype=np.float32))
-        lo, hi = float(t.min()), float(t.max())
-        t = (t - lo) / max(hi - lo, 1e-12) * 255
-        img = Image.fromarray(t.round().byte().numpy(), mode="L")
+        # 16-bit greyscale: PIL's convert("L") clips at 255 (a white 16-bit image turns white only by accident,
+        # mid-greys saturate); scale the 16-bit range into 8 bits instead.
+        t = np.asarray(img, dtype=np.float32)
+        if img.mode.startswith("I;16") or t.max() > 255:
+            t = t * (255 / 65535)
+        img = Image.fromarray(np.clip(t.round(), 0, 255).astype(np.uint8))
     if img.mode == "P" or img.mode in ("LA", "PA") or (img.mode == "RGBA"):
         img = img.convert("RGBA")
         background = Image.new("RGBA", img.size, (255, 255, 255, 255))
