@@ -15,6 +15,59 @@ from torch import Tensor
 
 # ----------------------------------------------------------------------------------------------------------
 # VAE: ELBO terms (summed over pixels / latents, per sample)
+# -ELBO = bernoulli_nll or gaussian_nll  +  beta * kl_normal, all in nats per image (Kingma & Welling 2014).
+
+LOG_2PI = 1.8378770664093453  # log(2π)
+
+
+def kl_normal(mu: Tensor, logvar: Tensor, free_bits: float = 0.0) -> Tensor:
+    """KL(N(mu, exp(logvar)) ‖ N(0, I)) = ½ Σ_j (mu² + σ² − 1 − log σ²), summed over latents: (B,).
+
+    ``free_bits`` > 0 floors each latent's KL at that many nats (Kingma et al. 2016, IAF, eq. 15; here per sample),
+    a training objective only: it is no longer the KL, so log the plain value as the metric.
+    """
+    kl = 0.5 * (mu.pow(2) + logvar.exp() - 1 - logvar)  # (B, D)
+    if free_bits > 0:
+        kl = kl.clamp(min=free_bits)
+    return kl.flatten(1).sum(1)
+
+
+def bernoulli_nll(logits: Tensor, x01: Tensor) -> Tensor:
+    """−log Bernoulli(x | sigmoid(logits)) summed over pixels: (B,). Targets must lie in [0, 1].
+
+    The logits form is exact for large |logits| and allowed under fp16 autocast (``binary_cross_entropy`` is not).
+    """
+    nll = F.binary_cross_entropy_with_logits(logits.float(), x01.float(), reduction="none")
+    return nll.flatten(1).sum(1)
+
+
+def gaussian_nll(mean: Tensor, x: Tensor, log_std: Tensor | float) -> Tensor:
+    """−log N(x | mean, σ²) = Σ_pixels [½((x − mean)/σ)² + log σ + ½ log 2π], σ = exp(log_std): (B,).
+
+    ``log_std`` is a float (fixed variance) or a tensor broadcastable to ``x`` (learned). A density over
+    continuous pixels: its nats are not comparable with a discrete (Bernoulli) likelihood's.
+    """
+    log_std = torch.as_tensor(log_std, dtype=torch.float32, device=x.device)
+    z = (x.float() - mean.float()) * torch.exp(-log_std)
+    nll = 0.5 * z.pow(2) + log_std + 0.5 * LOG_2PI
+    return nll.flatten(1).sum(1)
+
+
+def log_normal_diag(z: Tensor, mu: Tensor | float = 0.0, logvar: Tensor | float = 0.0) -> Tensor:
+    """log N(z | mu, diag(exp(logvar))) summed over the last dimension: (...,). Defaults give the prior N(0, I)."""
+    mu = torch.as_tensor(mu, dtype=z.dtype, device=z.device)
+    logvar = torch.as_tensor(logvar, dtype=z.dtype, device=z.device)
+    return -0.5 * ((z - mu).pow(2) * torch.exp(-logvar) + logvar + LOG_2PI).sum(-1)
+
+
+def importance_weighted_bound(log_w: Tensor) -> Tensor:
+    """log (1/K) Σ_k w_k with log w_k = log p(x, z_k) − log q(z_k | x), z_k ~ q(z|x); (K, B) → (B,).
+
+    Burda et al. 2016 (IWAE): a lower bound on log p(x) that equals the ELBO in expectation at K = 1 and
+    tightens monotonically with K; −bound is the NLL that papers report.
+    """
+    return torch.logsumexp(log_w.double(), dim=0).float() - torch.log(torch.tensor(float(log_w.shape[0])))
+
 
 # ----------------------------------------------------------------------------------------------------------
 # Neural style transfer (Gatys et al. 2016)

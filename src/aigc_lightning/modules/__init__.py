@@ -1,1 +1,5 @@
 """LightningModules: the training algorithms. Networks and optimizer factories are injected by config."""
+
+from aigc_lightning.modules.vae import VAE
+
+__all__ = ["VAE"]

@@ -1,0 +1,133 @@
+"""VAE networks: the seed's MLP (784-400-20, any image shape) and a convolutional pair for 16–64 px RGB.
+
+Encoders map images in [0, 1] (B, C, H, W) to ``(mu, logvar)`` of q(z|x), each (B, latent_dim). Decoders map
+z (B, latent_dim) to one value per pixel (B, C, H, W): the likelihood's parameter (logits for a Bernoulli, the
+mean for a Gaussian). Which likelihood, the log-variance clamp and the sampling live in ``modules/vae.py``.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from aigc_lightning.errors import UserError
+
+
+class MLPEncoder(nn.Module):
+    """The seed's encoder: flatten → ``fc1`` (ReLU) → mean head ``fc21`` and log-variance head ``fc22``.
+
+    Args:
+        channels: image channels.
+        image_size: image height = width.
+        hidden_dim: width of the hidden layer (the seed: 400).
+        latent_dim: size of z (the seed: 20).
+    """
+
+    def __init__(self, channels: int = 1, image_size: int = 28, hidden_dim: int = 400, latent_dim: int = 20) -> None:
+        super().__init__()
+        self.image_shape = (channels, image_size, image_size)
+        self.latent_dim = latent_dim
+        self.fc1 = nn.Linear(channels * image_size * image_size, hidden_dim)
+        self.fc21 = nn.Linear(hidden_dim, latent_dim)
+        self.fc22 = nn.Linear(hidden_dim, latent_dim)
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        h = torch.relu(self.fc1(x.flatten(1)))  # (B, C*H*W) → (B, hidden)
+        return self.fc21(h), self.fc22(h)
+
+
+class MLPDecoder(nn.Module):
+    """The seed's decoder: ``fc3`` (ReLU) → ``fc4`` → one parameter per pixel (no sigmoid: logits).
+
+    Args:
+        channels: image channels.
+        image_size: image height = width.
+        hidden_dim: width of the hidden layer (the seed: 400).
+        latent_dim: size of z (the seed: 20).
+    """
+
+    def __init__(self, channels: int = 1, image_size: int = 28, hidden_dim: int = 400, latent_dim: int = 20) -> None:
+        super().__init__()
+        self.image_shape = (channels, image_size, image_size)
+        self.latent_dim = latent_dim
+        self.fc3 = nn.Linear(latent_dim, hidden_dim)
+        self.fc4 = nn.Linear(hidden_dim, channels * image_size * image_size)
+
+    def forward(self, z: Tensor) -> Tensor:
+        out = self.fc4(torch.relu(self.fc3(z)))  # (B, C*H*W)
+        return out.view(-1, *self.image_shape)  # (B, C, H, W)
+
+
+def _num_downsamples(image_size: int) -> int:
+    """Stride-2 stages from ``image_size`` down to 4 px; the conv nets need a power of two ≥ 8."""
+    n = image_size.bit_length() - 3
+    if image_size < 8 or 4 * 2**n != image_size:
+        raise UserError(
+            f"the conv VAE nets need image_size a power of two >= 8, got {image_size}; use 16, 32 or 64, "
+            "or the MLP nets for other sizes"
+        )
+    return n
+
+
+class ConvEncoder(nn.Module):
+    """Stride-2 4×4 convolutions down to 4×4 (width doubling, capped at 8×), then linear mean / log-variance heads.
+
+    No normalisation layers: BatchNorm would make q(z|x) depend on the rest of the batch, and the importance-
+    weighted bound evaluates many z per image.
+
+    Args:
+        channels: image channels.
+        image_size: image height = width (power of two ≥ 8).
+        width: channels of the first convolution.
+        latent_dim: size of z.
+    """
+
+    def __init__(self, channels: int = 3, image_size: int = 64, width: int = 32, latent_dim: int = 128) -> None:
+        super().__init__()
+        self.image_shape = (channels, image_size, image_size)
+        self.latent_dim = latent_dim
+        layers: list[nn.Module] = []
+        c_in = channels
+        for i in range(_num_downsamples(image_size)):
+            c_out = width * min(2**i, 8)
+            layers += [nn.Conv2d(c_in, c_out, 4, 2, 1), nn.LeakyReLU(0.2)]
+            c_in = c_out
+        self.features = nn.Sequential(*layers)
+        self.mean = nn.Linear(c_in * 16, latent_dim)
+        self.logvar = nn.Linear(c_in * 16, latent_dim)
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        h = self.features(x).flatten(1)  # (B, c, 4, 4) → (B, c*16)
+        return self.mean(h), self.logvar(h)
+
+
+class ConvDecoder(nn.Module):
+    """Linear to 4×4, then stride-2 4×4 transposed convolutions up to ``image_size``; one value per pixel.
+
+    Args:
+        channels: image channels.
+        image_size: image height = width (power of two ≥ 8).
+        width: channels of the last hidden layer (mirrors ``ConvEncoder``).
+        latent_dim: size of z.
+    """
+
+    def __init__(self, channels: int = 3, image_size: int = 64, width: int = 32, latent_dim: int = 128) -> None:
+        super().__init__()
+        self.image_shape = (channels, image_size, image_size)
+        self.latent_dim = latent_dim
+        n = _num_downsamples(image_size)
+        widths = [width * min(2**i, 8) for i in reversed(range(n))]  # mirror of the encoder
+        self.c0 = widths[0]
+        self.fc = nn.Linear(latent_dim, self.c0 * 16)
+        layers: list[nn.Module] = []
+        for c_in, c_out in zip(widths, widths[1:]):
+            layers += [nn.ConvTranspose2d(c_in, c_out, 4, 2, 1), nn.LeakyReLU(0.2)]
+        layers.append(nn.ConvTranspose2d(widths[-1], channels, 4, 2, 1))
+        self.features = nn.Sequential(*layers)
+
+    def forward(self, z: Tensor) -> Tensor:
+        h = torch.nn.functional.leaky_relu(self.fc(z), 0.2).view(-1, self.c0, 4, 4)  # (B, c0, 4, 4)
+        return self.features(h)  # (B, C, H, W)
+
+
+__all__ = ["ConvDecoder", "ConvEncoder", "MLPDecoder", "MLPEncoder"]
