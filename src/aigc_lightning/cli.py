@@ -19,15 +19,16 @@ import sys
 from typing import Any
 
 from jsonargparse import Namespace
-from lightning.pytorch import LightningDataModule, LightningModule
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch import LightningDataModule, LightningModule, Trainer
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
+from aigc_lightning.callbacks.resume import AtomicCheckpoint, RNGState
 from aigc_lightning.callbacks.writer import ImageWriter
 from aigc_lightning.datamodules.seeds import SeedDataModule
 from aigc_lightning.errors import UserError
 
 SHAPE_KEYS = ("channels", "image_size")
+DEFAULT_EVERY_N_BATCHES = 500  # periodic last.ckpt: a kill loses at most this many batches
 
 
 def link_image_shape(model_cfg: Any, data_args: Any) -> None:
@@ -66,8 +67,9 @@ class AigcCLI(LightningCLI):
         )
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
-        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
-        parser.set_defaults({"checkpoint.save_last": True})
+        # AtomicCheckpoint: ModelCheckpoint + atomic writes, no non-finite weights, last.ckpt every N batches.
+        parser.add_lightning_class_args(AtomicCheckpoint, "checkpoint")
+        parser.set_defaults({"checkpoint.save_last": True, "checkpoint.every_n_batches": DEFAULT_EVERY_N_BATCHES})
 
     def _prepare_subcommand_parser(self, klass: type, subcommand: str, **kwargs: Any) -> LightningArgumentParser:
         # LightningCLI has no public hook for arguments of a single subcommand; predict's options live here.
@@ -78,6 +80,12 @@ class AigcCLI(LightningCLI):
             parser.add_argument("--seed", type=int, default=0, help="Sample i is generated from seed + i.")
             parser.set_defaults(return_predictions=False)  # images go to files, not into memory
         return parser
+
+    def instantiate_trainer(self, **kwargs: Any) -> Trainer:
+        trainer = super().instantiate_trainer(**kwargs)
+        if not any(isinstance(c, RNGState) for c in trainer.callbacks):
+            trainer.callbacks.append(RNGState())  # RNG states in every checkpoint: exact resume; nothing to configure
+        return trainer
 
     def before_instantiate_classes(self) -> None:
         config = self.config[self.subcommand] if self.subcommand else self.config
