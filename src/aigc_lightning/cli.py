@@ -22,7 +22,7 @@ from jsonargparse import Namespace
 from lightning.pytorch import LightningDataModule, LightningModule, Trainer
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
-from aigc_lightning.callbacks.resume import AtomicCheckpoint, RNGState
+from aigc_lightning.callbacks.resume import AtomicCheckpoint, RNGState, check_checkpoint_file
 from aigc_lightning.callbacks.writer import ImageWriter
 from aigc_lightning.datamodules.seeds import SeedDataModule
 from aigc_lightning.errors import UserError
@@ -81,6 +81,13 @@ class AigcCLI(LightningCLI):
             parser.set_defaults(return_predictions=False)  # images go to files, not into memory
         return parser
 
+    def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
+        super().parse_arguments(parser, args)
+        # before LightningCLI reads the checkpoint's hyperparameters, whose errors do not name the file
+        config = self.config.get(self.config.get("subcommand") or "", self.config)
+        if isinstance(config, Namespace) and config.get("ckpt_path"):
+            check_checkpoint_file(config["ckpt_path"])
+
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
         trainer = super().instantiate_trainer(**kwargs)
         if not any(isinstance(c, RNGState) for c in trainer.callbacks):
@@ -106,3 +113,12 @@ def main(args: Any = None) -> None:
         AigcCLI(args=args)
     except UserError as e:
         sys.exit(f"error: {e}")
+    except RuntimeError as e:
+        if "Error(s) in loading state_dict" not in str(e):
+            raise
+        # the checkpoint's networks differ from the configured ones (e.g. another image_size or width)
+        detail = next((line.strip() for line in str(e).splitlines()[1:] if line.strip()), str(e))
+        sys.exit(
+            f"error: the --ckpt_path checkpoint does not fit the configured model ({detail}); use the config it "
+            "was trained with (config.yaml in its lightning_logs/version_N folder) or a checkpoint of this model"
+        )

@@ -12,6 +12,61 @@ from torch import Tensor
 
 # ----------------------------------------------------------------------------------------------------------
 # GAN (logits form: safe under fp16 autocast)
+# Adversarial terms take discriminator logits (B,); penalties take the discriminator itself (edm's `(net, images)`
+# split) and run it in fp32 with autocast off, because second-order gradients underflow in fp16.
+
+
+def d_nonsaturating(real_logits: Tensor, fake_logits: Tensor) -> Tensor:
+    """−log σ(D(x)) − log(1 − σ(D(G(z)))) = softplus(−D(x)) + softplus(D(G(z))) (Goodfellow et al. 2014): (B,)."""
+    return F.softplus(-real_logits) + F.softplus(fake_logits)
+
+
+def g_nonsaturating(fake_logits: Tensor) -> Tensor:
+    """The non-saturating generator loss −log σ(D(G(z))) = softplus(−D(G(z))) (Goodfellow et al. 2014): (B,)."""
+    return F.softplus(-fake_logits)
+
+
+def d_hinge(real_logits: Tensor, fake_logits: Tensor) -> Tensor:
+    """max(0, 1 − D(x)) + max(0, 1 + D(G(z))) (Lim & Ye 2017; Miyato et al. 2018): (B,)."""
+    return F.relu(1 - real_logits) + F.relu(1 + fake_logits)
+
+
+def g_hinge(fake_logits: Tensor) -> Tensor:
+    """−D(G(z)), the generator side of the hinge loss: (B,)."""
+    return -fake_logits
+
+
+def d_wasserstein(real_logits: Tensor, fake_logits: Tensor) -> Tensor:
+    """Critic loss D(G(z)) − D(x) (Arjovsky et al. 2017; add ``gradient_penalty`` for WGAN-GP): (B,)."""
+    return fake_logits - real_logits
+
+
+def g_wasserstein(fake_logits: Tensor) -> Tensor:
+    """−D(G(z)), the WGAN generator loss: (B,)."""
+    return -fake_logits
+
+
+def _input_gradient(discriminator: torch.nn.Module, x: Tensor) -> Tensor:
+    """∇_x Σ_b D(x_b) in fp32 with the graph kept (penalties are differentiated again): (B, C, H, W)."""
+    with torch.autocast(device_type=x.device.type, enabled=False):
+        x = x.detach().float().requires_grad_(True)
+        logits = discriminator(x).float()
+        (grad,) = torch.autograd.grad(logits.sum(), x, create_graph=True)
+    return grad
+
+
+def r1_penalty(discriminator: torch.nn.Module, real: Tensor) -> Tensor:
+    """R1 = ‖∇_x D(x)‖² on real images (Mescheder et al. 2018, eq. 9, without the γ/2): (B,)."""
+    return _input_gradient(discriminator, real).pow(2).flatten(1).sum(1)
+
+
+def gradient_penalty(discriminator: torch.nn.Module, real: Tensor, fake: Tensor) -> Tensor:
+    """(‖∇D(x̂)‖₂ − 1)² at x̂ = εx + (1−ε)G(z), ε ~ U(0, 1) per sample (Gulrajani et al. 2017, WGAN-GP): (B,)."""
+    eps = torch.rand(real.shape[0], 1, 1, 1, device=real.device)
+    x_hat = torch.lerp(fake.detach().float(), real.detach().float(), eps)  # εx + (1−ε)G(z)
+    norm = _input_gradient(discriminator, x_hat).flatten(1).norm(2, dim=1)
+    return (norm - 1).pow(2)
+
 
 # ----------------------------------------------------------------------------------------------------------
 # VAE: ELBO terms (summed over pixels / latents, per sample)

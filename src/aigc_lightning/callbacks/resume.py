@@ -39,7 +39,7 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.utilities import rank_zero_warn
 
-from aigc_lightning.errors import NonFiniteLossError
+from aigc_lightning.errors import NonFiniteLossError, UserError
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -107,6 +107,37 @@ class RNGState(Callback):
 
 # ----------------------------------------------------------------------------------------------------------
 # Checkpoints
+
+LIGHTNING_CKPT_NAMES = ("last", "best", "hpc", "registry")  # ``--ckpt_path`` values Lightning resolves itself
+
+
+def check_checkpoint_file(path: str | Path) -> None:
+    """Raise ``UserError`` unless ``path`` is a readable Lightning checkpoint (checked before Lightning opens it).
+
+    Lightning's own errors for these cases are a ``KeyError(101)`` for a text file, ``OSError(22)`` for a
+    truncated one and ``KeyError('pytorch-lightning_version')`` for a plain ``torch.save`` — none names the file.
+    """
+    if str(path) in LIGHTNING_CKPT_NAMES or str(path).startswith("registry:") or not _is_local(path):
+        return
+    path = Path(path).expanduser()
+    where = "runs keep it at lightning_logs/version_N/checkpoints/last.ckpt"
+    if not path.exists():
+        raise UserError(f"--ckpt_path {path} does not exist; pass the path of a .ckpt file ({where})")
+    if path.is_dir():
+        raise UserError(f"--ckpt_path {path} is a folder; pass the .ckpt file inside it ({where})")
+    try:
+        # mmap: only the header is read, the tensors stay on disk (Lightning loads the file again itself)
+        ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception as e:  # noqa: BLE001 - torch raises many types (KeyError, OSError, RuntimeError, Unpickling)
+        raise UserError(
+            f"--ckpt_path {path} is not a readable checkpoint (truncated, corrupt or not a torch file: "
+            f"{type(e).__name__}: {(str(e).splitlines() or [repr(e)])[0]}); pass another .ckpt ({where})"
+        ) from e
+    if not isinstance(ckpt, dict) or "state_dict" not in ckpt or "pytorch-lightning_version" not in ckpt:
+        raise UserError(
+            f"--ckpt_path {path} is a torch file but not a Lightning checkpoint (no 'state_dict' / "
+            f"'pytorch-lightning_version'); pass a .ckpt written by a training run ({where})"
+        )
 
 
 def _is_local(path: str | Path) -> bool:

@@ -1,5 +1,6 @@
 """LightningModules: the training algorithms. Networks and optimizer factories are injected by config."""
 
+from aigc_lightning.modules.gan import GAN
 from aigc_lightning.modules.vae import VAE
 
-__all__ = ["VAE"]
+__all__ = ["GAN", "VAE"]

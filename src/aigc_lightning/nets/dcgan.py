@@ -1,0 +1,119 @@
+"""DCGAN generator and discriminator (Radford et al. 2016, "Unsupervised Representation Learning with DCGANs").
+
+Both networks are a stack of stride-2 4x4 (transposed) convolutions between a small base resolution and the image:
+``image_size = base * 2**k`` with base 4 (32, 64, 128 px) or 7 (28 px, MNIST's native size). Widths double per
+level away from the image, as in the paper's 64-px architecture (``width * 8`` at 4x4 for 64 px).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from torch import Tensor, nn
+
+from aigc_lightning.errors import UserError
+
+SUPPORTED_SIZES = (28, 32, 64, 128)
+
+
+def _levels(image_size: int) -> tuple[int, int]:
+    """(base resolution, number of stride-2 levels) for ``image_size``; 28 = 7 * 2**2, 32/64/128 = 4 * 2**k."""
+    if image_size not in SUPPORTED_SIZES:
+        raise UserError(
+            f"DCGAN supports image_size in {SUPPORTED_SIZES}, got {image_size}; set --data.image_size to one of them"
+        )
+    base = 7 if image_size == 28 else 4
+    return base, (image_size // base).bit_length() - 1
+
+
+def dcgan_init(module: nn.Module) -> None:
+    """The paper's initialisation: conv weights ~ N(0, 0.02), norm scales ~ N(1, 0.02), biases 0."""
+    if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
+        nn.init.normal_(module.weight, 0.0, 0.02)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, (nn.BatchNorm2d, nn.InstanceNorm2d, nn.GroupNorm)) and module.weight is not None:
+        nn.init.normal_(module.weight, 1.0, 0.02)
+        nn.init.zeros_(module.bias)
+
+
+def _norm(kind: str, channels: int) -> nn.Module:
+    if kind == "batch":
+        return nn.BatchNorm2d(channels)
+    if kind == "instance":
+        return nn.InstanceNorm2d(channels, affine=True)
+    if kind == "layer":
+        # GroupNorm with one group = LayerNorm over (C, H, W): the WGAN-GP paper's choice for a critic, because a
+        # per-sample gradient penalty is ill-defined when batch norm mixes the samples of a batch.
+        return nn.GroupNorm(1, channels)
+    return nn.Identity()
+
+
+class Generator(nn.Module):
+    """DCGAN generator: z (B, latent_dim) → image (B, channels, image_size, image_size) in [-1, 1] (tanh).
+
+    Args:
+        latent_dim: size of the latent vector z ~ N(0, I).
+        channels: image channels (1 grey, 3 RGB); the CLI sets it from the data.
+        image_size: 28, 32, 64 or 128; the CLI sets it from the data.
+        width: channels of the last hidden level (``ngf`` in the pytorch examples); deeper levels double it.
+    """
+
+    def __init__(self, latent_dim: int = 100, channels: int = 1, image_size: int = 32, width: int = 64) -> None:
+        super().__init__()
+        base, levels = _levels(image_size)
+        self.latent_dim = latent_dim
+        self.image_shape = (channels, image_size, image_size)
+        c = width * 2 ** (levels - 1)
+        layers: list[nn.Module] = [
+            nn.ConvTranspose2d(latent_dim, c, base, 1, 0, bias=False),  # (B, c, base, base)
+            nn.BatchNorm2d(c),
+            nn.ReLU(inplace=True),
+        ]
+        for _ in range(levels - 1):
+            layers += [nn.ConvTranspose2d(c, c // 2, 4, 2, 1, bias=False), nn.BatchNorm2d(c // 2), nn.ReLU(True)]
+            c //= 2
+        layers += [nn.ConvTranspose2d(c, channels, 4, 2, 1, bias=False), nn.Tanh()]
+        self.net = nn.Sequential(*layers)
+        self.apply(dcgan_init)
+
+    def forward(self, z: Tensor) -> Tensor:
+        return self.net(z[:, :, None, None])  # (B, latent_dim, 1, 1) → (B, C, H, W)
+
+
+class Discriminator(nn.Module):
+    """DCGAN discriminator: image (B, channels, H, W) → one real/fake **logit** per image, shape (B,).
+
+    Args:
+        channels: image channels; the CLI sets it from the data.
+        image_size: 28, 32, 64 or 128; the CLI sets it from the data.
+        width: channels of the first level (``ndf``); deeper levels double it.
+        norm: normalisation of the hidden levels: ``batch`` (the paper), ``layer`` (for WGAN-GP, whose per-sample
+            gradient penalty forbids batch norm), ``instance`` or ``none``. The first level never has one.
+    """
+
+    def __init__(
+        self,
+        channels: int = 1,
+        image_size: int = 32,
+        width: int = 64,
+        norm: Literal["batch", "layer", "instance", "none"] = "batch",
+    ) -> None:
+        super().__init__()
+        base, levels = _levels(image_size)
+        self.image_shape = (channels, image_size, image_size)
+        c = width
+        layers: list[nn.Module] = [nn.Conv2d(channels, c, 4, 2, 1, bias=False), nn.LeakyReLU(0.2, inplace=True)]
+        for _ in range(levels - 1):
+            layers += [nn.Conv2d(c, c * 2, 4, 2, 1, bias=False), _norm(norm, c * 2), nn.LeakyReLU(0.2, inplace=True)]
+            c *= 2
+        layers += [nn.Conv2d(c, 1, base, 1, 0, bias=False)]  # (B, 1, 1, 1)
+        self.net = nn.Sequential(*layers)
+        self.apply(dcgan_init)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(x).flatten()  # (B, 1, 1, 1) → (B,)
+
+
+__all__ = ["Discriminator", "Generator", "dcgan_init"]
+
