@@ -124,3 +124,25 @@ class SaveWeights(Callback):
             {k: v.detach().cpu() for k, v in pl_module.state_dict().items()},
             f"{self.folder}/rank{trainer.global_rank}.pt",
         )
+
+
+def toy_fit_args(root, epochs: int = 1, batches: int = 4, *extra: str) -> list[str]:
+    """``fit`` arguments of a seconds-long CLI run of ``ToyModule`` on 8-px digits (binarised: more RNG use)."""
+    return [
+        "fit",
+        "--seed_everything", "3",
+        "--model", "reliability_toy.ToyModule",
+        "--data", "aigc_lightning.datamodules.DigitsDataModule",
+        "--data.image_size", "8",
+        "--data.batch_size", "16",
+        "--data.binarize", "true",
+        "--trainer.accelerator", "cpu",
+        "--trainer.max_epochs", str(epochs),
+        "--trainer.limit_train_batches", str(batches),
+        "--trainer.limit_val_batches", "2",
+        "--trainer.log_every_n_steps", "1",
+        "--trainer.enable_progress_bar", "false",
+        "--trainer.enable_model_summary", "false",
+        "--trainer.default_root_dir", str(root),
+        *extra,
+    ]  # fmt: skip
