@@ -1,6 +1,8 @@
 """LightningModules: the training algorithms. Networks and optimizer factories are injected by config."""
 
+from aigc_lightning.modules.classifier import Classifier
 from aigc_lightning.modules.gan import GAN
 from aigc_lightning.modules.vae import VAE
+from aigc_lightning.modules.style_transfer import StyleTransfer
 
-__all__ = ["GAN", "VAE"]
+__all__ = ["StyleTransfer", "GAN", "VAE", "Classifier"]

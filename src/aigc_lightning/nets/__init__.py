@@ -1,6 +1,8 @@
 """Plain ``nn.Module`` networks (no Lightning import, no losses)."""
 
+from aigc_lightning.nets.classifier import ConvClassifier
 from aigc_lightning.nets.dcgan import Discriminator, Generator
 from aigc_lightning.nets.vae import ConvDecoder, ConvEncoder, MLPDecoder, MLPEncoder
+from aigc_lightning.nets.vgg import VGGFeatures
 
-__all__ = ["Discriminator", "Generator", "ConvDecoder", "ConvEncoder", "MLPDecoder", "MLPEncoder"]
+__all__ = ["VGGFeatures", "Discriminator", "Generator", "ConvDecoder", "ConvEncoder", "MLPDecoder", "MLPEncoder", "ConvClassifier"]
