@@ -146,3 +146,19 @@ def toy_fit_args(root, epochs: int = 1, batches: int = 4, *extra: str) -> list[s
         "--trainer.default_root_dir", str(root),
         *extra,
     ]  # fmt: skip
+
+
+class PoisonWeights(Callback):
+    """Sets the decoder's weights to NaN after batch ``at_batch`` (counted from 0), to test the checkpoint guard.
+
+    Args:
+        at_batch: the batch after which the weights become NaN.
+    """
+
+    def __init__(self, at_batch: int = 2) -> None:
+        self.at_batch = at_batch
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if int(pl_module.batches) == self.at_batch + 1:
+            with torch.no_grad():
+                pl_module.decoder[0].weight.fill_(float("nan"))
