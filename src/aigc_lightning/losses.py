@@ -126,3 +126,29 @@ def importance_weighted_bound(log_w: Tensor) -> Tensor:
 
 # ----------------------------------------------------------------------------------------------------------
 # Neural style transfer (Gatys et al. 2016)
+
+
+def gram_matrix(f: Tensor) -> Tensor:
+    """Channel correlations G = F Fᵀ / (C·H·W) of features (B, C, H, W) → (B, C, C) (Gatys et al. 2016, eq. 3;
+    normalised as in the PyTorch tutorial so losses of different layers and image sizes are comparable)."""
+    b, c, h, w = f.shape
+    flat = f.reshape(b, c, h * w)  # (B, C, HW)
+    return flat @ flat.transpose(1, 2) / (c * h * w)  # (B, C, C)
+
+
+def content_loss(f: Tensor, target: Tensor) -> Tensor:
+    """Feature reconstruction loss mean((F − P)²) per sample, (B,) (Gatys et al. 2016, eq. 1)."""
+    return (f - target).pow(2).flatten(1).mean(1)
+
+
+def style_loss(gram: Tensor, target_gram: Tensor) -> Tensor:
+    """Gram matching loss mean((G − A)²) per sample, (B,) (Gatys et al. 2016, eq. 4, up to a constant)."""
+    return (gram - target_gram).pow(2).flatten(1).mean(1)
+
+
+def total_variation(x: Tensor) -> Tensor:
+    """Smoothness prior mean((∂x/∂h)²) + mean((∂x/∂w)²) per image, (B,); 0 for a constant image (squared, so
+    it stays differentiable for LBFGS; Mahendran & Vedaldi 2015)."""
+    dh = (x[..., 1:, :] - x[..., :-1, :]).pow(2).flatten(1).mean(1)
+    dw = (x[..., :, 1:] - x[..., :, :-1]).pow(2).flatten(1).mean(1)
+    return dh + dw

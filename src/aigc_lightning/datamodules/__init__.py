@@ -10,8 +10,10 @@ from aigc_lightning.datamodules.images import (
     MNISTDataModule,
 )
 from aigc_lightning.datamodules.seeds import SeedDataModule
+from aigc_lightning.datamodules.style import StyleDataModule
 
 __all__ = [
+    "StyleDataModule",
     "CIFAR10DataModule",
     "CelebADataModule",
     "DigitsDataModule",
