@@ -251,19 +251,26 @@ class VAE(LightningModule):
         if stage == "val":
             self.active_units.update(mu)
 
+    def _reset_metrics(self, stage: str) -> None:
+        # Outside inference mode: states created by ``validate``/``test`` (inference mode) would otherwise be
+        # inference tensors that the next ``fit`` validation (plain no_grad) cannot update in place.
+        with torch.inference_mode(False):
+            for name in ("nelbo", "recon", "kl", "nll_iw"):
+                self.metrics[f"{stage}_{name}"].reset()
+            self.active_units.reset()
+
     def _eval_epoch_end(self, stage: str) -> None:
         logs = {}
         for name in ("nelbo", "recon", "kl", "nll_iw"):
             metric = self.metrics[f"{stage}_{name}"]
             if metric.update_count > 0:  # nll_iw stays empty when k = 0
                 logs[f"{stage}/{name}"] = metric.compute()
-            metric.reset()
         logs[f"{stage}/bpd"] = self.bits_per_dim(logs[f"{stage}/nelbo"])
         if f"{stage}/nll_iw" in logs:
             logs[f"{stage}/bpd_iw"] = self.bits_per_dim(logs[f"{stage}/nll_iw"])
         if stage == "val":
             logs["val/active_units"] = self.active_units.compute()
-            self.active_units.reset()
+        self._reset_metrics(stage)
         # Already reduced over processes by torchmetrics' compute(): no sync_dist here.
         self.log_dict(logs)
 
@@ -273,11 +280,17 @@ class VAE(LightningModule):
         if batch_idx == 0 and not self.trainer.sanity_checking and every > 0 and self.current_epoch % every == 0:
             self.log_grids(self.targets(batch[0]))
 
+    def on_validation_epoch_start(self) -> None:
+        self._reset_metrics("val")
+
     def on_validation_epoch_end(self) -> None:
         self._eval_epoch_end("val")
 
     def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         self._eval_step("test", batch, self.hparams.test_importance_samples)
+
+    def on_test_epoch_start(self) -> None:
+        self._reset_metrics("test")
 
     def on_test_epoch_end(self) -> None:
         self._eval_epoch_end("test")

@@ -1,0 +1,335 @@
+"""VAE: ELBO pieces against closed forms, the IW bound, warm-up, binarisation, sampling, checkpoints, configs."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from lightning.pytorch import Trainer
+from PIL import Image
+from torch.distributions import Bernoulli, Normal, kl_divergence
+from torchvision.io import decode_image
+
+import aigc_lightning.modules.vae as vae_module
+from aigc_lightning.cli import AigcCLI
+from aigc_lightning.datamodules import DigitsDataModule
+from aigc_lightning.datamodules.seeds import SeedDataModule
+from aigc_lightning.errors import UserError
+from aigc_lightning.losses import (
+    bernoulli_nll,
+    gaussian_nll,
+    importance_weighted_bound,
+    kl_normal,
+    log_normal_diag,
+)
+from aigc_lightning.modules import VAE
+from aigc_lightning.nets import ConvDecoder, ConvEncoder, MLPDecoder, MLPEncoder
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def tiny_vae(image_size: int = 16, channels: int = 1, **kwargs) -> VAE:
+    enc = MLPEncoder(channels, image_size, hidden_dim=32, latent_dim=4)
+    dec = MLPDecoder(channels, image_size, hidden_dim=32, latent_dim=4)
+    return VAE(enc, dec, **kwargs)
+
+
+def tiny_trainer(tmp_path: Path, **kwargs) -> Trainer:
+    args = dict(
+        accelerator="cpu", default_root_dir=str(tmp_path), enable_progress_bar=False, enable_model_summary=False
+    )
+    return Trainer(**{**args, **kwargs})
+
+
+def digits(**kwargs) -> DigitsDataModule:
+    return DigitsDataModule(**{"image_size": 16, "batch_size": 32, "binarize": True, **kwargs})
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Losses: closed forms
+
+
+def test_kl_of_standard_normal_is_zero_and_matches_torch_distributions():
+    assert torch.equal(kl_normal(torch.zeros(3, 5), torch.zeros(3, 5)), torch.zeros(3))
+    mu, logvar = torch.randn(4, 6), torch.randn(4, 6)
+    expected = kl_divergence(Normal(mu, (0.5 * logvar).exp()), Normal(0.0, 1.0)).sum(1)
+    assert torch.allclose(kl_normal(mu, logvar), expected, atol=1e-5)
+    # mu = 1, σ = 1: ½ per latent, summed (not averaged) over the 6 latents.
+    assert torch.allclose(kl_normal(torch.ones(2, 6), torch.zeros(2, 6)), torch.full((2,), 3.0))
+
+
+def test_free_bits_floor_each_latent():
+    kl = kl_normal(torch.zeros(2, 5), torch.zeros(2, 5), free_bits=0.25)
+    assert torch.allclose(kl, torch.full((2,), 1.25))
+
+
+def test_bernoulli_nll_of_known_logits_summed_over_pixels():
+    x = torch.tensor([[[[0.0, 1.0], [1.0, 1.0]]]])  # (1, 1, 2, 2)
+    assert torch.allclose(bernoulli_nll(torch.zeros_like(x), x), torch.tensor([4 * math.log(2)]))
+    logits = torch.full_like(x, math.log(3))  # p = 0.75
+    expected = -(math.log(0.25) + 3 * math.log(0.75))
+    assert torch.allclose(bernoulli_nll(logits, x), torch.tensor([expected]))
+    logits = torch.randn(3, 2, 4, 4)
+    target = torch.randint(0, 2, (3, 2, 4, 4)).float()
+    assert torch.allclose(bernoulli_nll(logits, target), -Bernoulli(logits=logits).log_prob(target).sum((1, 2, 3)))
+
+
+def test_gaussian_nll_matches_torch_distributions_fixed_and_learned():
+    mean, x = torch.rand(3, 3, 4, 4), torch.rand(3, 3, 4, 4)
+    expected = -Normal(mean, 0.1).log_prob(x).sum((1, 2, 3))
+    assert torch.allclose(gaussian_nll(mean, x, math.log(0.1)), expected, rtol=1e-5)
+    log_std = torch.tensor(-1.0, requires_grad=True)
+    nll = gaussian_nll(mean, x, log_std)
+    assert torch.allclose(nll, -Normal(mean, math.exp(-1.0)).log_prob(x).sum((1, 2, 3)), rtol=1e-5)
+    nll.sum().backward()
+    assert log_std.grad is not None and torch.isfinite(log_std.grad)
+
+
+def test_log_normal_diag_matches_torch_distributions():
+    z, mu, logvar = torch.randn(7, 3), torch.randn(7, 3), torch.randn(7, 3)
+    expected = Normal(mu, (0.5 * logvar).exp()).log_prob(z).sum(-1)
+    assert torch.allclose(log_normal_diag(z, mu, logvar), expected, atol=1e-5)
+    assert torch.allclose(log_normal_diag(z), Normal(0.0, 1.0).log_prob(z).sum(-1), atol=1e-5)
+
+
+def test_iw_bound_is_above_the_mean_log_weight_and_equals_it_at_k1():
+    log_w = torch.randn(50, 8) * 3 - 100
+    assert torch.all(importance_weighted_bound(log_w) >= log_w.mean(0))  # Jensen
+    assert torch.allclose(importance_weighted_bound(log_w[:1]), log_w[0])
+    # Large magnitudes do not overflow (log-sum-exp in float64).
+    assert torch.isfinite(importance_weighted_bound(torch.full((1000, 2), -5000.0))).all()
+
+
+def test_iw_bound_of_a_model_is_above_the_elbo_and_tightens_with_k():
+    torch.manual_seed(0)
+    model = tiny_vae()
+    x = torch.rand(64, 1, 16, 16).bernoulli()
+    with torch.no_grad():
+        elbo = -torch.stack([sum(model.elbo_terms(x)[:2]) for _ in range(20)]).mean()
+        bounds = [model.log_likelihood_iw(x, k).mean() for k in (1, 10, 200)]
+    assert abs(bounds[0] - elbo) < 1.0  # k = 1 is the ELBO (one sample)
+    assert elbo < bounds[1] < bounds[2]
+
+
+def test_iw_bound_does_not_depend_on_the_chunking():
+    model = tiny_vae(iw_batch_images=8)  # 8 images per decoder pass: chunks of 1 sample for a batch of 8
+    x = torch.rand(8, 1, 16, 16).bernoulli()
+    torch.manual_seed(1)
+    chunked = model.log_likelihood_iw(x, 12)
+    model.hparams.iw_batch_images = 10_000
+    torch.manual_seed(1)
+    whole = model.log_likelihood_iw(x, 12)
+    assert chunked.shape == (8,) and torch.isfinite(chunked).all()
+    assert (chunked - whole).abs().max() < 5.0  # different noise, same quantity
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Networks
+
+
+@pytest.mark.parametrize("image_size", [8, 16, 32])
+def test_conv_nets_shapes_and_backward(image_size):
+    enc, dec = ConvEncoder(3, image_size, width=4, latent_dim=5), ConvDecoder(3, image_size, width=4, latent_dim=5)
+    mu, logvar = enc(torch.rand(2, 3, image_size, image_size))
+    assert mu.shape == logvar.shape == (2, 5)
+    out = dec(mu)
+    assert out.shape == (2, 3, image_size, image_size)
+    (out.sum() + logvar.sum()).backward()
+    assert all(p.grad is not None for p in [*enc.parameters(), *dec.parameters()])
+
+
+def test_mlp_nets_keep_the_seed_layer_names_and_any_shape():
+    enc, dec = MLPEncoder(3, 12), MLPDecoder(3, 12)
+    assert enc.fc1.in_features == 3 * 12 * 12 and enc.fc21.out_features == enc.fc22.out_features == 20
+    assert dec.fc3.in_features == 20 and dec.fc4.out_features == 3 * 12 * 12
+    assert dec(enc(torch.rand(2, 3, 12, 12))[0]).shape == (2, 3, 12, 12)
+
+
+def test_bad_shapes_are_user_errors():
+    with pytest.raises(UserError, match="power of two"):
+        ConvEncoder(1, 28)
+    with pytest.raises(UserError, match="latent_dim"):
+        VAE(MLPEncoder(latent_dim=4), MLPDecoder(latent_dim=5))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Module: targets, warm-up, logvar clamp, sampling, training, checkpoints
+
+
+def test_binarize_statistics():
+    dm = digits(batch_size=2000, val_fraction=0.2)
+    dm.setup("fit")
+    x1, _ = next(iter(dm.train_dataloader()))
+    x2, _ = next(iter(dm.train_dataloader()))
+    assert set(x1.unique().tolist()) == {-1.0, 1.0}
+    grey = DigitsDataModule(image_size=16, batch_size=2000, val_fraction=0.2)
+    grey.setup("fit")
+    g, _ = next(iter(grey.val_dataloader()))
+    v1, _ = next(iter(dm.val_dataloader()))
+    v2, _ = next(iter(dm.val_dataloader()))
+    assert torch.equal(v1, v2)  # fixed for validation
+    # Fixed binarisation is a Bernoulli draw of the grey level: on average it matches the [0, 1] intensity.
+    assert abs(((v1 + 1) / 2).mean() - ((g + 1) / 2).mean()) < 0.01
+    # Dynamic for training: a fresh draw every time the data is served (shuffled, so compare the means).
+    assert not torch.equal(x1, x2)
+
+
+def test_reconstruction_targets_lie_in_0_1(tmp_path, monkeypatch):
+    seen = []
+
+    def spy(logits, x01):
+        seen.append(x01.detach().clone())
+        return bernoulli_nll(logits, x01)
+
+    monkeypatch.setattr(vae_module, "bernoulli_nll", spy)
+    for binarize in (True, False):
+        seen.clear()
+        tiny_trainer(tmp_path, max_steps=2, limit_val_batches=1, logger=False, enable_checkpointing=False).fit(
+            tiny_vae(val_importance_samples=2), digits(binarize=binarize)
+        )
+        targets = torch.cat(seen)
+        assert targets.min() >= 0 and targets.max() <= 1
+        if binarize:
+            assert set(targets.unique().tolist()) == {0.0, 1.0}
+        else:
+            assert targets.max() > 0.9  # not all squashed below 0.5 either: the full [0, 1] range is used
+
+
+def test_kl_warmup_is_linear_over_batches_and_counted_in_training(tmp_path):
+    model = tiny_vae(beta=2.0, warmup_batches=10)
+    betas = []
+    for seen in (0, 5, 10, 25):
+        model.batches_seen.fill_(seen)
+        betas.append(model.current_beta())
+    assert betas == [0.0, 1.0, 2.0, 2.0]
+    model.batches_seen.zero_()
+    trainer = tiny_trainer(tmp_path, max_steps=3, limit_val_batches=0, logger=False, enable_checkpointing=False)
+    trainer.fit(model, digits())
+    assert int(model.batches_seen) == 3
+    assert trainer.callback_metrics["train/beta"] == pytest.approx(2.0 * 2 / 10)  # beta of the 3rd batch
+    assert tiny_vae().current_beta() == 1.0  # no warm-up: β from the start
+
+
+def test_encode_clamps_logvar_so_nothing_overflows():
+    model = tiny_vae()
+    with torch.no_grad():
+        model.encoder.fc22.bias.fill_(1e4)
+    x = torch.rand(2, 1, 16, 16).bernoulli()
+    _, logvar = model.encode(x)
+    assert logvar.max() <= vae_module.LOGVAR_MAX
+    recon, kl, _, _ = model.elbo_terms(x)
+    assert torch.isfinite(recon).all() and torch.isfinite(kl).all()
+
+
+def test_sample_is_reproducible_by_seed_and_matches_predict(tmp_path):
+    model = tiny_vae()
+    a, b = model.sample(6, seed=7), model.sample(6, seed=7)
+    assert a.shape == (6, 1, 16, 16) and torch.equal(a, b)
+    assert 0 <= a.min() and a.max() <= 1
+    assert torch.allclose(model.sample(2, seed=10)[1], a[4], atol=1e-6)  # sample i comes from seed + i
+    assert not torch.allclose(model.sample(6, seed=8), a)
+    out = tiny_trainer(tmp_path, logger=False).predict(model, SeedDataModule(6, 7, batch_size=4))
+    assert torch.allclose(torch.cat([o["images"] for o in out]), a, atol=1e-6)
+    assert out[1]["names"] == ["000004", "000005"]
+
+
+def test_training_lowers_the_loss_and_logs_metrics(tmp_path):
+    torch.manual_seed(0)
+    model = tiny_vae(val_importance_samples=4)
+    trainer = tiny_trainer(tmp_path, max_epochs=3, limit_train_batches=10, logger=False, enable_checkpointing=False)
+    dm = digits()
+    before = trainer.validate(model, dm, verbose=False)[0]
+    trainer.fit(model, dm)
+    after = trainer.callback_metrics
+    assert after["val/nelbo"] < before["val/nelbo"] - 5
+    for key in ("val/recon", "val/kl", "val/bpd", "val/nll_iw", "val/bpd_iw", "val/active_units", "train/nelbo"):
+        assert torch.isfinite(torch.as_tensor(after[key])), key
+    assert after["val/nelbo"] == pytest.approx(float(after["val/recon"] + after["val/kl"]), rel=1e-5)
+    assert after["val/nll_iw"] <= after["val/nelbo"] + 1.0
+    assert after["val/bpd"] == pytest.approx(float(after["val/nelbo"]) / (256 * math.log(2)), rel=1e-5)
+    assert 0 <= after["val/active_units"] <= 4
+
+
+def test_gaussian_likelihood_learns_sigma_and_tests_with_iw(tmp_path):
+    torch.manual_seed(0)
+    enc, dec = ConvEncoder(3, 16, width=4, latent_dim=4), ConvDecoder(3, 16, width=4, latent_dim=4)
+    model = VAE(enc, dec, likelihood="gaussian", gaussian_std=0.5, test_importance_samples=3)
+    trainer = tiny_trainer(tmp_path, max_steps=4, limit_val_batches=0, logger=False, enable_checkpointing=False)
+    dm = digits(channels=3, binarize=False)
+    trainer.fit(model, dm)
+    assert model.log_std.requires_grad and model.log_std.item() != pytest.approx(math.log(0.5))
+    result = trainer.test(model, dm, verbose=False)[0]
+    assert math.isfinite(result["test/nll_iw"]) and math.isfinite(result["test/bpd_iw"])
+    s = model.sample(3, seed=0)
+    assert s.shape == (3, 3, 16, 16) and 0 <= s.min() and s.max() <= 1
+
+
+def test_checkpoint_round_trip_with_load_from_checkpoint(tmp_path):
+    model = tiny_vae(warmup_batches=100)
+    trainer = tiny_trainer(tmp_path, max_steps=3, limit_val_batches=0, logger=False)
+    trainer.fit(model, digits())
+    ckpt = next((tmp_path / "checkpoints").glob("*.ckpt"))
+    loaded = VAE.load_from_checkpoint(ckpt, weights_only=False)
+    assert int(loaded.batches_seen) == 3 and loaded.current_beta() == model.current_beta()
+    for (name, p), q in zip(model.state_dict().items(), loaded.state_dict().values()):
+        assert torch.equal(p, q), name
+    assert torch.equal(loaded.sample(4, seed=3), model.sample(4, seed=3))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Configs and the contract's commands
+
+
+@pytest.fixture()
+def png_folder(tmp_path) -> Path:
+    root = tmp_path / "pngs"
+    root.mkdir()
+    g = torch.Generator().manual_seed(0)
+    for i in range(12):
+        pixels = (torch.rand(20, 20, 3, generator=g) * 255).byte().numpy()
+        Image.fromarray(pixels).save(root / f"{i}.png")
+    return root
+
+
+def fit_args(config: str, tmp_path: Path) -> list[str]:
+    return [
+        "--config", str(ROOT / "configs/vae" / config),
+        "--trainer.accelerator", "cpu",
+        "--trainer.default_root_dir", str(tmp_path / "runs"),
+        "--trainer.enable_progress_bar", "false",
+        "--trainer.max_steps", "2", "--trainer.limit_val_batches", "1", "--trainer.limit_test_batches", "1",
+    ]  # fmt: skip
+
+
+def test_vae_digits_fit_test_predict_commands(tmp_path):
+    args = fit_args("vae_digits.yaml", tmp_path) + ["--model.init_args.test_importance_samples", "5"]
+    cli = AigcCLI(args=["fit", *args])
+    assert isinstance(cli.model, VAE) and cli.model.encoder.fc1.in_features == 28 * 28
+    ckpt = tmp_path / "runs/lightning_logs/version_0/checkpoints/last.ckpt"
+    assert ckpt.is_file()
+    test = AigcCLI(args=["test", *args, "--ckpt_path", str(ckpt)])
+    assert math.isfinite(float(test.trainer.callback_metrics["test/nll_iw"]))
+    out = tmp_path / "samples"
+    AigcCLI(args=["predict", *args, "--ckpt_path", str(ckpt), "--output_dir", str(out), "--num_samples", "5",
+                  "--seed", "3"])  # fmt: skip
+    assert sorted(p.name for p in out.iterdir()) == [f"{i:06d}.png" for i in range(5)] + ["grid.png"]
+    # The CLI's checkpoint holds the config, so the Python API loads it without arguments.
+    loaded = VAE.load_from_checkpoint(ckpt)
+    written = decode_image(str(out / "000002.png")).float() / 255
+    assert torch.allclose(written, loaded.sample(3, seed=3)[2], atol=1 / 255)
+
+
+@pytest.mark.parametrize(
+    ("config", "channels", "image_size"), [("vae_mlp_mnist.yaml", 1, 20), ("conv_vae_celeba64.yaml", 3, 16)]
+)
+def test_download_configs_run_on_an_image_folder(config, channels, image_size, png_folder, tmp_path):
+    args = fit_args(config, tmp_path) + [
+        "--data", "aigc_lightning.datamodules.ImageFolderDataModule", "--data.root", str(png_folder),
+        "--data.channels", str(channels), "--data.image_size", str(image_size), "--data.batch_size", "4",
+        "--data.num_workers", "0", "--model.init_args.val_importance_samples", "2",
+    ]  # fmt: skip
+    cli = AigcCLI(args=["fit", *args])
+    assert cli.model.decoder.image_shape == (channels, image_size, image_size)
+    assert cli.trainer.global_step == 2
