@@ -110,7 +110,7 @@ class ToyModule(LightningModule):
 
 
 class SaveWeights(Callback):
-    """Writes each rank's ``state_dict`` to ``<folder>/rank<r>.pt`` when training ends (DDP tests).
+    """Writes each rank's parameters (all of them, frozen EMA copies included) to ``<folder>/rank<r>.pt`` when training ends (DDP tests).
 
     Args:
         folder: where the files go.
@@ -121,7 +121,7 @@ class SaveWeights(Callback):
 
     def on_train_end(self, trainer, pl_module) -> None:
         torch.save(
-            {k: v.detach().cpu() for k, v in pl_module.state_dict().items()},
+            {k: v.detach().cpu() for k, v in pl_module.named_parameters()},  # BN running stats are rank-local
             f"{self.folder}/rank{trainer.global_rank}.pt",
         )
 
@@ -162,3 +162,43 @@ class PoisonWeights(Callback):
         if int(pl_module.batches) == self.at_batch + 1:
             with torch.no_grad():
                 pl_module.decoder[0].weight.fill_(float("nan"))
+
+
+class RecordNames(Callback):
+    """Writes the names each rank predicted to ``<folder>/names<r>.txt`` (DDP tests: every image once).
+
+    Args:
+        folder: where the files go.
+    """
+
+    def __init__(self, folder: str = ".") -> None:
+        self.folder, self.names = folder, []
+
+    def on_predict_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+        self.names += list(outputs["names"])
+
+    def on_predict_end(self, trainer, pl_module) -> None:
+        with open(f"{self.folder}/names{trainer.global_rank}.txt", "w") as f:
+            f.write("\n".join(self.names))
+
+
+class RecordMetrics(Callback):
+    """Writes ``trainer.callback_metrics`` after validation / test to ``<folder>/metrics<r>.pt``.
+
+    Args:
+        folder: where the files go.
+    """
+
+    def __init__(self, folder: str = ".") -> None:
+        self.folder = folder
+
+    def _save(self, trainer) -> None:
+        metrics = {k: v.detach().cpu().double() for k, v in trainer.callback_metrics.items()}
+        torch.save(metrics, f"{self.folder}/metrics{trainer.global_rank}.pt")
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        if not trainer.sanity_checking:
+            self._save(trainer)
+
+    def on_test_end(self, trainer, pl_module) -> None:
+        self._save(trainer)
