@@ -128,6 +128,10 @@ class GAN(LightningModule):
         # Runs before the strategy wraps the model; there is no public setter for DDP's kwargs.
         if stage == "fit" and isinstance(strategy, DDPStrategy):
             strategy._ddp_kwargs.setdefault("find_unused_parameters", True)
+        if stage == "fit" and self.trainer.world_size > 1:
+            # seed_everything gives every rank the same seed, hence the same z and augmentations: the ranks would
+            # all show D the same fakes. A per-rank offset keeps runs reproducible and the fakes distinct.
+            torch.manual_seed(torch.initial_seed() + 1_000_003 * self.trainer.global_rank)
 
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
         return [self.optimizer_g(self.generator.parameters()), self.optimizer_d(self.discriminator.parameters())]
@@ -202,6 +206,14 @@ class GAN(LightningModule):
         torch._foreach_lerp_(list(self.generator_ema.parameters()), list(self.generator.parameters()), 1 - decay)
         for b_ema, b in zip(self.generator_ema.buffers(), self.generator.buffers()):
             b_ema.copy_(b)
+        self._ema_stale = True
+
+    def on_train_end(self) -> None:
+        # DDP broadcasts buffers (batch-norm statistics) from rank 0 at the start of every training_step, so after
+        # the last batch they still hold each rank's own update; one broadcast makes every rank end identical.
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            for buffer in self.buffers():
+                torch.distributed.broadcast(buffer, src=0)
         self._ema_stale = True
 
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
