@@ -266,6 +266,15 @@ def test_gaussian_likelihood_learns_sigma_and_tests_with_iw(tmp_path):
     assert s.shape == (3, 3, 16, 16) and 0 <= s.min() and s.max() <= 1
 
 
+def test_bf16_mixed_trains_with_finite_float32_metrics(tmp_path):
+    model = tiny_vae(val_importance_samples=2)
+    trainer = tiny_trainer(tmp_path, max_epochs=1, limit_train_batches=2, limit_val_batches=1, precision="bf16-mixed",
+                           logger=False, enable_checkpointing=False)  # fmt: skip
+    trainer.fit(model, digits())
+    assert torch.isfinite(trainer.callback_metrics["val/nll_iw"])
+    assert model.sample(2, seed=0).dtype == torch.float32
+
+
 def test_checkpoint_round_trip_with_load_from_checkpoint(tmp_path):
     model = tiny_vae(warmup_batches=100)
     trainer = tiny_trainer(tmp_path, max_steps=3, limit_val_batches=0, logger=False)
