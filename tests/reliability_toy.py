@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from lightning.pytorch import Callback, LightningModule
 from lightning.pytorch.cli import OptimizerCallable
+from lightning.pytorch.strategies import DDPStrategy
 from torch import Tensor, nn
 
 from aigc_lightning.datamodules.seeds import randn_from_seeds
@@ -54,6 +55,11 @@ class ToyModule(LightningModule):
         self.decoder = nn.Sequential(nn.Linear(hidden, dim), nn.Tanh())
         self.register_buffer("ema_decoder", torch.cat([p.detach().flatten() for p in self.decoder.parameters()]))
         self.register_buffer("batches", torch.zeros((), dtype=torch.long))
+
+    def setup(self, stage: str) -> None:
+        # like the GAN: each optimizer step leaves the other network unused, which plain DDP refuses
+        if stage == "fit" and isinstance(self.trainer.strategy, DDPStrategy):
+            self.trainer.strategy._ddp_kwargs.setdefault("find_unused_parameters", True)
 
     def configure_optimizers(self):
         opt_a = self.optimizer_a(self.encoder.parameters())
