@@ -26,6 +26,7 @@ All three metrics read the same features: the extractor runs once per image, not
 from __future__ import annotations
 
 import time
+import warnings
 from importlib import resources
 from pathlib import Path
 
@@ -175,6 +176,12 @@ class InceptionFeatures(nn.Module):
         return features.reshape(len(x), -1), logits.reshape(len(x), -1)  # (N, 2048), (N, 1008)
 
 
+def rank_slice(num_samples: int, rank: int, world_size: int) -> tuple[int, int]:
+    """The contiguous part ``[first, last)`` of ``range(num_samples)`` that ``rank`` generates; the slices of all
+    ranks partition the range, so every sample index (and seed) is used once whatever the number of devices."""
+    return rank * num_samples // world_size, (rank + 1) * num_samples // world_size
+
+
 class _Precomputed(nn.Module):
     """The torchmetrics metrics' ``feature=`` module when features are computed beforehand: returns its input.
 
@@ -189,3 +196,181 @@ class _Precomputed(nn.Module):
 
     def forward(self, features: Tensor) -> Tensor:
         return features
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The callback
+
+
+class GenerativeMetrics(Callback):
+    """Logs ``val/fid``, ``val/kid`` and ``val/is`` of ``pl_module.sample`` against the validation images.
+
+    Runs at the end of every ``every_n_epochs``-th validation epoch of ``fit`` (epochs N-1, 2N-1, …, zero-based,
+    the same epochs as ``ModelCheckpoint(every_n_epochs=N)``, so a best-FID checkpoint with
+    ``monitor: val/fid`` always finds the key) and in every ``validate`` run; skipped in the sanity check.
+    The model needs ``sample(n, seed=...)`` returning images in [0, 1] (GANs sample from their EMA generator
+    there, if they keep one) and a ``validation_step`` (Lightning runs no validation loop without one).
+
+    Generation and metric computation run under a forked, seeded CPU RNG (and the device's): the metrics are
+    the same on every rank, and enabling them does not change the random stream of training.
+
+    Args:
+        every_n_epochs: compute every N-th epoch (the ``fid_every_n_epochs`` cadence).
+        num_samples: generated images per evaluation, over all ranks together.
+        feature: feature extractor returning ``(features, logits)`` of images in [0, 1]; ``None`` is the
+            packaged digits ``DomainFeatures``. ``InceptionFeatures`` for natural images (downloads weights).
+        seed: sample i of every evaluation comes from seed + i (the same latents each time: less noise between
+            epochs); also seeds KID's and IS's random subsets.
+        batch_size: images per ``sample`` call.
+        kid_subsets: number of random subsets KID averages over.
+        kid_subset_size: images per KID subset; lowered to the number of real / generated images if larger.
+        is_splits: number of splits the Inception Score averages over.
+    """
+
+    def __init__(
+        self,
+        every_n_epochs: int = 1,
+        num_samples: int = 1000,
+        feature: nn.Module | None = None,
+        seed: int = 0,
+        batch_size: int = 250,
+        kid_subsets: int = 20,
+        kid_subset_size: int = 1000,
+        is_splits: int = 10,
+    ) -> None:
+        if every_n_epochs < 1 or num_samples < 2 or batch_size < 1:
+            raise UserError(
+                f"GenerativeMetrics needs every_n_epochs >= 1, num_samples >= 2 and batch_size >= 1; got "
+                f"{every_n_epochs}, {num_samples}, {batch_size}"
+            )
+        self.every_n_epochs, self.num_samples, self.seed = every_n_epochs, num_samples, seed
+        self.batch_size, self.kid_subset_size = batch_size, kid_subset_size
+        self.feature = feature if feature is not None else DomainFeatures()
+        d, k = self.feature.num_features, self.feature.num_classes
+        with warnings.catch_warnings():  # KID and IS keep all features: a few MB at these sizes, not worth a warning
+            warnings.filterwarnings("ignore", message=".*will save all extracted features in buffer.*")
+            self.fid = FrechetInceptionDistance(feature=_Precomputed(d), reset_real_features=False)
+            self.kid = KernelInceptionDistance(
+                feature=_Precomputed(d), subsets=kid_subsets, subset_size=kid_subset_size, reset_real_features=False
+            )
+            self.inception_score = InceptionScore(feature=_Precomputed(k), splits=is_splits)
+        self.num_real = 0  # real images fed on this rank; 0 until the cache is filled
+        self.real_done = False
+        self.active = False
+        self.seconds = 0.0  # wall time spent in this callback (the evaluation cost)
+
+    def _metrics(self) -> list:
+        return [self.fid, self.kid, self.inception_score]
+
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        if not callable(getattr(pl_module, "sample", None)):
+            raise UserError(
+                f"GenerativeMetrics needs a model with sample(n, seed=...); {type(pl_module).__name__} has none. "
+                "Remove the callback from trainer.callbacks for this model"
+            )
+        if stage in ("fit", "validate") and not is_overridden("validation_step", pl_module):
+            raise UserError(
+                f"GenerativeMetrics computes FID during validation, but {type(pl_module).__name__} has no "
+                "validation_step, so Lightning runs no validation; add one (it may just log images)"
+            )
+        self.feature.to(pl_module.device)
+        for metric in self._metrics():
+            metric.to(pl_module.device)
+
+    def on_validation_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        due = (trainer.current_epoch + 1) % self.every_n_epochs == 0 or trainer.state.fn == "validate"
+        self.active = due and not trainer.sanity_checking
+
+    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+        if not self.active or self.real_done or dataloader_idx != 0:
+            return
+        start = time.perf_counter()
+        x = batch[0] if isinstance(batch, (tuple, list)) else batch  # (B, C, H, W) in [-1, 1]
+        self._update((x + 1) / 2, real=True)
+        self.num_real += len(x)
+        self.seconds += time.perf_counter() - start
+
+    def on_validation_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if not self.active:
+            return
+        start = time.perf_counter()
+        self.real_done = True
+        device = pl_module.device
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            torch.manual_seed(self.seed)
+            first, last = rank_slice(self.num_samples, trainer.global_rank, trainer.world_size)
+            for i in range(first, last, self.batch_size):
+                n = min(self.batch_size, last - i)
+                self._update(pl_module.sample(n, seed=self.seed + i).to(device), real=False)
+            # every rank calls compute(): torchmetrics all-gathers the states there (rank 0 alone would hang)
+            count = torch.tensor(float(self.num_real), device=device)
+            values = self._compute(int(trainer.strategy.reduce(count, reduce_op="sum").item()))
+        for key, value in values.items():
+            # identical on every rank (synced states, seeded subsets): sync_dist only silences Lightning's warning
+            pl_module.log(key, value, sync_dist=True)
+        self.seconds += time.perf_counter() - start
+
+    def _update(self, x01: Tensor, real: bool) -> None:
+        # 8-bit quantisation, as if the images were saved as PNG: real and generated go through the same step
+        x01 = (x01.detach().float().clamp(0, 1) * 255).round() / 255
+        with torch.autocast(x01.device.type, enabled=False):  # features in float32 whatever trainer.precision
+            features, logits = self.feature(x01)
+        self.fid.update(features, real=real)
+        self.kid.update(features, real=real)
+        if not real:
+            self.inception_score.update(logits)
+
+    def _compute(self, num_real: int) -> dict[str, Tensor]:
+        if num_real < 2:
+            raise UserError(
+                f"GenerativeMetrics got {num_real} validation image(s); FID needs at least 2. Give the data a "
+                "validation split (e.g. --data.val_fraction 0.1) or raise limit_val_batches"
+            )
+        self.kid.subset_size = min(self.kid_subset_size, num_real, self.num_samples)
+        values = {
+            "val/fid": self.fid.compute(),
+            "val/kid": self.kid.compute()[0],
+            "val/is": self.inception_score.compute()[0],
+        }
+        for metric in self._metrics():
+            metric.reset()  # generated features only: reset_real_features=False keeps the real ones
+        return values
+
+
+def evaluate_images(
+    real: Tensor,
+    fake: Tensor,
+    feature: nn.Module | None = None,
+    batch_size: int = 250,
+    seed: int = 0,
+    kid_subset_size: int = 1000,
+    is_splits: int = 10,
+) -> dict[str, float]:
+    """FID, KID (mean) and IS of two image sets in [0, 1], (N, C, H, W), exactly as ``GenerativeMetrics`` computes
+    them (same extractor, quantisation and seeded subsets); for benchmarks and for scoring a folder of samples.
+
+    Returns ``{"fid": ..., "kid": ..., "is": ...}``.
+    """
+    metrics = GenerativeMetrics(
+        num_samples=len(fake), feature=feature, seed=seed, kid_subset_size=kid_subset_size, is_splits=is_splits
+    )
+    metrics.feature.to(real.device)
+    with torch.no_grad():
+        for images, is_real in ((real, True), (fake, False)):
+            for chunk in images.split(batch_size):
+                metrics._update(chunk, real=is_real)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            values = metrics._compute(len(real))
+    return {key.removeprefix("val/"): float(value) for key, value in values.items()}
+
+
+__all__ = [
+    "DomainFeatures",
+    "GenerativeMetrics",
+    "InceptionFeatures",
+    "evaluate_images",
+    "export_classifier",
+    "load_classifier",
+    "rank_slice",
+]
