@@ -71,7 +71,7 @@ def train_reference(dm, epochs: int) -> tuple[nn.Module, float]:
     return model, time.perf_counter() - start
 
 
-def train_framework(root: str, epochs: int, recipe: bool) -> tuple[object, float, dict]:
+def train_framework(root: str, epochs: int, recipe: bool, extra: list[str]) -> tuple[object, float, dict]:
     batches = 8000 // 128
     args = [
         "--config", str(CONFIG),
@@ -88,7 +88,7 @@ def train_framework(root: str, epochs: int, recipe: bool) -> tuple[object, float
                  "--model.init_args.lr_scheduler.init_args.T_max", str(epochs)]  # fmt: skip
     else:
         args += ["--model.init_args.warmup_batches", "0", "--model.init_args.lr_scheduler", "null"]
-    cli = AigcCLI(args=args, run=False)
+    cli = AigcCLI(args=args + extra, run=False)
     cli.datamodule.setup("fit")  # decode the PNGs before the clock starts (the reference gets them decoded too)
     start = time.perf_counter()
     cli.trainer.fit(cli.model, cli.datamodule)
@@ -127,17 +127,19 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--k", type=int, default=1000, help="importance samples of the NLL bound")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--framework_args", default="", help="extra CLI overrides for the framework run, one string")
     parser.add_argument("--seed_recipe", action="store_true", help="add the framework/seed-recipe row")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
     rows = []
-    model, seconds, test = train_framework(args.root, args.epochs, recipe=True)
+    model, seconds, test = train_framework(args.root, args.epochs, True, args.framework_args.split())
     dm = model.trainer.datamodule
     xs = torch.cat([(x + 1) / 2 for x, _ in dm.val_dataloader()]).view(-1, 784)  # held-out 2,000, fixed binarisation
     enc = lambda x: model.encode(x.view(-1, 1, 28, 28))  # noqa: E731
     dec = lambda z: model.decode(z).view(-1, 784)  # noqa: E731
-    framework = ("framework: vae_mlp_mnist.yaml (warm-up + cosine)", seconds, *iw_nll(enc, dec, xs, args.k))
+    label = " ".join(a.split(".")[-1] for a in args.framework_args.split()) or "warm-up + cosine"
+    framework = (f"framework: vae_mlp_mnist.yaml ({label})", seconds, *iw_nll(enc, dec, xs, args.k))
     framework_test = test["test/nll_iw"]
 
     torch.manual_seed(0)
@@ -145,7 +147,7 @@ def main() -> None:
     rows.append(("reference: plain PyTorch, seed recipe", seconds, *iw_nll(reference.encode, reference.decode, xs, args.k)))
     rows.append(framework)
     if args.seed_recipe:
-        model2, seconds, _ = train_framework(args.root, args.epochs, recipe=False)
+        model2, seconds, _ = train_framework(args.root, args.epochs, False, [])
         enc2 = lambda x: model2.encode(x.view(-1, 1, 28, 28))  # noqa: E731
         dec2 = lambda z: model2.decode(z).view(-1, 784)  # noqa: E731
         rows.append(("framework: same config, seed recipe", seconds, *iw_nll(enc2, dec2, xs, args.k)))
