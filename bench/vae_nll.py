@@ -89,7 +89,9 @@ def train_framework(root: str, epochs: int, recipe: bool, extra: list[str]) -> t
     else:
         args += ["--model.init_args.warmup_batches", "0", "--model.init_args.lr_scheduler", "null"]
     cli = AigcCLI(args=args + extra, run=False)
-    cli.datamodule.setup("fit")  # decode the PNGs before the clock starts (the reference gets them decoded too)
+    cli.datamodule.setup(
+        "fit"
+    )  # decode the PNGs before the clock starts (the reference gets them decoded too)
     start = time.perf_counter()
     cli.trainer.fit(cli.model, cli.datamodule)
     seconds = time.perf_counter() - start
@@ -111,7 +113,9 @@ def iw_nll(encode, decode, xs: torch.Tensor, k: int, seed: int = 0) -> tuple[flo
             eps = torch.randn(50, *mu.shape, generator=g)  # (50, B, 20)
             z = mu + std * eps
             logits = decode(z.view(-1, 20)).view(50, x.shape[0], 784)
-            log_px = -F.binary_cross_entropy_with_logits(logits, x.expand_as(logits), reduction="none").sum(-1)
+            log_px = -F.binary_cross_entropy_with_logits(logits, x.expand_as(logits), reduction="none").sum(
+                -1
+            )
             log_pz = -0.5 * (z.pow(2) + LOG_2PI).sum(-1)
             log_qz = -0.5 * (eps.pow(2) + logvar + LOG_2PI).sum(-1)
             log_w.append(log_px + log_pz - log_qz)
@@ -123,11 +127,15 @@ def iw_nll(encode, decode, xs: torch.Tensor, k: int, seed: int = 0) -> tuple[flo
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--root", default=str(Path(__file__).resolve().parents[2] / "shared/data/mnist_t10k_png"))
+    parser.add_argument(
+        "--root", default=str(Path(__file__).resolve().parents[2] / "shared/data/mnist_t10k_png")
+    )
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--k", type=int, default=1000, help="importance samples of the NLL bound")
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--framework_args", default="", help="extra CLI overrides for the framework run, one string")
+    parser.add_argument(
+        "--framework_args", default="", help="extra CLI overrides for the framework run, one string"
+    )
     parser.add_argument("--seed_recipe", action="store_true", help="add the framework/seed-recipe row")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -135,25 +143,35 @@ def main() -> None:
     rows = []
     model, seconds, test = train_framework(args.root, args.epochs, True, args.framework_args.split())
     dm = model.trainer.datamodule
-    xs = torch.cat([(x + 1) / 2 for x, _ in dm.val_dataloader()]).view(-1, 784)  # held-out 2,000, fixed binarisation
-    enc = lambda x: model.encode(x.view(-1, 1, 28, 28))  # noqa: E731
-    dec = lambda z: model.decode(z).view(-1, 784)  # noqa: E731
+    xs = torch.cat([(x + 1) / 2 for x, _ in dm.val_dataloader()]).view(
+        -1, 784
+    )  # held-out 2,000, fixed binarisation
+    enc = lambda x: model.encode(x.view(-1, 1, 28, 28))
+    dec = lambda z: model.decode(z).view(-1, 784)
     label = " ".join(a.split(".")[-1] for a in args.framework_args.split()) or "warm-up + cosine"
     framework = (f"framework: vae_mlp_mnist.yaml ({label})", seconds, *iw_nll(enc, dec, xs, args.k))
     framework_test = test["test/nll_iw"]
 
     torch.manual_seed(0)
     reference, seconds = train_reference(dm, args.epochs)
-    rows.append(("reference: plain PyTorch, seed recipe", seconds, *iw_nll(reference.encode, reference.decode, xs, args.k)))
+    rows.append(
+        (
+            "reference: plain PyTorch, seed recipe",
+            seconds,
+            *iw_nll(reference.encode, reference.decode, xs, args.k),
+        )
+    )
     rows.append(framework)
     if args.seed_recipe:
         model2, seconds, _ = train_framework(args.root, args.epochs, False, [])
-        enc2 = lambda x: model2.encode(x.view(-1, 1, 28, 28))  # noqa: E731
-        dec2 = lambda z: model2.decode(z).view(-1, 784)  # noqa: E731
+        enc2 = lambda x: model2.encode(x.view(-1, 1, 28, 28))
+        dec2 = lambda z: model2.decode(z).view(-1, 784)
         rows.append(("framework: same config, seed recipe", seconds, *iw_nll(enc2, dec2, xs, args.k)))
 
     ref = rows[0]
-    print(f"\nMNIST t10k PNGs: 8,000 train / 2,000 held-out eval, {args.epochs} epochs, batch 128, k = {args.k}")
+    print(
+        f"\nMNIST t10k PNGs: 8,000 train / 2,000 held-out eval, {args.epochs} epochs, batch 128, k = {args.k}"
+    )
     print(f"{'model':52s} {'train s':>8s} {'−ELBO':>8s} {'IW-NLL':>8s} {'time x':>7s} {'NLL x':>7s}")
     for name, secs, nelbo, nll in rows:
         print(f"{name:52s} {secs:8.1f} {nelbo:8.2f} {nll:8.2f} {secs / ref[1]:7.2f} {nll / ref[3]:7.3f}")

@@ -37,9 +37,12 @@ def tiny_vae(image_size: int = 16, channels: int = 1, **kwargs) -> VAE:
 
 
 def tiny_trainer(tmp_path: Path, **kwargs) -> Trainer:
-    args = dict(
-        accelerator="cpu", default_root_dir=str(tmp_path), enable_progress_bar=False, enable_model_summary=False
-    )
+    args = {
+        "accelerator": "cpu",
+        "default_root_dir": str(tmp_path),
+        "enable_progress_bar": False,
+        "enable_model_summary": False,
+    }
     return Trainer(**{**args, **kwargs})
 
 
@@ -73,7 +76,9 @@ def test_bernoulli_nll_of_known_logits_summed_over_pixels():
     assert torch.allclose(bernoulli_nll(logits, x), torch.tensor([expected]))
     logits = torch.randn(3, 2, 4, 4)
     target = torch.randint(0, 2, (3, 2, 4, 4)).float()
-    assert torch.allclose(bernoulli_nll(logits, target), -Bernoulli(logits=logits).log_prob(target).sum((1, 2, 3)))
+    assert torch.allclose(
+        bernoulli_nll(logits, target), -Bernoulli(logits=logits).log_prob(target).sum((1, 2, 3))
+    )
 
 
 def test_gaussian_nll_matches_torch_distributions_fixed_and_learned():
@@ -131,7 +136,10 @@ def test_iw_bound_does_not_depend_on_the_chunking():
 
 @pytest.mark.parametrize("image_size", [8, 16, 32])
 def test_conv_nets_shapes_and_backward(image_size):
-    enc, dec = ConvEncoder(3, image_size, width=4, latent_dim=5), ConvDecoder(3, image_size, width=4, latent_dim=5)
+    enc, dec = (
+        ConvEncoder(3, image_size, width=4, latent_dim=5),
+        ConvDecoder(3, image_size, width=4, latent_dim=5),
+    )
     mu, logvar = enc(torch.rand(2, 3, image_size, image_size))
     assert mu.shape == logvar.shape == (2, 5)
     out = dec(mu)
@@ -186,9 +194,9 @@ def test_reconstruction_targets_lie_in_0_1(tmp_path, monkeypatch):
     monkeypatch.setattr(vae_module, "bernoulli_nll", spy)
     for binarize in (True, False):
         seen.clear()
-        tiny_trainer(tmp_path, max_steps=2, limit_val_batches=1, logger=False, enable_checkpointing=False).fit(
-            tiny_vae(val_importance_samples=2), digits(binarize=binarize)
-        )
+        tiny_trainer(
+            tmp_path, max_steps=2, limit_val_batches=1, logger=False, enable_checkpointing=False
+        ).fit(tiny_vae(val_importance_samples=2), digits(binarize=binarize))
         targets = torch.cat(seen)
         assert targets.min() >= 0 and targets.max() <= 1
         if binarize:
@@ -205,7 +213,9 @@ def test_kl_warmup_is_linear_over_batches_and_counted_in_training(tmp_path):
         betas.append(model.current_beta())
     assert betas == [0.0, 1.0, 2.0, 2.0]
     model.batches_seen.zero_()
-    trainer = tiny_trainer(tmp_path, max_steps=3, limit_val_batches=0, logger=False, enable_checkpointing=False)
+    trainer = tiny_trainer(
+        tmp_path, max_steps=3, limit_val_batches=0, logger=False, enable_checkpointing=False
+    )
     trainer.fit(model, digits())
     assert int(model.batches_seen) == 3
     assert trainer.callback_metrics["train/beta"] == pytest.approx(2.0 * 2 / 10)  # beta of the 3rd batch
@@ -238,13 +248,23 @@ def test_sample_is_reproducible_by_seed_and_matches_predict(tmp_path):
 def test_training_lowers_the_loss_and_logs_metrics(tmp_path):
     torch.manual_seed(0)
     model = tiny_vae(val_importance_samples=4)
-    trainer = tiny_trainer(tmp_path, max_epochs=3, limit_train_batches=10, logger=False, enable_checkpointing=False)
+    trainer = tiny_trainer(
+        tmp_path, max_epochs=3, limit_train_batches=10, logger=False, enable_checkpointing=False
+    )
     dm = digits()
     before = trainer.validate(model, dm, verbose=False)[0]
     trainer.fit(model, dm)
     after = trainer.callback_metrics
     assert after["val/nelbo"] < before["val/nelbo"] - 5
-    for key in ("val/recon", "val/kl", "val/bpd", "val/nll_iw", "val/bpd_iw", "val/active_units", "train/nelbo"):
+    for key in (
+        "val/recon",
+        "val/kl",
+        "val/bpd",
+        "val/nll_iw",
+        "val/bpd_iw",
+        "val/active_units",
+        "train/nelbo",
+    ):
         assert torch.isfinite(torch.as_tensor(after[key])), key
     assert after["val/nelbo"] == pytest.approx(float(after["val/recon"] + after["val/kl"]), rel=1e-5)
     assert after["val/nll_iw"] <= after["val/nelbo"] + 1.0
@@ -256,7 +276,9 @@ def test_gaussian_likelihood_learns_sigma_and_tests_with_iw(tmp_path):
     torch.manual_seed(0)
     enc, dec = ConvEncoder(3, 16, width=4, latent_dim=4), ConvDecoder(3, 16, width=4, latent_dim=4)
     model = VAE(enc, dec, likelihood="gaussian", gaussian_std=0.5, test_importance_samples=3)
-    trainer = tiny_trainer(tmp_path, max_steps=4, limit_val_batches=0, logger=False, enable_checkpointing=False)
+    trainer = tiny_trainer(
+        tmp_path, max_steps=4, limit_val_batches=0, logger=False, enable_checkpointing=False
+    )
     dm = digits(channels=3, binarize=False)
     trainer.fit(model, dm)
     assert model.log_std.requires_grad and model.log_std.item() != pytest.approx(math.log(0.5))

@@ -130,7 +130,11 @@ class VAE(LightningModule):
         # Training batches seen: drives the KL warm-up; a buffer, so it is saved in and restored from checkpoints.
         self.register_buffer("batches_seen", torch.zeros((), dtype=torch.long))
         self.metrics = nn.ModuleDict(
-            {f"{stage}_{name}": MeanMetric() for stage in ("val", "test") for name in ("nelbo", "recon", "kl", "nll_iw")}
+            {
+                f"{stage}_{name}": MeanMetric()
+                for stage in ("val", "test")
+                for name in ("nelbo", "recon", "kl", "nll_iw")
+            }
         )
         self.active_units = ActiveUnits(self.latent_dim)
 
@@ -277,7 +281,12 @@ class VAE(LightningModule):
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         self._eval_step("val", batch, self.hparams.val_importance_samples)
         every = self.hparams.image_every_n_epochs
-        if batch_idx == 0 and not self.trainer.sanity_checking and every > 0 and self.current_epoch % every == 0:
+        if (
+            batch_idx == 0
+            and not self.trainer.sanity_checking
+            and every > 0
+            and self.current_epoch % every == 0
+        ):
             self.log_grids(self.targets(batch[0]))
 
     def on_validation_epoch_start(self) -> None:

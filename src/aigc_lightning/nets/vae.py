@@ -7,6 +7,8 @@ mean for a Gaussian). Which likelihood, the log-variance clamp and the sampling 
 
 from __future__ import annotations
 
+import itertools
+
 import torch
 from torch import Tensor, nn
 
@@ -23,7 +25,9 @@ class MLPEncoder(nn.Module):
         latent_dim: size of z (the seed: 20).
     """
 
-    def __init__(self, channels: int = 1, image_size: int = 28, hidden_dim: int = 400, latent_dim: int = 20) -> None:
+    def __init__(
+        self, channels: int = 1, image_size: int = 28, hidden_dim: int = 400, latent_dim: int = 20
+    ) -> None:
         super().__init__()
         self.image_shape = (channels, image_size, image_size)
         self.latent_dim = latent_dim
@@ -46,7 +50,9 @@ class MLPDecoder(nn.Module):
         latent_dim: size of z (the seed: 20).
     """
 
-    def __init__(self, channels: int = 1, image_size: int = 28, hidden_dim: int = 400, latent_dim: int = 20) -> None:
+    def __init__(
+        self, channels: int = 1, image_size: int = 28, hidden_dim: int = 400, latent_dim: int = 20
+    ) -> None:
         super().__init__()
         self.image_shape = (channels, image_size, image_size)
         self.latent_dim = latent_dim
@@ -82,7 +88,9 @@ class ConvEncoder(nn.Module):
         latent_dim: size of z.
     """
 
-    def __init__(self, channels: int = 3, image_size: int = 64, width: int = 32, latent_dim: int = 128) -> None:
+    def __init__(
+        self, channels: int = 3, image_size: int = 64, width: int = 32, latent_dim: int = 128
+    ) -> None:
         super().__init__()
         self.image_shape = (channels, image_size, image_size)
         self.latent_dim = latent_dim
@@ -111,7 +119,9 @@ class ConvDecoder(nn.Module):
         latent_dim: size of z.
     """
 
-    def __init__(self, channels: int = 3, image_size: int = 64, width: int = 32, latent_dim: int = 128) -> None:
+    def __init__(
+        self, channels: int = 3, image_size: int = 64, width: int = 32, latent_dim: int = 128
+    ) -> None:
         super().__init__()
         self.image_shape = (channels, image_size, image_size)
         self.latent_dim = latent_dim
@@ -120,7 +130,7 @@ class ConvDecoder(nn.Module):
         self.c0 = widths[0]
         self.fc = nn.Linear(latent_dim, self.c0 * 16)
         layers: list[nn.Module] = []
-        for c_in, c_out in zip(widths, widths[1:]):
+        for c_in, c_out in itertools.pairwise(widths):
             layers += [nn.ConvTranspose2d(c_in, c_out, 4, 2, 1), nn.LeakyReLU(0.2)]
         layers.append(nn.ConvTranspose2d(widths[-1], channels, 4, 2, 1))
         self.features = nn.Sequential(*layers)
