@@ -33,9 +33,24 @@ def main() -> None:
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="soak_"))
     limit = f"00:00:{int(args.minutes):02d}:{int(args.minutes % 1 * 60):02d}"
-    cmd = [sys.executable, "-m", "aigc_lightning", "fit", "--config", "configs/gan/dcgan_digits.yaml",
-           "--trainer.max_epochs", "100000", "--trainer.max_time", limit, "--trainer.enable_progress_bar", "false",
-           "--trainer.default_root_dir", str(root), "--checkpoint.every_n_batches", str(args.every_n_batches)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "aigc_lightning",
+        "fit",
+        "--config",
+        "configs/gan/dcgan_digits.yaml",
+        "--trainer.max_epochs",
+        "100000",
+        "--trainer.max_time",
+        limit,
+        "--trainer.enable_progress_bar",
+        "false",
+        "--trainer.default_root_dir",
+        str(root),
+        "--checkpoint.every_n_batches",
+        str(args.every_n_batches),
+    ]
     start = time.monotonic()
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     last = root / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt"
@@ -56,11 +71,18 @@ def main() -> None:
     warm = warm or samples[0]
     end = samples[-1]
     peak = max(r for _, r in samples)
-    print(f"soak: {args.minutes:g} min, last.ckpt every {args.every_n_batches} batches, {batches} batches "
-          f"({batches / (end[0] or 1):.1f}/s), {len(samples)} RSS samples, run folder {root}")
+    print(
+        f"soak: {args.minutes:g} min, last.ckpt every {args.every_n_batches} batches, {batches} batches "
+        f"({batches / (end[0] or 1):.1f}/s), {len(samples)} RSS samples, run folder {root}"
+    )
     print("| point | time s | RSS MiB | ratio to warm |")
     print("|---|---|---|---|")
-    for name, (t, r) in (("first sample", samples[0]), ("warm (first ckpt)", warm), ("peak", (0, peak)), ("end", end)):
+    for name, (t, r) in (
+        ("first sample", samples[0]),
+        ("warm (first ckpt)", warm),
+        ("peak", (0, peak)),
+        ("end", end),
+    ):
         print(f"| {name} | {t:.0f} | {r:.1f} | {r / warm[1]:.3f} |")
 
 

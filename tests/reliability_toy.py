@@ -47,13 +47,18 @@ class ToyModule(LightningModule):
         super().__init__()
         self.save_hyperparameters()
         self.automatic_optimization = False
-        self.optimizer_a, self.optimizer_b = optimizer_a, optimizer_b  # hparams hold their config, not the callables
+        self.optimizer_a, self.optimizer_b = (
+            optimizer_a,
+            optimizer_b,
+        )  # hparams hold their config, not the callables
         dim = channels * image_size * image_size
         self.image_shape = (channels, image_size, image_size)
         self.hidden = hidden
         self.encoder = nn.Sequential(nn.Flatten(), nn.Linear(dim, hidden), nn.Dropout(0.3), nn.Tanh())
         self.decoder = nn.Sequential(nn.Linear(hidden, dim), nn.Tanh())
-        self.register_buffer("ema_decoder", torch.cat([p.detach().flatten() for p in self.decoder.parameters()]))
+        self.register_buffer(
+            "ema_decoder", torch.cat([p.detach().flatten() for p in self.decoder.parameters()])
+        )
         self.register_buffer("batches", torch.zeros((), dtype=torch.long))
 
     def setup(self, stage: str) -> None:

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from reliability_toy import toy_fit_args
 
 from aigc_lightning.cli import main
 from aigc_lightning.datamodules import ImageFolderDataModule
+from reliability_toy import toy_fit_args
 
 
 def one_line_error(args: list[str]) -> str:
@@ -41,7 +41,9 @@ def save_pngs(folder, n: int = 6) -> None:
 
 def test_missing_dataset_offline(tmp_path):
     args = toy_fit_args(tmp_path, 1, 2)
-    args[args.index("aigc_lightning.datamodules.DigitsDataModule")] = "aigc_lightning.datamodules.MNISTDataModule"
+    args[args.index("aigc_lightning.datamodules.DigitsDataModule")] = (
+        "aigc_lightning.datamodules.MNISTDataModule"
+    )
     args.remove("--data.binarize"), args.remove("true")
     message = one_line_error(args + ["--data.root", str(tmp_path / "nothing"), "--data.download", "false"])
     assert "MNIST not found under" in message and "download" in message
@@ -72,10 +74,16 @@ def test_unusual_image_modes_are_converted(tmp_path):
     rng = np.random.default_rng(0)
     Image.fromarray(rng.integers(0, 255, (12, 12, 4), dtype=np.uint8), mode="RGBA").save(folder / "rgba.png")
     Image.fromarray(rng.integers(0, 65535, (12, 12), dtype=np.uint16)).save(folder / "sixteen.png")  # I;16
-    Image.fromarray(rng.integers(0, 255, (12, 12, 3), dtype=np.uint8)).convert("P").save(folder / "palette.png")
-    Image.fromarray(rng.integers(0, 255, (12, 12), dtype=np.uint8)).convert("LA").save(folder / "grey_alpha.png")
+    Image.fromarray(rng.integers(0, 255, (12, 12, 3), dtype=np.uint8)).convert("P").save(
+        folder / "palette.png"
+    )
+    Image.fromarray(rng.integers(0, 255, (12, 12), dtype=np.uint8)).convert("LA").save(
+        folder / "grey_alpha.png"
+    )
     for channels in (1, 3):
-        data = ImageFolderDataModule(str(folder), image_size=8, channels=channels, batch_size=4, val_fraction=0)
+        data = ImageFolderDataModule(
+            str(folder), image_size=8, channels=channels, batch_size=4, val_fraction=0
+        )
         data.setup("fit")
         x, _ = next(iter(data.train_dataloader()))
         assert x.shape == (4, channels, 8, 8) and x.dtype == torch.float32
@@ -107,7 +115,9 @@ def trained(tmp_path_factory):
 def test_incompatible_checkpoint(tmp_path, trained):
     before = hashlib.sha256(trained.read_bytes()).hexdigest()
     # trained on 8-px images; 16-px data gives every network other shapes than the checkpoint's
-    message = one_line_error(toy_fit_args(tmp_path, 1, 2, "--data.image_size", "16", "--ckpt_path", str(trained)))
+    message = one_line_error(
+        toy_fit_args(tmp_path, 1, 2, "--data.image_size", "16", "--ckpt_path", str(trained))
+    )
     assert "does not fit the configured model" in message and "size mismatch" in message
     assert hashlib.sha256(trained.read_bytes()).hexdigest() == before  # nothing saved is lost
 
@@ -130,6 +140,14 @@ def test_bad_checkpoint_file(tmp_path, trained, kind):
 def test_output_dir_is_a_file(tmp_path, trained):
     (tmp_path / "out").write_text("keep me")
     config = trained.parent.parent / "config.yaml"
-    args = ["predict", "--config", str(config), "--ckpt_path", str(trained), "--output_dir", str(tmp_path / "out")]
+    args = [
+        "predict",
+        "--config",
+        str(config),
+        "--ckpt_path",
+        str(trained),
+        "--output_dir",
+        str(tmp_path / "out"),
+    ]
     assert "is a file" in one_line_error(args + ["--num_samples", "4"])
     assert (tmp_path / "out").read_text() == "keep me"

@@ -8,7 +8,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 import torch
 from torchvision.io import decode_image
 
@@ -24,8 +23,15 @@ def cli(*args: str, cwd: Path) -> None:
     """``python -m aigc_lightning …`` in a subprocess (DDP launches one more process per extra rank)."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])}
     env.pop("LOCAL_RANK", None)
-    proc = subprocess.run([sys.executable, "-m", "aigc_lightning", *args], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "aigc_lightning", *args],
+        check=False,
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
 
 
@@ -82,8 +88,20 @@ def test_torchrun_recipe(tmp_path):
     args = toy_fit_args(tmp_path, 1, 3, *DDP[2:], "--trainer.callbacks", "reliability_toy.SaveWeights",
                         "--trainer.callbacks.folder", str(tmp_path))  # fmt: skip
     args[args.index("--trainer.accelerator") + 1] = "cpu"
-    cmd = ["torchrun", "--nnodes", "1", "--nproc_per_node", "2", "--master_port", "29531", "-m", "aigc_lightning"]
-    proc = subprocess.run(cmd + args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    cmd = [
+        "torchrun",
+        "--nnodes",
+        "1",
+        "--nproc_per_node",
+        "2",
+        "--master_port",
+        "29531",
+        "-m",
+        "aigc_lightning",
+    ]
+    proc = subprocess.run(
+        cmd + args, check=False, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     same_weights(tmp_path)
     assert len(list((tmp_path / "lightning_logs").iterdir())) == 1  # one run, not one per process

@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from reliability_toy import toy_fit_args
 
 from aigc_lightning.callbacks.resume import RNGState
 from aigc_lightning.cli import main
+from reliability_toy import toy_fit_args
 
 
 def last_ckpt(root: Path, version: int) -> Path:
@@ -64,7 +64,9 @@ def resumed_run(tmp_path: Path, strip_rng: bool = False) -> tuple[dict, dict]:
         del state["callbacks"]["RNGState"]
         torch.save(state, ckpt)
     main(toy_fit_args(parts, 3, 4, "--ckpt_path", str(ckpt)))
-    return torch.load(last_ckpt(whole, 0), weights_only=False), torch.load(last_ckpt(parts, 1), weights_only=False)
+    return torch.load(last_ckpt(whole, 0), weights_only=False), torch.load(
+        last_ckpt(parts, 1), weights_only=False
+    )
 
 
 def test_end_of_epoch_resume_is_bit_for_bit(tmp_path):

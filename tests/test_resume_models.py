@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from test_resume import compare
 
 from aigc_lightning.cli import main
+from test_resume import compare
 
 ROOT = Path(__file__).parent.parent
 COMMON = ["--trainer.accelerator", "cpu", "--trainer.limit_train_batches", "3", "--trainer.limit_val_batches", "1",
@@ -43,5 +43,7 @@ def test_model_resume_is_bit_for_bit(tmp_path, model):
     assert a["global_step"] == b["global_step"] > 0
     keys = ("state_dict", "optimizer_states", "lr_schedulers", "loops", "callbacks")
     extra = sorted(set(a) - set(keys) - {"pytorch-lightning_version", "hparams_name", "hyper_parameters"})
-    differences = [d for key in (*keys, *extra) for d in compare(a[key], b[key], key)]  # module's own keys too
+    differences = [
+        d for key in (*keys, *extra) for d in compare(a[key], b[key], key)
+    ]  # module's own keys too
     assert differences == []

@@ -69,7 +69,9 @@ class AigcCLI(LightningCLI):
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         # AtomicCheckpoint: ModelCheckpoint + atomic writes, no non-finite weights, last.ckpt every N batches.
         parser.add_lightning_class_args(AtomicCheckpoint, "checkpoint")
-        parser.set_defaults({"checkpoint.save_last": True, "checkpoint.every_n_batches": DEFAULT_EVERY_N_BATCHES})
+        parser.set_defaults(
+            {"checkpoint.save_last": True, "checkpoint.every_n_batches": DEFAULT_EVERY_N_BATCHES}
+        )
 
     def _prepare_subcommand_parser(self, klass: type, subcommand: str, **kwargs: Any) -> LightningArgumentParser:
         # LightningCLI has no public hook for arguments of a single subcommand; predict's options live here.
@@ -91,7 +93,8 @@ class AigcCLI(LightningCLI):
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
         trainer = super().instantiate_trainer(**kwargs)
         if not any(isinstance(c, RNGState) for c in trainer.callbacks):
-            trainer.callbacks.append(RNGState())  # RNG states in every checkpoint: exact resume; nothing to configure
+            # RNG states in every checkpoint (exact resume); it has nothing to configure
+            trainer.callbacks.append(RNGState())
         return trainer
 
     def before_instantiate_classes(self) -> None:
@@ -119,6 +122,7 @@ def main(args: Any = None) -> None:
         # the checkpoint's networks differ from the configured ones (e.g. another image_size or width)
         detail = next((line.strip() for line in str(e).splitlines()[1:] if line.strip()), str(e))
         sys.exit(
-            f"error: the --ckpt_path checkpoint does not fit the configured model ({detail}); use the config it "
-            "was trained with (config.yaml in its lightning_logs/version_N folder) or a checkpoint of this model"
+            f"error: the --ckpt_path checkpoint does not fit the configured model ({detail}); use the config "
+            "it was trained with (config.yaml in its lightning_logs/version_N folder) or a checkpoint of this "
+            "model"
         )

@@ -41,7 +41,6 @@ from lightning.pytorch.utilities import rank_zero_warn
 
 from aigc_lightning.errors import NonFiniteLossError, UserError
 
-
 # ----------------------------------------------------------------------------------------------------------
 # RNG states
 
@@ -55,8 +54,13 @@ def collect_rng_states() -> dict[str, Any]:
     states: dict[str, Any] = {
         "torch": torch.get_rng_state(),
         # plain types and tensors only: Lightning's CLI and ``torch.load(weights_only=True)`` refuse numpy arrays
-        "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
-                  "has_gauss": int(has_gauss), "gauss": float(gauss)},
+        "numpy": {
+            "kind": kind,
+            "keys": torch.from_numpy(keys.astype(np.int64)),
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "gauss": float(gauss),
+        },
         "python": random.getstate(),
     }
     if torch.cuda.is_available() and torch.cuda.is_initialized():
@@ -68,7 +72,9 @@ def set_rng_states(states: dict[str, Any]) -> None:
     """Restore what ``collect_rng_states`` returned (CUDA only when the device count matches)."""
     torch.set_rng_state(states["torch"])
     n = states["numpy"]
-    np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
+    np.random.set_state(
+        (n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"])
+    )
     random.setstate(states["python"])
     cuda = states.get("torch.cuda")
     if cuda is not None and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
@@ -128,7 +134,7 @@ def check_checkpoint_file(path: str | Path) -> None:
     try:
         # mmap: only the header is read, the tensors stay on disk (Lightning loads the file again itself)
         ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except Exception as e:  # noqa: BLE001 - torch raises many types (KeyError, OSError, RuntimeError, Unpickling)
+    except Exception as e:
         raise UserError(
             f"--ckpt_path {path} is not a readable checkpoint (truncated, corrupt or not a torch file: "
             f"{type(e).__name__}: {(str(e).splitlines() or [repr(e)])[0]}); pass another .ckpt ({where})"
@@ -217,9 +223,13 @@ class AtomicCheckpoint(ModelCheckpoint):
         )
         self.every_n_batches = every_n_batches or 0
 
-    def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs, batch, batch_idx) -> None:
+    def on_train_batch_end(
+        self, trainer: Trainer, pl_module: LightningModule, outputs, batch, batch_idx
+    ) -> None:
         super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
-        batches = trainer.fit_loop.epoch_loop.batch_progress.total.processed  # this run's batches, resume included
+        batches = (
+            trainer.fit_loop.epoch_loop.batch_progress.total.processed
+        )  # this run's batches, resume included
         if (
             self.every_n_batches < 1
             or not self.save_last
