@@ -28,7 +28,9 @@ MODELS = {
 }  # fmt: skip
 
 
-@pytest.mark.parametrize("model", sorted(MODELS))
+# the VAE run is slow-marked to keep the suite short: the GAN (two optimizers, EMA, counters) and the toy module
+# of test_resume.py cover the same machinery
+@pytest.mark.parametrize("model", ["gan", pytest.param("vae", marks=pytest.mark.slow)])
 def test_model_resume_is_bit_for_bit(tmp_path, model):
     def fit(root: Path, epochs: int, *extra: str) -> None:
         main(["fit", *MODELS[model], *COMMON, "--trainer.max_epochs", str(epochs),
