@@ -1,0 +1,93 @@
+"""GAN configs through the CLI (in-process): every config trains on generated images; fit → predict → sample agree."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torchvision.io import decode_image
+
+from aigc_lightning.cli import main
+from aigc_lightning.modules import GAN
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = [
+    "--model.init_args.generator.init_args.width", "4",
+    "--model.init_args.discriminator.init_args.width", "4",
+    "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
+]  # fmt: skip
+
+
+def make_images(root: Path, n: int, size: int, channels: int) -> Path:
+    rng = np.random.default_rng(0)
+    for i in range(n):
+        shape = (size, size) if channels == 1 else (size, size, 3)
+        Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8)).save(root / f"{i}.png")
+    return root
+
+
+@pytest.mark.parametrize(
+    "config,size,channels",
+    [("dcgan_mnist", 28, 1), ("dcgan_cifar10", 32, 3), ("dcgan_celeba64", 64, 3), ("dcgan_digits", 32, 1)],
+)
+def test_config_runs_on_generated_images(tmp_path, config, size, channels):
+    (tmp_path / "images").mkdir()
+    images = make_images(tmp_path / "images", 8, size, channels)
+    main([
+        "fit", "--config", str(ROOT / f"configs/gan/{config}.yaml"), "--trainer.fast_dev_run", "1",
+        "--trainer.default_root_dir", str(tmp_path), "--trainer.accelerator", "cpu", *TINY,
+        "--data", "aigc_lightning.datamodules.ImageFolderDataModule", "--data.root", str(images),
+        "--data.image_size", str(size), "--data.channels", str(channels), "--data.batch_size", "4",
+    ])  # fmt: skip
+
+
+def fit_digits(tmp_path: Path) -> Path:
+    main([
+        "fit", "--config", str(ROOT / "configs/gan/dcgan_digits.yaml"), "--trainer.max_steps", "4",
+        "--trainer.limit_val_batches", "1", "--trainer.default_root_dir", str(tmp_path), *TINY,
+        "--trainer.callbacks", "[]",  # no FID here: the metrics tests cover it
+    ])  # fmt: skip
+    return tmp_path / "lightning_logs/version_0/checkpoints/last.ckpt"
+
+
+def predict_digits(tmp_path: Path, ckpt: Path, *extra: str) -> Path:
+    out = tmp_path / "predictions"
+    main([
+        "predict", "--config", str(ROOT / "configs/gan/dcgan_digits.yaml"), "--ckpt_path", str(ckpt), *TINY,
+        "--trainer.default_root_dir", str(tmp_path), "--trainer.callbacks", "[]",
+        "--output_dir", str(out), "--num_samples", "5", "--seed", "42", *extra,
+    ])  # fmt: skip
+    return out
+
+
+def assert_pngs_equal(out: Path, expected: torch.Tensor) -> None:
+    for i in range(len(expected)):
+        png = decode_image(str(out / f"{i:06d}.png"))[:1].float() / 255  # (1, H, W); grey saved as 3 equal planes
+        torch.testing.assert_close(png, expected[i], rtol=0, atol=1 / 255 + 1e-6)
+
+
+def test_digits_fit_predict_and_sample_agree(tmp_path):
+    ckpt = fit_digits(tmp_path)
+    out = predict_digits(tmp_path, ckpt)
+    files = sorted(p.name for p in out.glob("*.png"))
+    assert files == ["000000.png", "000001.png", "000002.png", "000003.png", "000004.png", "grid.png"]
+    model = GAN.load_from_checkpoint(ckpt)  # rebuilt from the CLI's class_path hyperparameters
+    assert model.batches == 2  # max_steps 4 = 2 batches of D step + G step
+    assert_pngs_equal(out, model.sample(5, seed=42))
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="LightningCLI._parse_ckpt_path lets the checkpoint's hyperparameters override --model.* flags given "
+    "on the command line, so predict --ckpt_path ignores --model.init_args.truncation_psi (cli.py, the lead's)",
+)
+def test_predict_truncation_psi_flag(tmp_path):
+    ckpt = fit_digits(tmp_path)
+    out = predict_digits(tmp_path, ckpt, "--model.init_args.truncation_psi", "0.7")
+    model = GAN.load_from_checkpoint(ckpt)
+    expected = model.sample(5, seed=42, truncation_psi=0.7)
+    assert not torch.allclose(expected, model.sample(5, seed=42, truncation_psi=1.0), atol=1e-3)
+    assert_pngs_equal(out, expected)
