@@ -257,7 +257,8 @@ class GenerativeMetrics(Callback):
         self.num_real = 0  # real images fed on this rank; 0 until the cache is filled
         self.real_done = False
         self.active = False
-        self.seconds = 0.0  # wall time spent in this callback (the evaluation cost)
+        self.seconds = 0.0  # wall time spent in this callback (the evaluation cost; bench/fid_cost.py)
+        self.evaluations = 0
 
     def _metrics(self) -> list:
         return [self.fid, self.kid, self.inception_score]
@@ -308,6 +309,7 @@ class GenerativeMetrics(Callback):
         for key, value in values.items():
             # identical on every rank (synced states, seeded subsets): sync_dist only silences Lightning's warning
             pl_module.log(key, value, sync_dist=True)
+        self.evaluations += 1
         self.seconds += time.perf_counter() - start
 
     def _update(self, x01: Tensor, real: bool) -> None:
