@@ -227,14 +227,15 @@ class AtomicCheckpoint(ModelCheckpoint):
         self, trainer: Trainer, pl_module: LightningModule, outputs, batch, batch_idx
     ) -> None:
         super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
-        batches = (
-            trainer.fit_loop.epoch_loop.batch_progress.total.processed
-        )  # this run's batches, resume included
+        # training batches of the whole run, a resumed run's included
+        batches = trainer.fit_loop.epoch_loop.batch_progress.total.processed
         if (
             self.every_n_batches < 1
             or not self.save_last
             or batches % self.every_n_batches != 0
-            or trainer.fit_loop.epoch_loop.batch_progress.is_last_batch  # the end-of-epoch save follows
+            # the end-of-epoch save follows
+            or trainer.fit_loop.epoch_loop.batch_progress.is_last_batch
+            or batch_idx + 1 >= trainer.num_training_batches
             or trainer.fast_dev_run
             or trainer.sanity_checking
         ):
@@ -252,7 +253,8 @@ class AtomicCheckpoint(ModelCheckpoint):
 
     def _save_checkpoint(self, trainer: Trainer, filepath: str) -> None:
         # Overrides ModelCheckpoint's (private) writer: the one place every top-k and last save goes through.
-        if not all_finite(trainer.lightning_module):
+        # decided together: a rank that stopped alone would leave the others waiting in the collective save
+        if not trainer.strategy.reduce_boolean_decision(all_finite(trainer.lightning_module), all=True):
             step = trainer.fit_loop.epoch_loop.batch_progress.total.processed
             raise NonFiniteLossError(
                 f"the weights became NaN/inf by batch {step}; {filepath} was not written, so the checkpoints on "
