@@ -62,7 +62,8 @@ def main() -> None:
             break
         samples.append((time.monotonic() - start, rss_mib(proc.pid)))
         if warm is None and last.exists():
-            warm = samples[-1]
+            warm = samples[-1]  # the first sample after the first checkpoint write: imports and buffers done
+            print(f"first last.ckpt seen at {warm[0]:.0f} s", flush=True)
     _, err = proc.communicate()
     if proc.returncode != 0:
         sys.exit(f"soak run failed ({proc.returncode}):\n{err[-3000:]}")
@@ -74,6 +75,10 @@ def main() -> None:
     print(
         f"soak: {args.minutes:g} min, last.ckpt every {args.every_n_batches} batches, {batches} batches "
         f"({batches / (end[0] or 1):.1f}/s), {len(samples)} RSS samples, run folder {root}"
+    )
+    print(
+        "RSS MiB, one sample per minute:",
+        " ".join(f"{r:.0f}" for t, r in samples[:: max(1, int(60 / args.interval))]),
     )
     print("| point | time s | RSS MiB | ratio to warm |")
     print("|---|---|---|---|")

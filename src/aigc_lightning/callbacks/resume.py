@@ -233,15 +233,14 @@ class AtomicCheckpoint(ModelCheckpoint):
             self.every_n_batches < 1
             or not self.save_last
             or batches % self.every_n_batches != 0
-            # the end-of-epoch save follows
-            or trainer.fit_loop.epoch_loop.batch_progress.is_last_batch
-            or batch_idx + 1 >= trainer.num_training_batches
             or trainer.fast_dev_run
             or trainer.sanity_checking
         ):
             return
-        # ModelCheckpoint skips a save when ``_last_global_step_saved`` equals the current step; a periodic save
-        # must not suppress the end-of-epoch one, so the marker is put back afterwards.
+        # An epoch's last batch is saved too: the end-of-epoch save may not come (it waits for validation, e.g.
+        # every 5th epoch with check_val_every_n_epoch: 5). ModelCheckpoint skips a save when
+        # ``_last_global_step_saved`` equals the current step, so the marker is put back afterwards: the
+        # end-of-epoch save, when it comes, still overwrites last.ckpt as the exact-resume point.
         marker = self._last_global_step_saved
         self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
         self._last_global_step_saved = marker
