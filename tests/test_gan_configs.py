@@ -79,11 +79,6 @@ def test_digits_fit_predict_and_sample_agree(tmp_path):
     assert_pngs_equal(out, model.sample(5, seed=42))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="LightningCLI._parse_ckpt_path lets the checkpoint's hyperparameters override --model.* flags given "
-    "on the command line, so predict --ckpt_path ignores --model.init_args.truncation_psi (cli.py, the lead's)",
-)
 def test_predict_truncation_psi_flag(tmp_path):
     ckpt = fit_digits(tmp_path)
     out = predict_digits(tmp_path, ckpt, "--model.init_args.truncation_psi", "0.7")

@@ -50,6 +50,17 @@ def link_image_shape(model_cfg: Any, data_args: Any) -> None:
                 link_image_shape(item, data_args)
 
 
+def model_flags(args: Any) -> list[str]:
+    """The ``--model.<key> value`` / ``--model.<key>=value`` tokens of a command line (``[]`` for dict args)."""
+    if not isinstance(args, (list, tuple)):
+        return []
+    flags: list[str] = []
+    for i, token in enumerate(args):
+        if isinstance(token, str) and token.startswith("--model."):
+            flags += [token] if "=" in token or i + 1 == len(args) else [token, args[i + 1]]
+    return flags
+
+
 class AigcCLI(LightningCLI):
     """The project's LightningCLI; see the module docstring for what it adds."""
 
@@ -84,11 +95,20 @@ class AigcCLI(LightningCLI):
         return parser
 
     def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
+        self._model_flags = model_flags(sys.argv[1:] if args is None else args)
         super().parse_arguments(parser, args)
         # before LightningCLI reads the checkpoint's hyperparameters, whose errors do not name the file
         config = self.config.get(self.config.get("subcommand") or "", self.config)
         if isinstance(config, Namespace) and config.get("ckpt_path"):
             check_checkpoint_file(config["ckpt_path"])
+
+    def _parse_ckpt_path(self) -> None:
+        # LightningCLI applies the checkpoint's hyper-parameters *over* the command line, which would silently
+        # drop e.g. ``predict --ckpt_path … --model.truncation_psi 0.7``. Precedence here: config files <
+        # checkpoint < ``--model.*`` flags typed on the command line.
+        super()._parse_ckpt_path()
+        if self._model_flags and self.config.get("subcommand"):
+            self.config = self.parser.parse_args([self.config.subcommand, *self._model_flags], self.config)
 
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
         trainer = super().instantiate_trainer(**kwargs)
