@@ -99,7 +99,7 @@ def test_export_and_reload_round_trip(tmp_path, digits):
         assert torch.equal(load_classifier(str(ckpt)).features(x), net.features(x))
     with pytest.raises(UserError, match="does not exist"):
         load_classifier(str(tmp_path / "missing.ckpt"))
-    with pytest.raises(Exception):
+    with pytest.raises(UserError, match="does not exist"):
         export_classifier(str(tmp_path / "missing.ckpt"), str(tmp_path / "out.pt"))
 
 
@@ -165,7 +165,8 @@ def test_callback_logs_finite_metrics_at_its_cadence_and_caches_real_features(tm
     trainer = _trainer(tmp_path, metrics)
     trainer.fit(model, data)
 
-    rows = list(csv.DictReader(open(trainer.logger.experiment.metrics_file_path)))
+    with open(trainer.logger.experiment.metrics_file_path) as f:
+        rows = list(csv.DictReader(f))
     fid_rows = [r for r in rows if r.get("val/fid")]
     assert [int(r["epoch"]) for r in fid_rows] == [1]  # epoch 0 skipped (every 2nd), none in the sanity check
     for key in ("val/fid", "val/kid", "val/is"):

@@ -58,6 +58,8 @@ def export_classifier(checkpoint: str, output: str) -> None:
     """
     from aigc_lightning.modules.classifier import Classifier
 
+    if not Path(checkpoint).expanduser().is_file():
+        raise UserError(f"checkpoint {checkpoint} does not exist; pass a Classifier run's checkpoints/last.ckpt")
     net = Classifier.load_from_checkpoint(checkpoint, map_location="cpu").net
     if not isinstance(net, ConvClassifier):
         raise UserError(f"{checkpoint} holds a {type(net).__name__}; export_classifier handles ConvClassifier")
