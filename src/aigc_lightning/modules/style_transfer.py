@@ -96,6 +96,8 @@ class StyleTransfer(LightningModule):
         seed: int = 0,
     ) -> None:
         super().__init__()
+        if hasattr(features, "truncate"):  # before saving hyperparameters: their copy is then the small net too
+            features = features.truncate(list(content_layers) + list(style_layers))
         self.save_hyperparameters()
         self.automatic_optimization = False  # LBFGS needs a closure; one training step = one LBFGS step
         if init not in ("content", "noise", "style"):
@@ -108,8 +110,6 @@ class StyleTransfer(LightningModule):
                 "(one step count per scale)"
             )
         self.content_layers, self.style_layers = list(content_layers), list(style_layers)
-        if hasattr(features, "truncate"):
-            features = features.truncate(self.content_layers + self.style_layers)
         self.features = features
         self.layer_weights = list(style_layer_weights) if style_layer_weights is not None else [1.0] * len(style_layers)
         self.content_weight, self.style_weight, self.tv_weight = content_weight, style_weight, tv_weight
@@ -197,17 +197,22 @@ class StyleTransfer(LightningModule):
                 "style transfer fit optimises one image on one device; drop --trainer.devices / strategy, or use "
                 "predict --trainer.devices N to stylise a folder of images across devices"
             )
-        if str(self.trainer.precision) in ("16-mixed", "16-true", "16") and self._is_lbfgs():
-            raise UserError(
-                f"--trainer.precision {self.trainer.precision} cannot drive LBFGS (fp16 needs a GradScaler, "
-                "which LBFGS's line search cannot use); the pixels are optimised in fp32: use precision 32 "
-                "(default) or bf16-mixed, or an Adam optimizer"
-            )
+        self.check_precision(str(self.trainer.precision))
         if self.image.numel() == 0:  # a fresh run (a resumed one gets its image from the checkpoint)
             content, styles, weights = self._unpack(next(iter(self.trainer.datamodule.train_dataloader())))
             size = tuple(content.shape[-2:])
             t = self.targets(content, styles, weights, self.scale_sizes(size)[0])
             self.image.data = self.initial_image(t)
+
+    def check_precision(self, precision: str) -> None:
+        """Refuse fp16 with LBFGS in one message (Lightning's GradScaler path raises for LBFGS). Every loss is
+        computed in fp32 anyway (autocast is off in the closure), so bf16-mixed runs, in fp32."""
+        if precision in ("16-mixed", "16-true", "16", "half") and self._is_lbfgs():
+            raise UserError(
+                f"--trainer.precision {precision} cannot drive LBFGS (fp16 needs a GradScaler, which LBFGS's "
+                "line search cannot use) and style transfer optimises the pixels in fp32 anyway: use precision "
+                "32-true (default), or an Adam optimizer"
+            )
 
     def _is_lbfgs(self) -> bool:
         probe = self.optimizer([nn.Parameter(torch.zeros(1))])
@@ -244,7 +249,9 @@ class StyleTransfer(LightningModule):
 
         def closure() -> Tensor:
             opt.zero_grad()
-            losses = self.objective(self.image, t)
+            # fp32 losses: LBFGS's line search compares values that bf16 rounding would make noise.
+            with torch.autocast(self.device.type, enabled=False):
+                losses = self.objective(self.image, t)
             check_finite(losses["loss"], "train/loss", self.global_step)
             self.manual_backward(losses["loss"])
             self.evaluations += 1

@@ -28,6 +28,7 @@ from torch import Tensor, nn
 from aigc_lightning.errors import UserError
 
 log = logging.getLogger(__name__)
+_warned: list[bool] = []
 
 # torchvision's VGG19 ("E") feature configuration: channels per conv, "M" for a pooling layer.
 VGG19_CFG: tuple[int | str, ...] = (64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M",
@@ -75,7 +76,7 @@ class VGGFeatures(nn.Module):
         super().__init__()
         if pool not in ("auto", "max", "avg"):
             raise UserError(f"pool must be 'auto', 'max' or 'avg', got {pool!r}")
-        self.weights = weights
+        self.weights, self.seed = weights, seed
         self.random_features = weights.lower() == "none"
         self.pool = ("avg" if self.random_features else "max") if pool == "auto" else pool
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
@@ -96,12 +97,14 @@ class VGGFeatures(nn.Module):
 
         if self.random_features:
             self._init_random(seed)
+        if self.random_features and not _warned:
+            _warned.append(True)  # once per process: copies (hyperparameters, deepcopy) rebuild the net
             log.warning(
                 "VGGFeatures(weights='none'): random VGG19 filters with %s pooling and per-layer loss "
                 "normalisation (He et al. 2016); for the paper's look use weights: imagenet or a local .pth.",
                 self.pool,
             )
-        else:
+        if not self.random_features:
             self._load(weights)
         self.requires_grad_(False)
         self.eval()
@@ -152,6 +155,11 @@ class VGGFeatures(nn.Module):
         if missing:
             raise UserError(f"VGG weights {weights} lack layers {missing[:3]}…; pass a full VGG19 state dict")
 
+    def __reduce__(self):
+        # Frozen and fully determined by its arguments: pickles (checkpoint hyperparameters, hparams.yaml,
+        # deepcopy, spawn) store those instead of ~80 MB of weights, and rebuild the same network.
+        return (_rebuild, (self.weights, self.pool, self.seed, list(self.layers.keys())[-1]))
+
     def truncate(self, layers: Sequence[str]) -> VGGFeatures:
         """Drop every layer after the deepest of ``layers`` (unknown names raise a ``UserError``)."""
         names = list(self.layers.keys())
@@ -174,3 +182,12 @@ class VGGFeatures(nn.Module):
                 if len(out) == len(wanted):
                     break
         return out
+
+
+def _rebuild(weights: str, pool: str, seed: int, last_layer: str) -> VGGFeatures:
+    return VGGFeatures(weights, pool, seed).truncate([last_layer])
+
+
+# Checkpoints made from Python (not the CLI) keep the features in their hyperparameters as this call; allow it
+# under torch.load(weights_only=True): it only rebuilds the net from its arguments.
+torch.serialization.add_safe_globals([_rebuild])
