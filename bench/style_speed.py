@@ -145,7 +145,7 @@ def run_ours(m: StyleTransfer, content, style, target_loss: float, max_steps: in
         image = nn.Parameter(x.clamp(0, 1).contiguous())
         opt = m.optimizer([image])
 
-        def closure():
+        def closure(opt=opt, image=image, t=t):
             nonlocal evals
             opt.zero_grad()
             loss = m.objective(image, t)["loss"]
@@ -186,7 +186,9 @@ def seconds_per_eval(m: StyleTransfer, size: int, n: int = 3) -> float:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--size", type=int, default=128, help="image size of the time-to-loss race (tutorial's CPU size)")
+    p.add_argument(
+        "--size", type=int, default=128, help="image size of the time-to-loss race (tutorial's CPU size)"
+    )
     p.add_argument("--steps", type=int, default=300, help="reference evaluations (the tutorial's num_steps)")
     p.add_argument("--eval-sizes", type=int, nargs="*", default=[128, 256, 512])
     p.add_argument("--threads", type=int, default=torch.get_num_threads())
@@ -216,8 +218,8 @@ def main() -> None:
 
     rows = [("tutorial recipe (clamp inside closure)", ref_time, ref_evals, ref_loss, True)]
     variants = {
-        "ours: clamp after step, 1 scale": dict(),
-        "ours: + coarse-to-fine (0.5 x 5 steps)": dict(scales=(0.5, 1.0), scale_steps=(5, 1)),
+        "ours: clamp after step, 1 scale": {},
+        "ours: + coarse-to-fine (0.5 x 5 steps)": {"scales": (0.5, 1.0), "scale_steps": (5, 1)},
     }
     for label, kw in variants.items():
         m = ours(**kw)
@@ -229,12 +231,16 @@ def main() -> None:
 
     print(f"\nStyle transfer, {args.size} px, random VGG19 (seed 0, max pool), {args.threads} CPU threads, "
           f"target = tutorial's loss after {args.steps} evaluations")  # fmt: skip
-    print(f"{'run':44s} {'seconds':>8s} {'evals':>6s} {'final loss':>11s} {'reached':>8s} {'time ratio':>10s}")
+    print(
+        f"{'run':44s} {'seconds':>8s} {'evals':>6s} {'final loss':>11s} {'reached':>8s} {'time ratio':>10s}"
+    )
     for label, secs, evals, loss, reached in rows:
-        print(f"{label:44s} {secs:8.2f} {evals:6d} {loss:11.4g} {str(reached):>8s} {secs / ref_time:10.2f}")
+        print(f"{label:44s} {secs:8.2f} {evals:6d} {loss:11.4g} {reached!s:>8s} {secs / ref_time:10.2f}")
 
     if args.eval_sizes:
-        paper = StyleTransfer(VGGFeatures("none", pool="max"), normalize_layers=False)  # conv4_2 / conv1_1…conv5_1
+        paper = StyleTransfer(
+            VGGFeatures("none", pool="max"), normalize_layers=False
+        )  # conv4_2 / conv1_1…conv5_1
         tut = ours()
         print(f"\nSeconds per loss evaluation (forward + backward), {args.threads} CPU threads")
         print(f"{'size':>6s} {'tutorial layers':>16s} {'paper layers':>13s}")

@@ -98,7 +98,9 @@ class StyleImages(Dataset):
             content, styles = self._cache[i]
         else:
             content = resize_longer(read_rgb(self.files[i]), self.image_size)  # (3, H, W)
-            styles = torch.stack([cover_crop(s, tuple(content.shape[-2:])) for s in self.styles])  # (S, 3, H, W)
+            styles = torch.stack(
+                [cover_crop(s, tuple(content.shape[-2:])) for s in self.styles]
+            )  # (S, 3, H, W)
             # Only fit repeats an item; predict reads each image once, so caching there would only hold memory.
             if self.repeats > 1:
                 self._cache[i] = (content, styles)
@@ -156,7 +158,9 @@ class StyleDataModule(LightningDataModule):
                 "image) with a positive sum"
             )
         if self.image_size is not None and self.image_size < 16:
-            raise UserError(f"--data.image_size {self.image_size} is too small for VGG features; use 16 or more")
+            raise UserError(
+                f"--data.image_size {self.image_size} is too small for VGG features; use 16 or more"
+            )
         self.content_files = list_images(self.content, "--data.content")
         self.style_images = [read_rgb(f) for f in style_files]
         self.weights = torch.tensor(weights, dtype=torch.float32) / sum(weights)

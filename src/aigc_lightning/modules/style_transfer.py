@@ -96,7 +96,9 @@ class StyleTransfer(LightningModule):
         seed: int = 0,
     ) -> None:
         super().__init__()
-        if hasattr(features, "truncate"):  # before saving hyperparameters: their copy is then the small net too
+        if hasattr(
+            features, "truncate"
+        ):  # before saving hyperparameters: their copy is then the small net too
             features = features.truncate(list(content_layers) + list(style_layers))
         self.save_hyperparameters()
         self.automatic_optimization = False  # LBFGS needs a closure; one training step = one LBFGS step
@@ -104,17 +106,26 @@ class StyleTransfer(LightningModule):
             raise UserError(f"model.init must be 'content', 'noise' or 'style', got {init!r}")
         if style_layer_weights is not None and len(style_layer_weights) != len(style_layers):
             raise UserError(f"style_layer_weights needs {len(style_layers)} numbers (one per style layer)")
-        if len(scales) != len(scale_steps) or not scales or list(scales) != sorted(scales) or scales[-1] != 1.0:
+        if (
+            len(scales) != len(scale_steps)
+            or not scales
+            or list(scales) != sorted(scales)
+            or scales[-1] != 1.0
+        ):
             raise UserError(
                 f"scales {list(scales)} must ascend to 1.0 and pair with scale_steps {list(scale_steps)} "
                 "(one step count per scale)"
             )
         self.content_layers, self.style_layers = list(content_layers), list(style_layers)
         self.features = features
-        self.layer_weights = list(style_layer_weights) if style_layer_weights is not None else [1.0] * len(style_layers)
+        self.layer_weights = (
+            list(style_layer_weights) if style_layer_weights is not None else [1.0] * len(style_layers)
+        )
         self.content_weight, self.style_weight, self.tv_weight = content_weight, style_weight, tv_weight
         self.normalize_layers = (
-            bool(getattr(features, "random_features", False)) if normalize_layers is None else normalize_layers
+            bool(getattr(features, "random_features", False))
+            if normalize_layers is None
+            else normalize_layers
         )
         self.init, self.preserve_color, self.seed = init, preserve_color, seed
         self.scales, self.scale_steps = list(scales), list(scale_steps)
@@ -146,7 +157,10 @@ class StyleTransfer(LightningModule):
         with torch.no_grad():
             f_c = self.features(content, self.content_layers)
             f_s = self.features(styles, self.style_layers)
-            grams = {n: (gram_matrix(f_s[n]) * weights.view(-1, 1, 1)).sum(0, keepdim=True) for n in self.style_layers}
+            grams = {
+                n: (gram_matrix(f_s[n]) * weights.view(-1, 1, 1)).sum(0, keepdim=True)
+                for n in self.style_layers
+            }
         norm_c = {n: f_c[n].pow(2).mean().clamp_min(1e-12) if self.normalize_layers else 1.0 for n in f_c}
         norm_s = {n: grams[n].pow(2).mean().clamp_min(1e-12) if self.normalize_layers else 1.0 for n in grams}
         return {"content": f_c, "grams": grams, "norm_c": norm_c, "norm_s": norm_s, "chroma": chroma,
@@ -262,7 +276,11 @@ class StyleTransfer(LightningModule):
         with torch.no_grad():
             self.image.clamp_(0, 1)  # after the step, never inside the closure (see the module docstring)
         for name, value in last.items():
-            self.log(f"train/{name}_loss" if name != "loss" else "train/loss", value.detach(), prog_bar=name == "loss")
+            self.log(
+                f"train/{name}_loss" if name != "loss" else "train/loss",
+                value.detach(),
+                prog_bar=name == "loss",
+            )
         self.log("train/evals", self.evaluations.float(), prog_bar=True)
         if (self.global_step + 1) % self.log_every_n_steps == 0:
             self._save_output(t)
@@ -307,7 +325,9 @@ class StyleTransfer(LightningModule):
 
         Runs every scale for its ``scale_steps`` with a fresh optimizer from ``optimizer``, in fp32.
         """
-        weights = torch.full((len(styles),), 1 / len(styles), device=content.device) if weights is None else weights
+        weights = (
+            torch.full((len(styles),), 1 / len(styles), device=content.device) if weights is None else weights
+        )
         sizes, image, t = self.scale_sizes(tuple(content.shape[-2:])), None, None
         for size, steps in zip(sizes, self.scale_steps):
             t = self.targets(content, styles, weights, size)
@@ -315,7 +335,7 @@ class StyleTransfer(LightningModule):
             image = nn.Parameter(x)
             opt = self.optimizer([image])
 
-            def closure() -> Tensor:
+            def closure(opt=opt, image=image, t=t) -> Tensor:  # bound now: runs inside this iteration
                 opt.zero_grad()
                 loss = self.objective(image, t)["loss"]
                 check_finite(loss, "predict/loss", 0)
@@ -330,14 +350,24 @@ class StyleTransfer(LightningModule):
 
     def predict_step(self, batch, batch_idx: int) -> dict:
         if torch.is_autocast_enabled(batch[0].device.type) and not self._warned_fp32:
-            warnings.warn("style transfer optimises in fp32: autocast is disabled inside predict", stacklevel=1)
+            warnings.warn(
+                "style transfer optimises in fp32: autocast is disabled inside predict", stacklevel=1
+            )
             self._warned_fp32 = True
         outputs = []
         # Lightning predicts under inference_mode / no_grad: the optimisation needs autograd back, and tensors
         # made in inference mode must be cloned outside it before autograd may save them.
-        with torch.inference_mode(False), torch.enable_grad(), torch.autocast(batch[0].device.type, enabled=False):
+        with (
+            torch.inference_mode(False),
+            torch.enable_grad(),
+            torch.autocast(batch[0].device.type, enabled=False),
+        ):
             content, styles, weights = (x.clone() for x in batch[:3])
             for i in range(len(content)):
-                c, s, w = (content[i : i + 1].float() + 1) / 2, (styles[i].float() + 1) / 2, weights[i].float()
+                c, s, w = (
+                    (content[i : i + 1].float() + 1) / 2,
+                    (styles[i].float() + 1) / 2,
+                    weights[i].float(),
+                )
                 outputs.append(self.stylize(c, s, w))
         return {"images": torch.cat(outputs), "names": list(batch[3])}

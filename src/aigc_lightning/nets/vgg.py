@@ -141,7 +141,9 @@ class VGGFeatures(nn.Module):
             try:
                 state = torch.load(path, map_location="cpu", weights_only=True)
             except Exception as e:  # pickle, zip and format errors all mean: not a usable state dict
-                raise UserError(f"cannot read VGG weights {path} ({e}); pass a torchvision VGG19 state dict") from e
+                raise UserError(
+                    f"cannot read VGG weights {path} ({e}); pass a torchvision VGG19 state dict"
+                ) from e
         if any(k.startswith("features.") for k in state):
             state = {k[len("features.") :]: v for k, v in state.items() if k.startswith("features.")}
         # torchvision keys are Sequential indices ("0.weight"); ours are layer names ("conv1_1.weight").
@@ -151,7 +153,9 @@ class VGGFeatures(nn.Module):
             self.layers.load_state_dict(renamed, strict=False)
         except (ValueError, IndexError, RuntimeError) as e:
             raise UserError(f"VGG weights {weights} are not a torchvision VGG19 state dict ({e})") from e
-        missing = [n for n, m in self.layers.items() if isinstance(m, nn.Conv2d) and f"{n}.weight" not in renamed]
+        missing = [
+            n for n, m in self.layers.items() if isinstance(m, nn.Conv2d) and f"{n}.weight" not in renamed
+        ]
         if missing:
             raise UserError(f"VGG weights {weights} lack layers {missing[:3]}…; pass a full VGG19 state dict")
 
@@ -165,7 +169,9 @@ class VGGFeatures(nn.Module):
         names = list(self.layers.keys())
         unknown = [n for n in layers if n not in names]
         if unknown:
-            raise UserError(f"unknown VGG19 layer(s) {unknown}; valid names are {', '.join(vgg19_layer_names())}")
+            raise UserError(
+                f"unknown VGG19 layer(s) {unknown}; valid names are {', '.join(vgg19_layer_names())}"
+            )
         last = max(names.index(n) for n in layers)
         for name in names[last + 1 :]:
             del self.layers[name]
