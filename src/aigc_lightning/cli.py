@@ -130,14 +130,28 @@ class AigcCLI(LightningCLI):
         self.trainer.callbacks.append(ImageWriter(config["output_dir"]))
 
 
+def user_error_in(e: BaseException) -> UserError | None:
+    """The ``UserError`` in ``e``'s cause/context chain: jsonargparse wraps errors of nested constructors (VGG
+    features inside StyleTransfer) in its own ``ValueError``, and DataLoader workers re-raise with context."""
+    seen: set[int] = set()
+    current: BaseException | None = e
+    while current is not None and id(current) not in seen:
+        if isinstance(current, UserError):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
+
+
 def main(args: Any = None) -> None:
     """Entry point of ``python -m aigc_lightning``."""
     try:
         AigcCLI(args=args)
-    except UserError as e:
-        sys.exit(f"error: {e}")
-    except RuntimeError as e:
-        if "Error(s) in loading state_dict" not in str(e):
+    except Exception as e:
+        user_error = user_error_in(e)
+        if user_error is not None:
+            sys.exit(f"error: {user_error}")
+        if not isinstance(e, RuntimeError) or "Error(s) in loading state_dict" not in str(e):
             raise
         # the checkpoint's networks differ from the configured ones (e.g. another image_size or width)
         detail = next((line.strip() for line in str(e).splitlines()[1:] if line.strip()), str(e))
