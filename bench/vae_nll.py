@@ -1,6 +1,7 @@
 """VAE quality: importance-weighted NLL of the MLP config vs a plain-PyTorch VAE of the same size and budget.
 
-    python bench/vae_nll.py [--root ../shared/data/mnist_t10k_png] [--epochs 30] [--seed_recipe] [--k 1000]
+    python bench/vae_nll.py [--root ../shared/data/mnist_t10k_png] [--epochs 30] [--k 1000]
+        [--variant "CLI OVERRIDES" ...] [--variants_only] [--seed_recipe]
 
 Data: the 10,000 real MNIST test PNGs through ``ImageFolderDataModule(image_size=28, channels=1, binarize=True,
 val_fraction=0.2, seed=0)``: a seeded 8,000 images train (dynamically binarised every epoch), the other 2,000 are
@@ -8,14 +9,16 @@ the held-out evaluation set (binarised once, seeded). Both models see the same l
 
 - reference: the seed's 784-400-20 VAE in plain PyTorch (its bugs fixed: BCE-with-logits on [0, 1] targets,
   summed over pixels, + analytic KL), Adam 1e-3, batch 128, ``--epochs`` epochs.
-- framework: ``configs/vae/vae_mlp_mnist.yaml`` through the CLI's parser, with the data pointed at the folder and
-  the schedule scaled to the budget (same epochs; KL warm-up over the first 10 % of batches; cosine decay of the
-  learning rate over the run), trained by ``Trainer.fit``.
-- ``--seed_recipe``: also the same config with warm-up and schedule switched off (checks the framework itself:
-  with the same seed it reproduces the reference's numbers).
+- framework: ``configs/vae/vae_mlp_mnist.yaml`` as shipped, through the CLI's parser, with the data pointed at
+  the folder and trained by ``Trainer.fit`` for the same epochs; a KL warm-up in the config (if any) is scaled to
+  the first 10 % of batches and a cosine schedule (if any) to the run.
+- ``--variant "ARGS"`` (repeatable): another row, the config as shipped plus these CLI overrides, e.g.
+  ``--variant "--model.init_args.train_importance_samples 5"``; ``--variants_only`` skips the as-shipped row.
+- ``--seed_recipe``: also the same config with warm-up, schedule, IWAE and extra callbacks switched off (checks
+  the framework itself: with the same seed it reproduces the reference's numbers).
 
-Every model is scored by one independent function here (``iw_nll``, same seeded noise) and the framework model
-also by its own ``Trainer.test`` (``test/nll_iw``): the two should agree within Monte-Carlo noise.
+Every model is scored by one independent function here (``iw_nll``, same seeded noise) and the as-shipped
+framework model also by its own ``Trainer.test`` (``test/nll_iw``): the two should agree within Monte-Carlo noise.
 Prints a table: training seconds, −ELBO and IW-NLL (nats per image, lower is better) and their ratios to the
 reference.
 """
@@ -29,6 +32,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+import yaml
 from torch import nn
 
 from aigc_lightning.cli import AigcCLI
@@ -71,8 +75,15 @@ def train_reference(dm, epochs: int) -> tuple[nn.Module, float]:
     return model, time.perf_counter() - start
 
 
-def train_framework(root: str, epochs: int, recipe: bool, extra: list[str]) -> tuple[object, float, dict]:
+def train_framework(root: str, epochs: int, recipe: bool, extra: list[str], test: bool = True):
+    """Fit ``CONFIG`` on the folder; returns ``(model, train seconds, test metrics or {})``.
+
+    ``recipe``: the config as shipped, its KL warm-up (if any) scaled to the first 10 % of batches and its cosine
+    schedule (if any) to the run; otherwise the seed's recipe: no warm-up, no schedule, no extra callbacks.
+    """
     batches = 8000 // 128
+    config = yaml.safe_load(CONFIG.read_text())
+    model_args = config["model"]["init_args"]
     args = [
         "--config", str(CONFIG),
         "--data", "aigc_lightning.datamodules.ImageFolderDataModule",
@@ -84,19 +95,22 @@ def train_framework(root: str, epochs: int, recipe: bool, extra: list[str]) -> t
         "--model.init_args.test_importance_samples", "1000",
     ]  # fmt: skip
     if recipe:
-        args += ["--model.init_args.warmup_batches", str(epochs * batches // 10),
-                 "--model.init_args.lr_scheduler.init_args.T_max", str(epochs)]  # fmt: skip
+        if model_args.get("warmup_batches", 0) > 0:
+            args += ["--model.init_args.warmup_batches", str(epochs * batches // 10)]
+        scheduler = model_args.get("lr_scheduler") or {}
+        if scheduler.get("class_path", "").endswith("CosineAnnealingLR"):
+            args += ["--model.init_args.lr_scheduler.init_args.T_max", str(epochs)]
     else:
-        args += ["--model.init_args.warmup_batches", "0", "--model.init_args.lr_scheduler", "null"]
+        args += ["--model.init_args.warmup_batches", "0", "--model.init_args.lr_scheduler", "null",
+                 "--model.init_args.train_importance_samples", "1", "--trainer.callbacks=[]"]  # fmt: skip
     cli = AigcCLI(args=args + extra, run=False)
-    cli.datamodule.setup(
-        "fit"
-    )  # decode the PNGs before the clock starts (the reference gets them decoded too)
+    # decode the PNGs before the clock starts (the reference gets them decoded too)
+    cli.datamodule.setup("fit")
     start = time.perf_counter()
     cli.trainer.fit(cli.model, cli.datamodule)
     seconds = time.perf_counter() - start
-    test = cli.trainer.test(cli.model, cli.datamodule, verbose=False)[0]
-    return cli.model, seconds, test
+    result = cli.trainer.test(cli.model, cli.datamodule, verbose=False)[0] if test else {}
+    return cli.model, seconds, result
 
 
 @torch.no_grad()
@@ -136,34 +150,43 @@ def main() -> None:
     parser.add_argument(
         "--framework_args", default="", help="extra CLI overrides for the framework run, one string"
     )
+    parser.add_argument(
+        "--variant", action="append", default=[], metavar="ARGS",
+        help="another framework row: the config as shipped plus these CLI overrides (one string; repeatable)",
+    )  # fmt: skip
+    parser.add_argument("--variants_only", action="store_true", help="skip the as-shipped row")
     parser.add_argument("--seed_recipe", action="store_true", help="add the framework/seed-recipe row")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    rows = []
-    model, seconds, test = train_framework(args.root, args.epochs, True, args.framework_args.split())
-    dm = model.trainer.datamodule
-    xs = torch.cat([(x + 1) / 2 for x, _ in dm.val_dataloader()]).view(
-        -1, 784
-    )  # held-out 2,000, fixed binarisation
-    enc = lambda x: model.encode(x.view(-1, 1, 28, 28))
-    dec = lambda z: model.decode(z).view(-1, 784)
-    label = " ".join(a.split(".")[-1] for a in args.framework_args.split()) or "warm-up + cosine"
-    framework = (f"framework: vae_mlp_mnist.yaml ({label})", seconds, *iw_nll(enc, dec, xs, args.k))
-    framework_test = test["test/nll_iw"]
+    runs = [] if args.variants_only else [(args.framework_args, True)]
+    runs += [(v, False) for v in args.variant]
+    rows, dm, xs, framework_test = [], None, None, None
+    for extra, test in runs:
+        model, seconds, result = train_framework(args.root, args.epochs, True, extra.split(), test)
+        if dm is None:
+            dm = model.trainer.datamodule
+            # the held-out 2,000, binarised once (seeded): the same images for every row
+            xs = torch.cat([(x + 1) / 2 for x, _ in dm.val_dataloader()]).view(-1, 784)  # (2000, 784)
+        enc = lambda x, m=model: m.encode(x.view(-1, 1, 28, 28))
+        dec = lambda z, m=model: m.decode(z).view(-1, 784)
+        label = extra or "as shipped"
+        rows.append((f"framework: {label}", seconds, *iw_nll(enc, dec, xs, args.k)))
+        if test:
+            framework_test = result["test/nll_iw"]
 
     torch.manual_seed(0)
     reference, seconds = train_reference(dm, args.epochs)
-    rows.append(
+    rows.insert(
+        0,
         (
             "reference: plain PyTorch, seed recipe",
             seconds,
             *iw_nll(reference.encode, reference.decode, xs, args.k),
-        )
+        ),
     )
-    rows.append(framework)
     if args.seed_recipe:
-        model2, seconds, _ = train_framework(args.root, args.epochs, False, [])
+        model2, seconds, _ = train_framework(args.root, args.epochs, False, [], test=False)
         enc2 = lambda x: model2.encode(x.view(-1, 1, 28, 28))
         dec2 = lambda z: model2.decode(z).view(-1, 784)
         rows.append(("framework: same config, seed recipe", seconds, *iw_nll(enc2, dec2, xs, args.k)))
@@ -172,10 +195,14 @@ def main() -> None:
     print(
         f"\nMNIST t10k PNGs: 8,000 train / 2,000 held-out eval, {args.epochs} epochs, batch 128, k = {args.k}"
     )
-    print(f"{'model':52s} {'train s':>8s} {'−ELBO':>8s} {'IW-NLL':>8s} {'time x':>7s} {'NLL x':>7s}")
+    width = max(52, *(len(r[0]) for r in rows))
+    print(f"{'model':{width}s} {'train s':>8s} {'−ELBO':>8s} {'IW-NLL':>8s} {'time x':>7s} {'NLL x':>7s}")
     for name, secs, nelbo, nll in rows:
-        print(f"{name:52s} {secs:8.1f} {nelbo:8.2f} {nll:8.2f} {secs / ref[1]:7.2f} {nll / ref[3]:7.3f}")
-    print(f"framework's own Trainer.test: test/nll_iw = {framework_test:.2f} (k = 1000, its own noise)")
+        print(f"{name:{width}s} {secs:8.1f} {nelbo:8.2f} {nll:8.2f} {secs / ref[1]:7.2f} {nll / ref[3]:7.3f}")
+    if framework_test is not None:
+        print(
+            f"as-shipped row's own Trainer.test: test/nll_iw = {framework_test:.2f} (k = 1000, its own noise)"
+        )
 
 
 if __name__ == "__main__":

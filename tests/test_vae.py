@@ -9,6 +9,7 @@ import pytest
 import torch
 from lightning.pytorch import Trainer
 from PIL import Image
+from torch import Tensor
 from torch.distributions import Bernoulli, Normal, kl_divergence
 from torchvision.io import decode_image
 
@@ -21,6 +22,7 @@ from aigc_lightning.losses import (
     bernoulli_nll,
     gaussian_nll,
     importance_weighted_bound,
+    iwae_loss,
     kl_normal,
     log_normal_diag,
 )
@@ -109,8 +111,8 @@ def test_iw_bound_is_above_the_mean_log_weight_and_equals_it_at_k1():
 
 def test_iw_bound_of_a_model_is_above_the_elbo_and_tightens_with_k():
     torch.manual_seed(0)
-    model = tiny_vae()
-    x = torch.rand(64, 1, 16, 16).bernoulli()
+    model = tiny_vae(image_size=8)
+    x = torch.rand(64, 1, 8, 8).bernoulli()
     with torch.no_grad():
         elbo = -torch.stack([sum(model.elbo_terms(x)[:2]) for _ in range(20)]).mean()
         bounds = [model.log_likelihood_iw(x, k).mean() for k in (1, 10, 200)]
@@ -128,6 +130,41 @@ def test_iw_bound_does_not_depend_on_the_chunking():
     whole = model.log_likelihood_iw(x, 12)
     assert chunked.shape == (8,) and torch.isfinite(chunked).all()
     assert (chunked - whole).abs().max() < 5.0  # different noise, same quantity
+
+
+def test_iwae_loss_averages_weights_per_image_and_is_the_elbo_at_k1():
+    log_px_z, log_pz, log_qz = torch.randn(6, 3) - 50, torch.randn(6, 3), torch.randn(6, 3)
+    log_w = log_px_z + log_pz - log_qz
+    loss = iwae_loss(log_px_z, log_pz, log_qz)
+    assert loss.shape == (3,)
+    # −log (1/K Σ_k w_k) over the K samples of each image (a column), not over the batch
+    expected = -(torch.logsumexp(log_w, 0) - math.log(6))
+    assert torch.allclose(loss, expected, atol=1e-4)
+    log_px_z2 = log_px_z.clone()
+    log_px_z2[:, 1] += 10
+    changed = iwae_loss(log_px_z2, log_pz, log_qz)
+    assert changed[0] == loss[0] and changed[2] == loss[2] and changed[1] < loss[1] - 9
+    assert torch.allclose(iwae_loss(log_px_z[:1], log_pz[:1], log_qz[:1]), -log_w[0])  # K = 1: the ELBO
+    # β weights only the prior / posterior ratio (KL warm-up): β = 0 leaves the likelihood alone.
+    assert torch.allclose(
+        iwae_loss(log_px_z, log_pz, log_qz, beta=0.0), -(torch.logsumexp(log_px_z, 0) - math.log(6))
+    )
+
+
+def test_iwae_training_objective_is_per_image_and_tighter_than_the_elbo():
+    torch.manual_seed(0)
+    model = tiny_vae(image_size=8, train_importance_samples=5)
+    x = torch.rand(4, 1, 8, 8).bernoulli().requires_grad_()
+    loss, recon, kl = model.training_objective(x, beta=1.0)
+    assert loss.shape == recon.shape == kl.shape == (4,)
+    loss[0].backward()  # image 0's loss does not depend on the other images
+    assert x.grad[0].abs().sum() > 0 and torch.all(x.grad[1:] == 0)
+    x = torch.rand(64, 1, 8, 8).bernoulli()
+    with torch.no_grad():
+        iwae = torch.stack([model.training_objective(x, 1.0)[0].mean() for _ in range(10)]).mean()
+        model.hparams.train_importance_samples = 1
+        elbo = torch.stack([model.training_objective(x, 1.0)[0].mean() for _ in range(10)]).mean()
+    assert iwae < elbo - 0.1  # the k = 5 bound is tighter: a lower loss for the same model
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -160,6 +197,10 @@ def test_bad_shapes_are_user_errors():
         ConvEncoder(1, 28)
     with pytest.raises(UserError, match="latent_dim"):
         VAE(MLPEncoder(latent_dim=4), MLPDecoder(latent_dim=5))
+    with pytest.raises(UserError, match="train_importance_samples"):
+        tiny_vae(train_importance_samples=0)
+    with pytest.raises(UserError, match="free_bits"):
+        tiny_vae(train_importance_samples=2, free_bits=0.5)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -167,12 +208,12 @@ def test_bad_shapes_are_user_errors():
 
 
 def test_binarize_statistics():
-    dm = digits(batch_size=2000, val_fraction=0.2)
+    dm = digits(image_size=8, batch_size=2000, val_fraction=0.2)
     dm.setup("fit")
     x1, _ = next(iter(dm.train_dataloader()))
     x2, _ = next(iter(dm.train_dataloader()))
     assert set(x1.unique().tolist()) == {-1.0, 1.0}
-    grey = DigitsDataModule(image_size=16, batch_size=2000, val_fraction=0.2)
+    grey = DigitsDataModule(image_size=8, batch_size=2000, val_fraction=0.2)
     grey.setup("fit")
     g, _ = next(iter(grey.val_dataloader()))
     v1, _ = next(iter(dm.val_dataloader()))
@@ -184,42 +225,68 @@ def test_binarize_statistics():
     assert not torch.equal(x1, x2)
 
 
-def test_reconstruction_targets_lie_in_0_1(tmp_path, monkeypatch):
-    seen = []
+class TargetSpy:
+    """Wraps ``bernoulli_nll`` in the VAE module to record every reconstruction target it is given."""
 
-    def spy(logits, x01):
-        seen.append(x01.detach().clone())
+    def __init__(self) -> None:
+        self.seen: list[Tensor] = []
+
+    def __call__(self, logits: Tensor, x01: Tensor) -> Tensor:
+        self.seen.append(x01.detach().clone())
         return bernoulli_nll(logits, x01)
 
+
+@pytest.fixture(scope="module")
+def fitted(tmp_path_factory) -> dict:
+    """One small fit shared by the training, warm-up, target and checkpoint tests (each Trainer costs seconds).
+
+    2 epochs x 8 batches of 32 binarised 16-px digits, validation on 2 batches before and after; β = 2 with a
+    32-batch warm-up, so β is still rising at the end; checkpoints on, no logger.
+    """
+    root = tmp_path_factory.mktemp("fitted")
+    torch.manual_seed(0)
+    model = tiny_vae(beta=2.0, warmup_batches=32, val_importance_samples=4)
+    trainer = tiny_trainer(root, max_epochs=2, limit_train_batches=8, limit_val_batches=2, logger=False)
+    dm = digits()
+    spy = TargetSpy()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(vae_module, "bernoulli_nll", spy)
+        before = trainer.validate(model, dm, verbose=False)[0]
+        trainer.fit(model, dm)
+    return {
+        "model": model,
+        "trainer": trainer,
+        "before": before,
+        "after": dict(trainer.callback_metrics),
+        "targets": torch.cat(spy.seen),
+        "ckpt": next((root / "checkpoints").glob("*.ckpt")),
+    }
+
+
+def test_reconstruction_targets_lie_in_0_1(fitted, tmp_path, monkeypatch):
+    targets = fitted["targets"]  # binarised data: training and validation targets
+    assert set(targets.unique().tolist()) == {0.0, 1.0}
+    spy = TargetSpy()
     monkeypatch.setattr(vae_module, "bernoulli_nll", spy)
-    for binarize in (True, False):
-        seen.clear()
-        tiny_trainer(
-            tmp_path, max_steps=2, limit_val_batches=1, logger=False, enable_checkpointing=False
-        ).fit(tiny_vae(val_importance_samples=2), digits(binarize=binarize))
-        targets = torch.cat(seen)
-        assert targets.min() >= 0 and targets.max() <= 1
-        if binarize:
-            assert set(targets.unique().tolist()) == {0.0, 1.0}
-        else:
-            assert targets.max() > 0.9  # not all squashed below 0.5 either: the full [0, 1] range is used
+    tiny_trainer(tmp_path, max_steps=1, limit_val_batches=1, logger=False, enable_checkpointing=False).fit(
+        tiny_vae(val_importance_samples=2), digits(binarize=False)
+    )
+    targets = torch.cat(spy.seen)
+    assert targets.min() >= 0 and targets.max() <= 1
+    assert targets.max() > 0.9  # grey data: not all squashed below 0.5 either, the full [0, 1] range is used
 
 
-def test_kl_warmup_is_linear_over_batches_and_counted_in_training(tmp_path):
+def test_kl_warmup_is_linear_over_batches_and_counted_in_training(fitted):
     model = tiny_vae(beta=2.0, warmup_batches=10)
     betas = []
     for seen in (0, 5, 10, 25):
         model.batches_seen.fill_(seen)
         betas.append(model.current_beta())
     assert betas == [0.0, 1.0, 2.0, 2.0]
-    model.batches_seen.zero_()
-    trainer = tiny_trainer(
-        tmp_path, max_steps=3, limit_val_batches=0, logger=False, enable_checkpointing=False
-    )
-    trainer.fit(model, digits())
-    assert int(model.batches_seen) == 3
-    assert trainer.callback_metrics["train/beta"] == pytest.approx(2.0 * 2 / 10)  # beta of the 3rd batch
     assert tiny_vae().current_beta() == 1.0  # no warm-up: β from the start
+    # In training: one count per batch (2 epochs x 8), the logged β is that of the last (16th) batch.
+    assert int(fitted["model"].batches_seen) == 16
+    assert fitted["after"]["train/beta"] == pytest.approx(2.0 * 15 / 32)
 
 
 def test_encode_clamps_logvar_so_nothing_overflows():
@@ -245,16 +312,8 @@ def test_sample_is_reproducible_by_seed_and_matches_predict(tmp_path):
     assert out[1]["names"] == ["000004", "000005"]
 
 
-def test_training_lowers_the_loss_and_logs_metrics(tmp_path):
-    torch.manual_seed(0)
-    model = tiny_vae(val_importance_samples=4)
-    trainer = tiny_trainer(
-        tmp_path, max_epochs=3, limit_train_batches=10, logger=False, enable_checkpointing=False
-    )
-    dm = digits()
-    before = trainer.validate(model, dm, verbose=False)[0]
-    trainer.fit(model, dm)
-    after = trainer.callback_metrics
+def test_training_lowers_the_loss_and_logs_metrics(fitted):
+    before, after = fitted["before"], fitted["after"]
     assert after["val/nelbo"] < before["val/nelbo"] - 5
     for key in (
         "val/recon",
@@ -277,7 +336,12 @@ def test_gaussian_likelihood_learns_sigma_and_tests_with_iw(tmp_path):
     enc, dec = ConvEncoder(3, 16, width=4, latent_dim=4), ConvDecoder(3, 16, width=4, latent_dim=4)
     model = VAE(enc, dec, likelihood="gaussian", gaussian_std=0.5, test_importance_samples=3)
     trainer = tiny_trainer(
-        tmp_path, max_steps=4, limit_val_batches=0, logger=False, enable_checkpointing=False
+        tmp_path,
+        max_steps=4,
+        limit_val_batches=0,
+        limit_test_batches=2,
+        logger=False,
+        enable_checkpointing=False,
     )
     dm = digits(channels=3, binarize=False)
     trainer.fit(model, dm)
@@ -288,22 +352,21 @@ def test_gaussian_likelihood_learns_sigma_and_tests_with_iw(tmp_path):
     assert s.shape == (3, 3, 16, 16) and 0 <= s.min() and s.max() <= 1
 
 
-def test_bf16_mixed_trains_with_finite_float32_metrics(tmp_path):
-    model = tiny_vae(val_importance_samples=2)
+def test_bf16_mixed_trains_the_iwae_objective_with_finite_float32_metrics(tmp_path):
+    model = tiny_vae(val_importance_samples=2, train_importance_samples=3)
     trainer = tiny_trainer(tmp_path, max_epochs=1, limit_train_batches=2, limit_val_batches=1, precision="bf16-mixed",
                            logger=False, enable_checkpointing=False)  # fmt: skip
     trainer.fit(model, digits())
+    assert int(model.batches_seen) == 2
+    assert torch.isfinite(trainer.callback_metrics["train/loss"])
     assert torch.isfinite(trainer.callback_metrics["val/nll_iw"])
     assert model.sample(2, seed=0).dtype == torch.float32
 
 
-def test_checkpoint_round_trip_with_load_from_checkpoint(tmp_path):
-    model = tiny_vae(warmup_batches=100)
-    trainer = tiny_trainer(tmp_path, max_steps=3, limit_val_batches=0, logger=False)
-    trainer.fit(model, digits())
-    ckpt = next((tmp_path / "checkpoints").glob("*.ckpt"))
-    loaded = VAE.load_from_checkpoint(ckpt, weights_only=False)
-    assert int(loaded.batches_seen) == 3 and loaded.current_beta() == model.current_beta()
+def test_checkpoint_round_trip_with_load_from_checkpoint(fitted):
+    model = fitted["model"]
+    loaded = VAE.load_from_checkpoint(fitted["ckpt"], weights_only=False)
+    assert int(loaded.batches_seen) == 16 and loaded.current_beta() == model.current_beta()
     for (name, p), q in zip(model.state_dict().items(), loaded.state_dict().values()):
         assert torch.equal(p, q), name
     assert torch.equal(loaded.sample(4, seed=3), model.sample(4, seed=3))
@@ -324,6 +387,11 @@ def png_folder(tmp_path) -> Path:
     return root
 
 
+def small_nets(arg: str, value: str) -> list[str]:
+    """CLI overrides that shrink both networks of a config (the configs' sizes cost seconds per step)."""
+    return [f"--model.init_args.{net}.init_args.{arg}={value}" for net in ("encoder", "decoder")]
+
+
 def fit_args(config: str, tmp_path: Path) -> list[str]:
     return [
         "--config", str(ROOT / "configs/vae" / config),
@@ -335,9 +403,12 @@ def fit_args(config: str, tmp_path: Path) -> list[str]:
 
 
 def test_vae_digits_fit_test_predict_commands(tmp_path):
-    args = fit_args("vae_digits.yaml", tmp_path) + ["--model.init_args.test_importance_samples", "5"]
-    cli = AigcCLI(args=["fit", *args])
-    assert isinstance(cli.model, VAE) and cli.model.encoder.fc1.in_features == 28 * 28
+    args = fit_args("vae_digits.yaml", tmp_path) + ["--data.batch_size", "16", "--data.image_size", "16"]
+    # --model.* flags only for fit: test and predict get them from the checkpoint (each flag there costs a re-parse)
+    model_flags = ["--model.init_args.test_importance_samples", "5", *small_nets("hidden_dim", "16")]
+    cli = AigcCLI(args=["fit", *args, *model_flags])
+    # the data's image size reaches the networks (the config says 28)
+    assert isinstance(cli.model, VAE) and cli.model.encoder.fc1.in_features == 16 * 16
     ckpt = tmp_path / "runs/lightning_logs/version_0/checkpoints/last.ckpt"
     assert ckpt.is_file()
     test = AigcCLI(args=["test", *args, "--ckpt_path", str(ckpt)])
@@ -353,13 +424,14 @@ def test_vae_digits_fit_test_predict_commands(tmp_path):
 
 
 @pytest.mark.parametrize(
-    ("config", "channels", "image_size"), [("vae_mlp_mnist.yaml", 1, 20), ("conv_vae_celeba64.yaml", 3, 16)]
+    ("config", "channels", "image_size", "shrink"),
+    [("vae_mlp_mnist.yaml", 1, 20, ("hidden_dim", "16")), ("conv_vae_celeba64.yaml", 3, 16, ("width", "4"))],
 )
-def test_download_configs_run_on_an_image_folder(config, channels, image_size, png_folder, tmp_path):
+def test_download_configs_run_on_an_image_folder(config, channels, image_size, shrink, png_folder, tmp_path):
     args = fit_args(config, tmp_path) + [
         "--data", "aigc_lightning.datamodules.ImageFolderDataModule", "--data.root", str(png_folder),
         "--data.channels", str(channels), "--data.image_size", str(image_size), "--data.batch_size", "4",
-        "--data.num_workers", "0", "--model.init_args.val_importance_samples", "2",
+        "--data.num_workers", "0", "--model.init_args.val_importance_samples", "2", *small_nets(*shrink),
     ]  # fmt: skip
     cli = AigcCLI(args=["fit", *args])
     assert cli.model.decoder.image_shape == (channels, image_size, image_size)

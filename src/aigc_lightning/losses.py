@@ -124,6 +124,16 @@ def importance_weighted_bound(log_w: Tensor) -> Tensor:
     return torch.logsumexp(log_w.double(), dim=0).float() - torch.log(torch.tensor(float(log_w.shape[0])))
 
 
+def iwae_loss(log_px_z: Tensor, log_pz: Tensor, log_qz: Tensor, beta: float = 1.0) -> Tensor:
+    """−(importance-weighted bound) per image from K samples z_k ~ q(z|x): (K, B) each → (B,) (IWAE training).
+
+    log w_k = log p(x|z_k) + β (log p(z_k) − log q(z_k|x)); the bound averages the w_k over the K samples of *each
+    image* (dim 0), never over the batch. K = 1, β = 1 is the one-sample ELBO with a Monte-Carlo KL; β < 1 (KL
+    warm-up) tempers the prior/posterior ratio as β does in the ELBO.
+    """
+    return -importance_weighted_bound(log_px_z + beta * (log_pz - log_qz))
+
+
 # ----------------------------------------------------------------------------------------------------------
 # Neural style transfer (Gatys et al. 2016)
 

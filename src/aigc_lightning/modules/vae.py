@@ -33,6 +33,7 @@ from aigc_lightning.losses import (
     bernoulli_nll,
     gaussian_nll,
     importance_weighted_bound,
+    iwae_loss,
     kl_normal,
     log_normal_diag,
 )
@@ -82,6 +83,9 @@ class VAE(LightningModule):
         beta: weight of the KL term in the training objective (β-VAE); metrics always use β = 1.
         warmup_batches: KL warm-up: β rises linearly from 0 to ``beta`` over this many training batches.
         free_bits: floor (nats) on each latent's KL in the training objective; 0 disables it.
+        train_importance_samples: samples k of the training objective: 1 trains on the ELBO (analytic KL); k > 1
+            on the importance-weighted bound (IWAE, Burda et al. 2016), per image, at k decoder passes per image;
+            β / warm-up then weight log p(z) − log q(z|x). Not combinable with ``free_bits``.
         val_importance_samples: samples k of the importance-weighted NLL at validation (0 disables it).
         test_importance_samples: samples k of the importance-weighted NLL at test (papers use 5000).
         iw_batch_images: images decoded per pass when estimating the IW bound (bounds memory).
@@ -100,6 +104,7 @@ class VAE(LightningModule):
         beta: float = 1.0,
         warmup_batches: int = 0,
         free_bits: float = 0.0,
+        train_importance_samples: int = 1,
         val_importance_samples: int = 16,
         test_importance_samples: int = 1000,
         iw_batch_images: int = 8192,
@@ -111,6 +116,13 @@ class VAE(LightningModule):
         self.save_hyperparameters()
         if likelihood not in ("bernoulli", "gaussian"):
             raise UserError(f"model.likelihood must be 'bernoulli' or 'gaussian', got {likelihood!r}")
+        if train_importance_samples < 1:
+            raise UserError(f"model.train_importance_samples must be >= 1, got {train_importance_samples}")
+        if train_importance_samples > 1 and free_bits > 0:
+            raise UserError(
+                "model.free_bits works on the ELBO's analytic KL, which the importance-weighted objective "
+                f"(train_importance_samples={train_importance_samples}) does not have: set one of them to its default"
+            )
         latent_dims = {getattr(encoder, "latent_dim", None), getattr(decoder, "latent_dim", None)}
         if len(latent_dims) != 1 or None in latent_dims:
             raise UserError(
@@ -200,17 +212,38 @@ class VAE(LightningModule):
     def log_likelihood_iw(self, x01: Tensor, k: int) -> Tensor:
         """Importance-weighted lower bound on log p(x) with k samples of q(z|x), (B,) (Burda et al. 2016)."""
         mu, logvar = self.encode(x01)
-        b = x01.shape[0]
-        chunk = max(1, self.hparams.iw_batch_images // b)
+        chunk = max(1, self.hparams.iw_batch_images // x01.shape[0])
         log_w = []
         for start in range(0, k, chunk):
-            kc = min(chunk, k - start)
-            z = mu + torch.exp(0.5 * logvar) * torch.randn(kc, *mu.shape, device=mu.device)  # (kc, B, D)
-            params = self.decode(z.flatten(0, 1))  # (kc*B, C, H, W)
-            x_rep = x01.expand(kc, *x01.shape).flatten(0, 1)  # (kc*B, C, H, W)
-            log_px_z = -self.nll(params, x_rep).view(kc, b)  # (kc, B)
-            log_w.append(log_px_z + log_normal_diag(z) - log_normal_diag(z, mu, logvar))
+            log_px_z, log_pz, log_qz = self.log_weight_terms(x01, mu, logvar, min(chunk, k - start))
+            log_w.append(log_px_z + log_pz - log_qz)
         return importance_weighted_bound(torch.cat(log_w))  # (k, B) → (B,)
+
+    def log_weight_terms(
+        self, x01: Tensor, mu: Tensor, logvar: Tensor, k: int
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """k reparameterised z ~ q(z|x) per image: ``(log p(x|z), log p(z), log q(z|x))``, each (k, B)."""
+        b = x01.shape[0]
+        z = mu + torch.exp(0.5 * logvar) * torch.randn(k, *mu.shape, device=mu.device)  # (k, B, D)
+        params = self.decode(z.flatten(0, 1))  # (k*B, C, H, W)
+        x_rep = x01.expand(k, *x01.shape).flatten(0, 1)  # (k*B, C, H, W)
+        log_px_z = -self.nll(params, x_rep).view(k, b)  # (k, B)
+        return log_px_z, log_normal_diag(z), log_normal_diag(z, mu, logvar)
+
+    def training_objective(self, x01: Tensor, beta: float) -> tuple[Tensor, Tensor, Tensor]:
+        """Per-image training loss (β, free bits or IWAE applied), reconstruction and KL: ``(loss, recon, kl)``, (B,).
+
+        ``recon`` is a one-sample estimate and ``kl`` the analytic KL in both cases, so the logged ELBO means the
+        same whichever objective trains.
+        """
+        k = self.hparams.train_importance_samples
+        if k == 1:
+            recon, kl, mu, logvar = self.elbo_terms(x01)
+            kl_objective = kl_normal(mu, logvar, self.hparams.free_bits) if self.hparams.free_bits > 0 else kl
+            return recon + beta * kl_objective, recon, kl
+        mu, logvar = self.encode(x01)
+        log_px_z, log_pz, log_qz = self.log_weight_terms(x01, mu, logvar, k)
+        return iwae_loss(log_px_z, log_pz, log_qz, beta), -log_px_z[0], kl_normal(mu, logvar)
 
     def bits_per_dim(self, nats: Tensor) -> Tensor:
         """Nats per image → bits per dimension (Gaussian: plus log 256 per dimension, 8-bit discretisation)."""
@@ -225,10 +258,9 @@ class VAE(LightningModule):
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         x01 = self.targets(batch[0])
-        recon, kl, mu, logvar = self.elbo_terms(x01)
         beta = self.current_beta()
-        kl_objective = kl_normal(mu, logvar, self.hparams.free_bits) if self.hparams.free_bits > 0 else kl
-        loss = (recon + beta * kl_objective).mean()
+        losses, recon, kl = self.training_objective(x01, beta)
+        loss = losses.mean()
         check_finite(loss, "train/loss", int(self.batches_seen))
         self.batches_seen += 1
         nelbo = (recon + kl).detach()
