@@ -30,7 +30,7 @@ def cli(*args: str, cwd: Path) -> None:
         env=env,
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=600,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
 
@@ -100,7 +100,7 @@ def test_torchrun_recipe(tmp_path):
         "aigc_lightning",
     ]
     proc = subprocess.run(
-        cmd + args, check=False, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
+        cmd + args, check=False, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     same_weights(tmp_path)
@@ -148,7 +148,7 @@ def test_vae_ddp_fit_and_metrics_match_single_process(tmp_path):
     for key in ("val/kl", "val/active_units"):
         assert torch.allclose(both[key], one[key], rtol=1e-5, atol=1e-6), (key, both[key], one[key])
     # nelbo/recon/nll_iw draw z from each process's own RNG: equal only up to Monte-Carlo noise
-    assert torch.allclose(both["val/nelbo"], one["val/nelbo"], rtol=0.05)
+    assert torch.allclose(both["val/nelbo"], one["val/nelbo"], rtol=0.1)
 
 
 def test_style_transfer_ddp_predict_each_image_once(tmp_path):
