@@ -2,7 +2,7 @@
 
 Schedules (lazy R1, EMA ramp-up, image logging) run on this module's own **batch** counter: ``trainer.global_step``
 counts optimizer steps, i.e. ``n_critic + 1`` per batch, so ``--trainer.max_steps N`` stops after
-``N / (n_critic + 1)`` batches. Logged scalars use Lightning's batch x-axis too (one point per batch).
+``N / (n_critic + 1)`` batches. Logged scalars use Lightning's batch x-axis too, every ``log_every_n_steps`` batches.
 
 Multi-GPU: Lightning's ``ddp`` wraps the whole LightningModule in one ``DistributedDataParallel``. A D step never
 reaches G's parameters (and the G step leaves D's frozen), which that wrapper treats as an error unless
