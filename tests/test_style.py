@@ -237,7 +237,7 @@ def test_fit_refuses_a_folder_and_missing_style(images, tmp_path):
 
 
 def cli_overrides(tmp_path: Path) -> list[str]:
-    return ["--data.image_size", "24", "--model.init_args.scale_steps", "[1, 1]",
+    return ["--data.image_size", "24", "--model.init_args.scales", "[0.5, 1.0]", "--model.init_args.scale_steps", "[1, 1]",
             "--model.init_args.optimizer.init_args.max_iter", "2", "--model.init_args.content_layers", "[conv2_1]",
             "--model.init_args.style_layers", "[conv1_1, conv2_1]", "--trainer.default_root_dir", str(tmp_path)]  # fmt: skip
 
