@@ -50,15 +50,28 @@ def link_image_shape(model_cfg: Any, data_args: Any) -> None:
                 link_image_shape(item, data_args)
 
 
-def model_flags(args: Any) -> list[str]:
-    """The ``--model.<key> value`` / ``--model.<key>=value`` tokens of a command line (``[]`` for dict args)."""
+def model_flag_keys(args: Any) -> list[str]:
+    """Keys of the ``--model.<key> …`` / ``--model.<key>=…`` options of a command line (``[]`` for dict args)."""
     if not isinstance(args, (list, tuple)):
         return []
-    flags: list[str] = []
-    for i, token in enumerate(args):
-        if isinstance(token, str) and token.startswith("--model."):
-            flags += [token] if "=" in token or i + 1 == len(args) else [token, args[i + 1]]
-    return flags
+    return [a[len("--model.") :].split("=", 1)[0] for a in args if isinstance(a, str) and a.startswith("--model.")]
+
+
+def namespace_path(ns: Any, key: str) -> str | None:
+    """The path of a command-line key in a parsed namespace: ``truncation_psi`` → ``init_args.truncation_psi``
+    (subclass mode lets users leave out ``init_args``); ``None`` when it is not there."""
+    path: list[str] = []
+    for part in key.split("."):
+        if not isinstance(ns, Namespace):
+            return None
+        if part not in ns and isinstance(ns.get("init_args"), Namespace) and part in ns.init_args:
+            path.append("init_args")
+            ns = ns.init_args
+        if part not in ns:
+            return None
+        path.append(part)
+        ns = ns[part]
+    return ".".join(path)
 
 
 class AigcCLI(LightningCLI):
@@ -95,7 +108,7 @@ class AigcCLI(LightningCLI):
         return parser
 
     def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
-        self._model_flags = model_flags(sys.argv[1:] if args is None else args)
+        self._model_keys = model_flag_keys(sys.argv[1:] if args is None else args)
         super().parse_arguments(parser, args)
         # before LightningCLI reads the checkpoint's hyperparameters, whose errors do not name the file
         config = self.config.get(self.config.get("subcommand") or "", self.config)
@@ -105,10 +118,18 @@ class AigcCLI(LightningCLI):
     def _parse_ckpt_path(self) -> None:
         # LightningCLI applies the checkpoint's hyper-parameters *over* the command line, which would silently
         # drop e.g. ``predict --ckpt_path … --model.truncation_psi 0.7``. Precedence here: config files <
-        # checkpoint < ``--model.*`` flags typed on the command line.
+        # checkpoint < ``--model.*`` options typed on the command line.
+        subcommand = self.config.get("subcommand")
+        if not (subcommand and self._model_keys and self.config[subcommand].get("ckpt_path")):
+            super()._parse_ckpt_path()
+            return
+        typed = self.config[subcommand].model.clone()
         super()._parse_ckpt_path()
-        if self._model_flags and self.config.get("subcommand"):
-            self.config = self.parser.parse_args([self.config.subcommand, *self._model_flags], self.config)
+        model = self.config[subcommand].model
+        for key in self._model_keys:
+            path = namespace_path(typed, key)
+            if path is not None and namespace_path(model, path) is not None:
+                model[path] = typed[path]
 
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
         trainer = super().instantiate_trainer(**kwargs)
