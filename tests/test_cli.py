@@ -69,6 +69,9 @@ def test_predict_seeded_files_and_grid(png_folder, tmp_path):
     cli = AigcCLI(args=[*base, "--output_dir", str(out_a), "--num_samples", "5", "--seed", "10"])
     AigcCLI(args=[*base, "--output_dir", str(out_b), "--num_samples", "3", "--seed", "12"])
     assert sorted(p.name for p in out_a.iterdir()) == [f"{i:06d}.png" for i in range(5)] + ["grid.png"]
+    # predict leaves the training run alone: no new version folder, its config.yaml still the fit config
+    assert [p.name for p in (tmp_path / "lightning_logs").iterdir()] == ["version_0"]
+    assert "output_dir" not in (tmp_path / "lightning_logs" / "version_0" / "config.yaml").read_text()
     # Sample i comes from seed S + i: seed 12 is sample 2 of the first run and sample 0 of the second.
     assert (out_a / "000002.png").read_bytes() == (out_b / "000000.png").read_bytes()
     # ... and is what the Python API gives for the same seed.

@@ -139,7 +139,13 @@ class AigcCLI(LightningCLI):
         return trainer
 
     def before_instantiate_classes(self) -> None:
+        if self.subcommand not in (None, "fit"):
+            # config.yaml describes a training run; validate/test/predict would write theirs into a new version_N
+            # folder, or, with the logger off, over the training run's own config.yaml.
+            self.save_config_callback = None
         config = self.config[self.subcommand] if self.subcommand else self.config
+        if self.subcommand == "predict":
+            config.trainer.logger = False  # predict writes PNGs only; no empty version_N folder per call
         data = config.get("data")
         link_image_shape(config.get("model"), data.get("init_args") if isinstance(data, Namespace) else None)
 
