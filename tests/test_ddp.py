@@ -117,6 +117,11 @@ def test_slurm_environment_is_detected(monkeypatch):
              "SLURM_NODELIST": "node001"}  # fmt: skip
     for key, value in slurm.items():
         monkeypatch.setenv(key, value)
+    for key in ("MASTER_ADDR", "MASTER_PORT"):
+        # SLURMEnvironment writes these into os.environ; recorded here so monkeypatch removes them again; a
+        # leftover MASTER_ADDR=node001 would hang every later DDP test of this session in rendezvous
+        monkeypatch.setenv(key, "recorded")
+        monkeypatch.delenv(key)
     trainer = Trainer(accelerator="cpu", devices=1, num_nodes=1, logger=False, enable_checkpointing=False)
     assert isinstance(trainer._accelerator_connector.cluster_environment, SLURMEnvironment)
     assert trainer._accelerator_connector.cluster_environment.main_address == "node001"
