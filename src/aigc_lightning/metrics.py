@@ -282,7 +282,8 @@ class GenerativeMetrics(Callback):
 
     def on_validation_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         due = (trainer.current_epoch + 1) % self.every_n_epochs == 0 or trainer.state.fn == "validate"
-        self.active = due and not trainer.sanity_checking
+        # fast_dev_run is a smoke test of one batch: FID of one batch means nothing (and may hold < 2 images)
+        self.active = due and not trainer.sanity_checking and not trainer.fast_dev_run
 
     def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
         if not self.active or self.real_done or dataloader_idx != 0:
