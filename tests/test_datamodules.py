@@ -89,7 +89,7 @@ def test_binarize_dynamic_for_train_fixed_for_val():
 def test_mnist_from_idx_files_in_torchvision_layout(tmp_path):
     write_mnist(tmp_path)
     dm = MNISTDataModule(root=str(tmp_path), download=False, batch_size=8, val_fraction=0.25)
-    x, y = first_batch(dm)
+    x, _ = first_batch(dm)
     assert x.shape == (8, 1, 28, 28) and x.min() >= -1 and x.max() <= 1
     assert len(dm.train_set) == 30 and len(dm.val_set) == 10 and len(dm.test_set) == 12
     xt, _ = next(iter(dm.test_dataloader()))
@@ -181,7 +181,7 @@ def test_image_folder_with_class_subfolders(tmp_path):
 
 def test_image_folder_flat_and_per_item_path_agree(tmp_path):
     write_folder(tmp_path, flat=True)
-    kwargs = dict(root=str(tmp_path), image_size=8, channels=3, batch_size=6, val_fraction=0)
+    kwargs = {"root": str(tmp_path), "image_size": 8, "channels": 3, "batch_size": 6, "val_fraction": 0}
     memory = ImageFolderDataModule(**kwargs)
     per_item = ImageFolderDataModule(**kwargs, in_memory_limit=0)
     memory.setup("fit")

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import torch
 import torch.distributed as dist
-from PIL import Image
 from lightning.pytorch import Callback, LightningModule, Trainer
+from PIL import Image
 from torchvision.io import decode_image
 from torchvision.utils import make_grid, save_image
 

@@ -13,7 +13,6 @@ from aigc_lightning.datamodules.seeds import SeedDataModule
 from aigc_lightning.datamodules.style import StyleDataModule
 
 __all__ = [
-    "StyleDataModule",
     "CIFAR10DataModule",
     "CelebADataModule",
     "DigitsDataModule",
@@ -22,4 +21,5 @@ __all__ = [
     "ImageFolderDataModule",
     "MNISTDataModule",
     "SeedDataModule",
+    "StyleDataModule",
 ]

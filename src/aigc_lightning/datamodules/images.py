@@ -262,7 +262,7 @@ class ImageDataModule(LightningDataModule):
         train_full = self.load(True, dynamic)
         val_full = self.load(True, fixed) if self.binarize else train_full
         n = len(train_full)
-        n_val = int(round(n * self.val_fraction))
+        n_val = round(n * self.val_fraction)
         perm = torch.randperm(n, generator=torch.Generator().manual_seed(self.seed)).tolist()
         self.train_set = Subset(train_full, perm[n_val:])
         self.val_set = Subset(val_full, perm[:n_val]) if n_val else None

@@ -2,7 +2,7 @@
 
 from aigc_lightning.modules.classifier import Classifier
 from aigc_lightning.modules.gan import GAN
-from aigc_lightning.modules.vae import VAE
 from aigc_lightning.modules.style_transfer import StyleTransfer
+from aigc_lightning.modules.vae import VAE
 
-__all__ = ["StyleTransfer", "GAN", "VAE", "Classifier"]
+__all__ = ["GAN", "VAE", "Classifier", "StyleTransfer"]

@@ -5,4 +5,4 @@ from aigc_lightning.nets.dcgan import Discriminator, Generator
 from aigc_lightning.nets.vae import ConvDecoder, ConvEncoder, MLPDecoder, MLPEncoder
 from aigc_lightning.nets.vgg import VGGFeatures
 
-__all__ = ["VGGFeatures", "Discriminator", "Generator", "ConvDecoder", "ConvEncoder", "MLPDecoder", "MLPEncoder", "ConvClassifier"]
+__all__ = ["ConvClassifier", "ConvDecoder", "ConvEncoder", "Discriminator", "Generator", "MLPDecoder", "MLPEncoder", "VGGFeatures"]
