@@ -38,10 +38,10 @@ def loader(size: int = 32, channels: int = 1, n: int = 32, batch_size: int = 8) 
 
 def trainer(batches: int, **kwargs) -> Trainer:
     # max_steps counts optimizer steps: two per batch with n_critic=1.
-    defaults = dict(
-        accelerator="cpu", devices=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-        enable_model_summary=False, max_steps=2 * batches, num_sanity_val_steps=0,
-    )
+    defaults = {
+        "accelerator": "cpu", "devices": 1, "logger": False, "enable_checkpointing": False, "enable_progress_bar": False,
+        "enable_model_summary": False, "max_steps": 2 * batches, "num_sanity_val_steps": 0,
+    }
     return Trainer(**{**defaults, **kwargs})
 
 
