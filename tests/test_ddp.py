@@ -175,3 +175,18 @@ def test_style_transfer_ddp_predict_each_image_once(tmp_path):
         "--trainer.callbacks.folder", str(tmp_path), cwd=tmp_path)  # fmt: skip
     predicted_once(tmp_path, names)
     assert sorted(p.stem for p in out.glob("*.png") if p.stem != "grid") == names
+
+
+def test_main_destroys_the_process_group(monkeypatch, tmp_path):
+    """A gloo group left alive at exit aborts the process after a successful run (exit -6); main() closes it."""
+    import torch.distributed as dist
+
+    from aigc_lightning import cli as cli_module
+
+    monkeypatch.setattr(
+        cli_module,
+        "AigcCLI",
+        lambda args: dist.init_process_group("gloo", init_method=f"file://{tmp_path}/rendezvous", rank=0, world_size=1),
+    )
+    cli_module.main([])
+    assert not dist.is_initialized()
