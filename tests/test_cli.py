@@ -61,6 +61,20 @@ def test_fast_dev_run(png_folder, tmp_path):
     assert cli.trainer.global_step == 1
 
 
+def test_batch_limit_of_one_means_one_batch(png_folder, tmp_path):
+    """jsonargparse parses ``limit_*_batches 1`` as 1.0 (= all batches); the CLI keeps the integer the user wrote,
+    on the command line and in a --config file, and leaves ``1.0`` a fraction."""
+    config = tmp_path / "limits.yaml"
+    config.write_text("trainer:\n  limit_val_batches: 1\n  limit_test_batches: 1.0\n")
+    args = [*tiny_args(png_folder, tmp_path), "--config", str(config), "--trainer.limit_train_batches", "1"]
+    trainer = AigcCLI(args=args, run=False).trainer
+    assert type(trainer.limit_train_batches) is int and trainer.limit_train_batches == 1
+    assert type(trainer.limit_val_batches) is int and trainer.limit_val_batches == 1
+    assert type(trainer.limit_test_batches) is float and trainer.limit_test_batches == 1.0
+    trainer = AigcCLI(args=[*args, "--trainer.limit_train_batches=1.0"], run=False).trainer
+    assert type(trainer.limit_train_batches) is float
+
+
 def test_predict_seeded_files_and_grid(png_folder, tmp_path):
     AigcCLI(args=["fit", *tiny_args(png_folder, tmp_path), "--trainer.max_steps", "2"])
     ckpt = tmp_path / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt"

@@ -16,9 +16,11 @@ What this adds to a plain LightningCLI:
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Any
 
 import torch.distributed
+import yaml
 from jsonargparse import Namespace
 from lightning.pytorch import LightningDataModule, LightningModule, Trainer
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
@@ -75,6 +77,35 @@ def namespace_path(ns: Any, key: str) -> str | None:
     return ".".join(path)
 
 
+BATCH_LIMITS = ("limit_train_batches", "limit_val_batches", "limit_test_batches", "limit_predict_batches")
+
+
+def integer_batch_limits(args: Any) -> set[str]:
+    """Trainer ``limit_*_batches`` keys whose last setting in ``args`` (``--config`` files, then options) is the
+    integer 1.
+
+    jsonargparse turns Lightning's ``Optional[Union[int, float]]`` limits into floats, so ``1`` (one batch)
+    arrives as ``1.0`` (all batches). Values above 1 are safe (Lightning casts 2.0 back to 2); only 1 needs
+    the literal the user wrote.
+    """
+    if not isinstance(args, (list, tuple)):
+        return set()
+    written: dict[str, bool] = {}  # key -> the last value was an integer literal
+    tokens = [str(a) for a in args]
+    for i, token in enumerate(tokens):
+        key, _, value = token.partition("=")
+        if not _ and i + 1 < len(tokens):
+            value = tokens[i + 1]
+        if key == "--config" and Path(value).is_file():
+            trainer = (yaml.safe_load(Path(value).read_text()) or {}).get("trainer") or {}
+            for name in BATCH_LIMITS:
+                if name in trainer:
+                    written[name] = type(trainer[name]) is int
+        elif key.startswith("--trainer.") and key[len("--trainer.") :] in BATCH_LIMITS:
+            written[key[len("--trainer.") :]] = value.strip().lstrip("+-").isdigit()
+    return {name for name, is_int in written.items() if is_int}
+
+
 class AigcCLI(LightningCLI):
     """The project's LightningCLI; see the module docstring for what it adds."""
 
@@ -110,6 +141,7 @@ class AigcCLI(LightningCLI):
 
     def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
         self._model_keys = model_flag_keys(sys.argv[1:] if args is None else args)
+        self._integer_limits = integer_batch_limits(sys.argv[1:] if args is None else args)
         super().parse_arguments(parser, args)
         # before LightningCLI reads the checkpoint's hyperparameters, whose errors do not name the file
         config = self.config.get(self.config.get("subcommand") or "", self.config)
@@ -134,6 +166,9 @@ class AigcCLI(LightningCLI):
 
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
         trainer = super().instantiate_trainer(**kwargs)
+        for name in self._integer_limits:
+            if getattr(trainer, name) == 1:
+                setattr(trainer, name, 1)  # one batch, as written (see integer_batch_limits)
         if not any(isinstance(c, RNGState) for c in trainer.callbacks):
             # RNG states in every checkpoint (exact resume); it has nothing to configure
             trainer.callbacks.append(RNGState())
@@ -182,7 +217,10 @@ def close_process_group(finished: bool) -> None:
     if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
         return
     if finished:
-        torch.distributed.barrier()
+        try:
+            torch.distributed.barrier()
+        except RuntimeError:  # a peer already exited (it failed): nothing left to wait for
+            pass
     torch.distributed.destroy_process_group()
 
 
