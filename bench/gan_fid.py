@@ -13,8 +13,9 @@ seed=0)``: 8,000 training images, 2,000 held out as the FID reference.
    (or ``--extractor`` a ``Classifier`` checkpoint). Its held-out accuracy is printed.
 2. framework: ``configs/gan/dcgan_mnist.yaml`` (nonsaturating DCGAN, Adam 2e-4/0.5, EMA generator) at
    ``--width``, batch 64, ``--batches`` batches, data pointed at the folder, its own metric callback removed.
-3. plain: the same ``Generator`` / ``Discriminator`` classes, same seed, optimizers, loss, data and number of
-   batches in a hand-written loop (D step on detached fakes, then G step), no EMA — the PyTorch DCGAN example.
+3. plain: the same ``Generator`` / ``Discriminator`` classes, same seed, loss, data and number of batches in a
+   hand-written loop (D step on detached fakes, then G step), Adam 2e-4 / 0.5, no EMA — the PyTorch DCGAN example.
+   When the config's learning rate differs, the plain loop runs once more at that rate (an ablation row).
 
 Both are scored by ``aigc_lightning.metrics.evaluate_images`` on ``--num_samples`` samples (eval-mode generator)
 against the held-out 2,000; "real" scores 2,000 training images the same way (the floor).
@@ -87,11 +88,13 @@ def train_framework(root: str, batches: int, width: int, folder: str) -> tuple[G
     return cli.model, time.perf_counter() - start
 
 
-def train_plain(dm: ImageFolderDataModule, batches: int, width: int) -> tuple[Generator, float]:
+def train_plain(
+    dm: ImageFolderDataModule, batches: int, width: int, lr: float = 2e-4
+) -> tuple[Generator, float]:
     seed_everything(0)
     g, d = Generator(100, 1, 28, width), Discriminator(1, 28, width, norm="batch")
-    opt_g = torch.optim.Adam(g.parameters(), lr=2e-4, betas=(0.5, 0.999))
-    opt_d = torch.optim.Adam(d.parameters(), lr=2e-4, betas=(0.5, 0.999))
+    opt_g = torch.optim.Adam(g.parameters(), lr=lr, betas=(0.5, 0.999))
+    opt_d = torch.optim.Adam(d.parameters(), lr=lr, betas=(0.5, 0.999))
     start, done = time.perf_counter(), 0
     while done < batches:
         for real, _ in dm.train_dataloader():
@@ -108,6 +111,11 @@ def train_plain(dm: ImageFolderDataModule, batches: int, width: int) -> tuple[Ge
             if done == batches:
                 break
     return g, time.perf_counter() - start
+
+
+def config_lr(gan) -> float:
+    """The generator learning rate of the framework's configured optimizer (an ``OptimizerCallable``)."""
+    return gan.optimizer_g([torch.nn.Parameter(torch.zeros(1))]).param_groups[0]["lr"]
 
 
 @torch.no_grad()
@@ -150,6 +158,12 @@ def main() -> None:
         rows["framework GAN (raw generator)"] = (score(plain_samples(gan.generator, args.num_samples)), seconds)
         plain, seconds = train_plain(dm, args.batches, args.width)
         rows["plain PyTorch DCGAN loop"] = (score(plain_samples(plain, args.num_samples)), seconds)
+        # Ablation: the plain loop at the config's learning rate (no R1, no EMA) separates what the lr buys
+        # from what the framework's regularisation and averaging buy.
+        lr = config_lr(gan)
+        if lr != 2e-4:
+            plain, seconds = train_plain(dm, args.batches, args.width, lr)
+            rows[f"plain loop at the config's lr {lr:g}"] = (score(plain_samples(plain, args.num_samples)), seconds)
 
     print(f"MNIST t10k, 28 px, {args.batches} batches of 64, width {args.width}; extractor held-out acc {acc:.4f}")
     print("| model | train s | FID | KID | IS |")
