@@ -24,6 +24,7 @@ against the held-out 2,000; "real" scores 2,000 training images the same way (th
 from __future__ import annotations
 
 import argparse
+import itertools
 import tempfile
 import time
 from pathlib import Path
@@ -68,18 +69,24 @@ def train_extractor(dm: ImageFolderDataModule, epochs: int, folder: str) -> tupl
     return path, acc
 
 
-def train_framework(root: str, batches: int, width: int, folder: str) -> tuple[Generator, float]:
+def train_framework(
+    root: str, batches: int, width: int, folder: str, extra: list[str] | None = None
+) -> tuple[Generator, float]:
+    """``configs/gan/dcgan_mnist.yaml`` on the folder for ``batches`` batches of 64; ``extra``: more CLI options."""
+    extra = extra or []
+    n_critic = next((int(v) for k, v in itertools.pairwise(extra) if k.endswith(".n_critic")), 1)
     args = [
         "--config", str(REPO / "configs/gan/dcgan_mnist.yaml"),
         "--data", "aigc_lightning.datamodules.ImageFolderDataModule",
         "--data.root", root, "--data.image_size", "28", "--data.channels", "1",
         "--data.val_fraction", "0.2", "--data.batch_size", "64", "--data.seed", "0",
-        "--trainer.max_steps", str(2 * batches),  # two optimizer steps per GAN batch
+        "--trainer.max_steps", str((n_critic + 1) * batches),  # n_critic + 1 optimizer steps per GAN batch
         "--trainer.max_epochs", "-1", "--trainer.limit_val_batches", "0", "--trainer.callbacks", "[]",
         "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
         "--trainer.default_root_dir", folder, "--trainer.logger", "false",
         "--model.init_args.generator.init_args.width", str(width),
         "--model.init_args.discriminator.init_args.width", str(width),
+        *extra,
     ]  # fmt: skip
     cli = AigcCLI(args=args, run=False)
     cli.datamodule.setup("fit")
