@@ -1,7 +1,7 @@
 """VAE quality: importance-weighted NLL of the MLP config vs a plain-PyTorch VAE of the same size and budget.
 
     python bench/vae_nll.py [--root ../shared/data/mnist_t10k_png] [--epochs 30] [--k 1000]
-        [--variant "CLI OVERRIDES" ...] [--variants_only] [--seed_recipe]
+        [--variant "CLI OVERRIDES" ...] [--variants_only] [--seed_recipe] [--reference_epochs N]
 
 Data: the 10,000 real MNIST test PNGs through ``ImageFolderDataModule(image_size=28, channels=1, binarize=True,
 val_fraction=0.2, seed=0)``: a seeded 8,000 images train (dynamically binarised every epoch), the other 2,000 are
@@ -14,6 +14,7 @@ the held-out evaluation set (binarised once, seeded). Both models see the same l
   the first 10 % of batches and a cosine schedule (if any) to the run.
 - ``--variant "ARGS"`` (repeatable): another row, the config as shipped plus these CLI overrides, e.g.
   ``--variant "--model.init_args.train_importance_samples 5"``; ``--variants_only`` skips the as-shipped row.
+- ``--reference_epochs N``: the reference once more, trained N epochs (compares at equal training time).
 - ``--seed_recipe``: also the same config with warm-up, schedule, IWAE and extra callbacks switched off (checks
   the framework itself: with the same seed it reproduces the reference's numbers).
 
@@ -154,6 +155,10 @@ def main() -> None:
         "--variant", action="append", default=[], metavar="ARGS",
         help="another framework row: the config as shipped plus these CLI overrides (one string; repeatable)",
     )  # fmt: skip
+    parser.add_argument(
+        "--reference_epochs", type=int, default=None,
+        help="also the reference trained this many epochs (e.g. to match a slower row's training time)",
+    )  # fmt: skip
     parser.add_argument("--variants_only", action="store_true", help="skip the as-shipped row")
     parser.add_argument("--seed_recipe", action="store_true", help="add the framework/seed-recipe row")
     args = parser.parse_args()
@@ -185,6 +190,11 @@ def main() -> None:
             *iw_nll(reference.encode, reference.decode, xs, args.k),
         ),
     )
+    if args.reference_epochs:
+        torch.manual_seed(0)
+        longer, seconds = train_reference(dm, args.reference_epochs)
+        name = f"reference: plain PyTorch, seed recipe, {args.reference_epochs} epochs"
+        rows.insert(1, (name, seconds, *iw_nll(longer.encode, longer.decode, xs, args.k)))
     if args.seed_recipe:
         model2, seconds, _ = train_framework(args.root, args.epochs, False, [], test=False)
         enc2 = lambda x: model2.encode(x.view(-1, 1, 28, 28))
