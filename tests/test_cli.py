@@ -75,6 +75,14 @@ def test_batch_limit_of_one_means_one_batch(png_folder, tmp_path):
     assert type(trainer.limit_train_batches) is float
 
 
+def test_broken_yaml_config_is_a_parser_error(tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("trainer: [1, 2\n")  # unclosed list
+    with pytest.raises(SystemExit) as e:
+        main(["fit", "--config", str(bad)])
+    assert e.value.code != 0 and "Problems parsing config" in capsys.readouterr().err
+
+
 def test_predict_seeded_files_and_grid(png_folder, tmp_path):
     AigcCLI(args=["fit", *tiny_args(png_folder, tmp_path), "--trainer.max_steps", "2"])
     ckpt = tmp_path / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt"

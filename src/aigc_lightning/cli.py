@@ -93,13 +93,16 @@ def integer_batch_limits(args: Any) -> set[str]:
     written: dict[str, bool] = {}  # key -> the last value was an integer literal
     tokens = [str(a) for a in args]
     for i, token in enumerate(tokens):
-        key, _, value = token.partition("=")
-        if not _ and i + 1 < len(tokens):
+        key, equals, value = token.partition("=")
+        if not equals and i + 1 < len(tokens):
             value = tokens[i + 1]
-        if key == "--config" and Path(value).is_file():
-            trainer = (yaml.safe_load(Path(value).read_text()) or {}).get("trainer") or {}
+        if key in ("-c", "--config") and Path(value).is_file():
+            try:
+                trainer = yaml.safe_load(Path(value).read_text()).get("trainer") or {}
+            except (OSError, yaml.YAMLError, AttributeError):
+                continue  # not a mapping: jsonargparse reports the file
             for name in BATCH_LIMITS:
-                if name in trainer:
+                if isinstance(trainer, dict) and name in trainer:
                     written[name] = type(trainer[name]) is int
         elif key.startswith("--trainer.") and key[len("--trainer.") :] in BATCH_LIMITS:
             written[key[len("--trainer.") :]] = value.strip().lstrip("+-").isdigit()
