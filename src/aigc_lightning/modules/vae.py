@@ -70,6 +70,9 @@ class ActiveUnits(Metric):
         return (var > self.threshold).sum().float()
 
 
+TRAIN_SCALARS = ("train/loss", "train/nelbo", "train/recon", "train/kl")  # per image, in nats
+
+
 class VAE(LightningModule):
     """Variational autoencoder with a Bernoulli or Gaussian likelihood, β / KL warm-up / free bits, IW-NLL metric.
 
@@ -141,6 +144,7 @@ class VAE(LightningModule):
             self.register_buffer("log_std", log_std)
         # Training batches seen: drives the KL warm-up; a buffer, so it is saved in and restored from checkpoints.
         self.register_buffer("batches_seen", torch.zeros((), dtype=torch.long))
+        self._epoch_sum, self._epoch_count = torch.zeros(len(TRAIN_SCALARS)), 0  # training epoch means
         self.metrics = nn.ModuleDict(
             {
                 f"{stage}_{name}": MeanMetric()
@@ -263,19 +267,31 @@ class VAE(LightningModule):
         loss = losses.mean()
         check_finite(loss, "train/loss", int(self.batches_seen))
         self.batches_seen += 1
-        nelbo = (recon + kl).detach()
-        logs = {
-            "train/loss": loss.detach(),
-            "train/nelbo": nelbo.mean(),
-            "train/recon": recon.detach().mean(),
-            "train/kl": kl.detach().mean(),
-            "train/bpd": self.bits_per_dim(nelbo).mean(),
-        }
-        self.log_dict(logs, on_step=True, on_epoch=True, sync_dist=True, batch_size=x01.shape[0])
-        self.log("train/beta", beta, on_step=True, on_epoch=False)
-        if self.likelihood == "gaussian":
-            self.log("train/sigma", self.log_std.detach().exp(), on_step=True, on_epoch=False)
+        n = x01.shape[0]
+        values = torch.stack([loss.detach(), (recon + kl).detach().mean(), recon.detach().mean(), kl.detach().mean()])
+        # Epoch means from a running sum, and per-batch values only on the batches the logger records: each
+        # self.log costs ~0.7 ms of CPU, and six per batch made the MLP VAE's fit 1.3x slower than without them
+        # (same numbers as in GAN.training_step).
+        self._epoch_sum = self._epoch_sum + values * n
+        self._epoch_count += n
+        if self.batches_seen == 1 or self.trainer._logger_connector.should_update_logs or self.trainer.is_last_batch:
+            logs = dict(zip(TRAIN_SCALARS, values))
+            logs["train/bpd"] = self.bits_per_dim(values[1])
+            logs["train/beta"] = torch.tensor(float(beta))
+            if self.likelihood == "gaussian":
+                logs["train/sigma"] = self.log_std.detach().exp()
+            self.log_dict(logs)
         return loss
+
+    def on_train_epoch_start(self) -> None:
+        self._epoch_sum, self._epoch_count = torch.zeros(len(TRAIN_SCALARS), device=self.device), 0
+
+    def on_train_epoch_end(self) -> None:
+        if self._epoch_count:
+            means = self._epoch_sum / self._epoch_count
+            logs = {f"{name}_epoch": value for name, value in zip(TRAIN_SCALARS, means)}
+            logs["train/bpd_epoch"] = self.bits_per_dim(means[1])
+            self.log_dict(logs, sync_dist=True)
 
     def _eval_step(self, stage: str, batch: tuple[Tensor, Tensor], k: int) -> None:
         x01 = self.targets(batch[0])
