@@ -11,7 +11,7 @@ seed=0)``: 8,000 training images, 2,000 held out as the FID reference.
 1. Feature extractor: ``aigc_lightning.modules.Classifier`` with a 28-px ``ConvClassifier`` — exactly
    ``configs/classifier/digits.yaml`` pointed at the folder — trained for ``--classifier_epochs`` on the 8,000
    (or ``--extractor`` a ``Classifier`` checkpoint). Its held-out accuracy is printed.
-2. framework: ``configs/gan/dcgan_mnist.yaml`` (nonsaturating DCGAN, Adam 2e-4/0.5, EMA generator) at
+2. framework: ``configs/gan/dcgan_mnist.yaml`` (nonsaturating DCGAN, Adam 4e-4/0.5, lazy R1, EMA generator) at
    ``--width``, batch 64, ``--batches`` batches, data pointed at the folder, its own metric callback removed.
 3. plain: the same ``Generator`` / ``Discriminator`` classes, same seed, loss, data and number of batches in a
    hand-written loop (D step on detached fakes, then G step), Adam 2e-4 / 0.5, no EMA — the PyTorch DCGAN example.

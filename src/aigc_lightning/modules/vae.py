@@ -271,7 +271,7 @@ class VAE(LightningModule):
         values = torch.stack([loss.detach(), (recon + kl).detach().mean(), recon.detach().mean(), kl.detach().mean()])
         # Epoch means from a running sum, and per-batch values only on the batches the logger records: each
         # self.log costs ~0.7 ms of CPU, and six per batch made the MLP VAE's fit 1.3x slower than without them
-        # (same numbers as in GAN.training_step).
+        # (see GAN.training_step).
         self._epoch_sum = self._epoch_sum + values * n
         self._epoch_count += n
         if self.batches_seen == 1 or self.trainer._logger_connector.should_update_logs or self.trainer.is_last_batch:
