@@ -328,6 +328,8 @@ def test_training_lowers_the_loss_and_logs_metrics(fitted):
         "val/bpd_iw",
         "val/active_units",
         "train/nelbo",
+        "train/nelbo_epoch",
+        "train/bpd_epoch",
     ):
         assert torch.isfinite(torch.as_tensor(after[key])), key
     assert after["val/nelbo"] == pytest.approx(float(after["val/recon"] + after["val/kl"]), rel=1e-5)
