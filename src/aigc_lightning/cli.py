@@ -98,14 +98,13 @@ def integer_batch_limits(args: Any) -> set[str]:
             value = tokens[i + 1]
         if key in ("-c", "--config") and Path(value).is_file():
             try:
-                trainer = yaml.safe_load(Path(value).read_text()).get("trainer") or {}
+                trainer = yaml.safe_load(Path(value).read_text()).get("trainer")
             except (OSError, yaml.YAMLError, AttributeError):
                 continue  # not a mapping: jsonargparse reports the file
-            for name in BATCH_LIMITS:
-                if isinstance(trainer, dict) and name in trainer:
-                    written[name] = type(trainer[name]) is int
-        elif key.startswith("--trainer.") and key[len("--trainer.") :] in BATCH_LIMITS:
-            written[key[len("--trainer.") :]] = value.strip().lstrip("+-").isdigit()
+            if isinstance(trainer, dict):
+                written.update({n: type(trainer[n]) is int for n in BATCH_LIMITS if n in trainer})
+        elif key.startswith("--trainer.") and (name := key.removeprefix("--trainer.")) in BATCH_LIMITS:
+            written[name] = value.strip().lstrip("+-").isdigit()
     return {name for name, is_int in written.items() if is_int}
 
 
@@ -143,8 +142,9 @@ class AigcCLI(LightningCLI):
         return parser
 
     def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
-        self._model_keys = model_flag_keys(sys.argv[1:] if args is None else args)
-        self._integer_limits = integer_batch_limits(sys.argv[1:] if args is None else args)
+        command_line = sys.argv[1:] if args is None else args
+        self._model_keys = model_flag_keys(command_line)
+        self._integer_limits = integer_batch_limits(command_line)
         super().parse_arguments(parser, args)
         # before LightningCLI reads the checkpoint's hyperparameters, whose errors do not name the file
         config = self.config.get(self.config.get("subcommand") or "", self.config)

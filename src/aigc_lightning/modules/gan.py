@@ -24,7 +24,7 @@ from torch.optim.swa_utils import update_bn
 
 from aigc_lightning import losses
 from aigc_lightning.augment import diff_augment, parse_policy
-from aigc_lightning.callbacks import log_image_grid
+from aigc_lightning.callbacks import log_image_grid, logger_records_batch
 from aigc_lightning.datamodules.seeds import randn_from_seeds
 from aigc_lightning.errors import UserError, check_finite
 
@@ -197,13 +197,8 @@ class GAN(LightningModule):
         self.update_ema()
         first = self.batches == 0
         self.batches += 1
-        # Each self.log costs ~0.7 ms of CPU (Lightning moves the stored result's whole state to the value's device
-        # on every call): 5 calls are ~1 % of a width-32 DCGAN batch on one CPU thread, more for smaller nets. The
-        # logger only records the batches where Lightning's should_update_logs holds (every log_every_n_steps), so
-        # log those (and the first, so the progress bar and callback_metrics have values from the start); the
-        # progress bar and callback_metrics then show the latest logged batch. Lightning's own LearningRateMonitor
-        # uses the same (private) property.
-        if first or self.trainer._logger_connector.should_update_logs:
+        # only the batches the logger records (self.log is costly; see logger_records_batch), and the first
+        if first or logger_records_batch(self.trainer):
             for k, v in logs.items():
                 self.log(f"train/{k}", v, prog_bar=k in ("d_loss", "g_loss"))
 

@@ -96,9 +96,8 @@ class StyleTransfer(LightningModule):
         seed: int = 0,
     ) -> None:
         super().__init__()
-        if hasattr(
-            features, "truncate"
-        ):  # before saving hyperparameters: their copy is then the small net too
+        # truncated before saving hyperparameters: their copy is then the small net too
+        if hasattr(features, "truncate"):
             features = features.truncate(list(content_layers) + list(style_layers))
         self.save_hyperparameters()
         self.automatic_optimization = False  # LBFGS needs a closure; one training step = one LBFGS step

@@ -26,7 +26,7 @@ from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import Tensor, nn
 from torchmetrics import MeanMetric, Metric
 
-from aigc_lightning.callbacks.images import log_image_grid
+from aigc_lightning.callbacks.images import log_image_grid, logger_records_batch
 from aigc_lightning.datamodules.seeds import randn_from_seeds
 from aigc_lightning.errors import UserError, check_finite
 from aigc_lightning.losses import (
@@ -269,12 +269,12 @@ class VAE(LightningModule):
         self.batches_seen += 1
         n = x01.shape[0]
         values = torch.stack([loss.detach(), (recon + kl).detach().mean(), recon.detach().mean(), kl.detach().mean()])
-        # Epoch means from a running sum, and per-batch values only on the batches the logger records: each
-        # self.log costs ~0.7 ms of CPU, and six per batch made the MLP VAE's fit 1.3x slower than without them
-        # (see GAN.training_step).
+        # Epoch means from a running sum, and per-batch values only on the batches the logger records (six
+        # self.log calls per batch made the MLP VAE's fit 1.3x slower; see logger_records_batch), the first and
+        # each epoch's last.
         self._epoch_sum = self._epoch_sum + values * n
         self._epoch_count += n
-        if self.batches_seen == 1 or self.trainer._logger_connector.should_update_logs or self.trainer.is_last_batch:
+        if self.batches_seen == 1 or logger_records_batch(self.trainer) or self.trainer.is_last_batch:
             logs = dict(zip(TRAIN_SCALARS, values))
             logs["train/bpd"] = self.bits_per_dim(values[1])
             logs["train/beta"] = torch.tensor(float(beta))
