@@ -92,3 +92,11 @@ def write_video(path: Path, source: VideoClip, frames: Iterable[Tensor], crf: in
                 audio_source.close()
     tmp.replace(path)
     return count
+
+
+def write_videos(output_dir: Path, outputs: dict) -> list[str]:
+    """``predict_step``'s ``{"videos": [{"source": VideoClip, "frames": iterator}], "names": [...]}`` →
+    ``output_dir/<name>.mp4`` each; the frames are pulled (and so stylised) while encoding. Returns the names."""
+    for video, name in zip(outputs["videos"], outputs["names"]):
+        write_video(Path(output_dir) / f"{name}.mp4", video["source"], video["frames"])
+    return list(outputs["names"])

@@ -1,4 +1,4 @@
-"""Prediction writer: one PNG per predicted image, plus a grid of all of them."""
+"""Prediction writer: one PNG per predicted image, plus a grid of all of them; videos go to ``callbacks/video.py``."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from PIL import Image
 from torchvision.io import decode_image
 from torchvision.utils import make_grid, save_image
 
+from aigc_lightning.callbacks.video import write_videos
 from aigc_lightning.errors import UserError
 
 
@@ -37,6 +38,9 @@ class ImageWriter(Callback):
         self.names = []
 
     def on_predict_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+        if "videos" in outputs:  # StyleNetwork: lazy stylised frames, encoded as they are pulled (no grid)
+            write_videos(self.output_dir, outputs)
+            return
         # Rounded like ``save_image``, but grey stays one channel (``save_image`` would write RGB).
         images = outputs["images"].detach().float().clamp(0, 1).mul(255).add(0.5).to(torch.uint8).cpu()
         for image, name in zip(images, outputs["names"]):

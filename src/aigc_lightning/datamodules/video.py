@@ -45,11 +45,21 @@ def open_video(path: str) -> av.container.InputContainer:
     return container
 
 
-@dataclass(frozen=True)
 class VideoClip:
-    """A video file to stylise; decoding happens only while ``frames`` is iterated."""
+    """A video file to stylise; decoding happens only while ``frames`` is iterated.
 
-    path: str
+    A plain class, not a dataclass: Lightning's batch transfer rebuilds dataclasses field by field (and refuses
+    frozen ones); this one has no tensors to move.
+
+    Args:
+        path: the video file.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = str(path)
+
+    def __repr__(self) -> str:
+        return f"VideoClip({self.path!r})"
 
     def info(self) -> VideoInfo:
         with open_video(self.path) as container:

@@ -2,7 +2,8 @@
 
 from aigc_lightning.modules.classifier import Classifier
 from aigc_lightning.modules.gan import GAN
+from aigc_lightning.modules.style_network import StyleNetwork
 from aigc_lightning.modules.style_transfer import StyleTransfer
 from aigc_lightning.modules.vae import VAE
 
-__all__ = ["GAN", "VAE", "Classifier", "StyleTransfer"]
+__all__ = ["GAN", "VAE", "Classifier", "StyleNetwork", "StyleTransfer"]

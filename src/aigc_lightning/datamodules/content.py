@@ -1,0 +1,208 @@
+"""Content photos and style images for a feed-forward style network (``StyleNetwork``); images, folders and
+videos to stylise with it.
+
+Pixels in [-1, 1] like every image DataModule here. Batches:
+- fit: ``(content (B, 3, S, S), styles [(3, h, w), …], weights (K,))``: random ``image_size`` crops of the
+  training photos (flipped at random); the same style images and blend weights in every batch.
+- validate: the same, from centre crops of ``val_images`` held-out photos (the module's fixed log images).
+- predict: one file per batch: ``{"images": (1, 3, H, W), "names": [name]}`` for an image, ``{"videos":
+  [VideoClip], "names": [name]}`` for a video (decoded lazily by whoever iterates it). Under DDP Lightning
+  splits the files with an unrepeated distributed sampler, so every file is written once.
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from jsonargparse.typing import NonNegativeInt, PositiveInt
+from lightning.pytorch import LightningDataModule
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset
+
+from aigc_lightning.datamodules.images import IMAGE_EXTENSIONS
+from aigc_lightning.datamodules.style import list_images, read_rgb, resize_longer
+from aigc_lightning.datamodules.video import VIDEO_EXTENSIONS, VideoClip
+from aigc_lightning.errors import UserError
+
+
+def list_media(path: str, option: str) -> list[Path]:
+    """``[path]`` for an image or video file, else the sorted image and video files under the folder."""
+    p = Path(path).expanduser() if path else None
+    if p is None or not p.exists():
+        raise UserError(f"{option} {path!r} does not exist; pass an image, a video or a folder of them")
+    media = IMAGE_EXTENSIONS + VIDEO_EXTENSIONS
+    if p.is_file():
+        if p.suffix.lower() not in media:
+            raise UserError(f"{option} {p} is neither an image nor a video (expected {', '.join(media)})")
+        return [p]
+    files = sorted(f for f in p.rglob("*") if f.suffix.lower() in media and f.is_file())
+    if not files:
+        raise UserError(f"no images or videos found in {p} (looked for {', '.join(media)}); pass {option} a "
+                        "folder that contains some")  # fmt: skip
+    return files
+
+
+def output_names(root: str, files: list[Path]) -> list[str]:
+    """Output names: file stems; files in sub-folders are prefixed ``sub_dir_stem`` (as ``StyleDataModule``)."""
+    base = Path(root).expanduser()
+    if base.is_file():
+        return [files[0].stem]
+    return ["_".join(f.relative_to(base).with_suffix("").parts) for f in files]
+
+
+def resize_shorter(x: Tensor, size: int) -> Tensor:
+    """Resize (C, H, W) so its shorter side is ``size`` (aspect kept, antialiased)."""
+    h, w = x.shape[-2:]
+    s = size / min(h, w)
+    out_size = (max(size, round(h * s)), max(size, round(w * s)))
+    return F.interpolate(x[None], size=out_size, mode="bilinear", antialias=True, align_corners=False)[0]
+
+
+class PhotoCrops(Dataset):
+    """``length`` square crops of side ``size`` from ``files``, in [-1, 1]: random with flips, or centred.
+
+    Args:
+        files: the photos.
+        size: crop side; each photo is first resized so its shorter side is ``size`` (Johnson et al. used 256).
+        length: items per epoch (cycles through the photos).
+        random_crop: random position and horizontal flip (training) or the centre (validation).
+    """
+
+    def __init__(self, files: list[Path], size: int, length: int, random_crop: bool) -> None:
+        self.files, self.size, self.length, self.random_crop = files, size, length, random_crop
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index: int) -> Tensor:
+        x = resize_shorter(read_rgb(self.files[index % len(self.files)]), self.size)  # (3, H', W')
+        h, w = x.shape[-2:]
+        if self.random_crop:  # the torch RNG: seeded per worker by Lightning / seed_everything
+            top, left = (int(torch.randint(0, n - self.size + 1, ())) for n in (h, w))
+        else:
+            top, left = (h - self.size) // 2, (w - self.size) // 2
+        x = x[:, top : top + self.size, left : left + self.size]  # (3, S, S)
+        if self.random_crop and bool(torch.rand(()) < 0.5):
+            x = x.flip(-1)
+        return x * 2 - 1
+
+
+class StyleBatches:
+    """Collate: stacks the crops and attaches the (constant) styles and blend weights; picklable for workers."""
+
+    def __init__(self, styles: list[Tensor], weights: Tensor) -> None:
+        self.styles, self.weights = styles, weights
+
+    def __call__(self, crops: list[Tensor]) -> tuple[Tensor, list[Tensor], Tensor]:
+        return torch.stack(crops), self.styles, self.weights
+
+
+class MediaFiles(Dataset):
+    """One predict item per image or video file (see the module docstring)."""
+
+    def __init__(self, files: list[Path], names: list[str], image_size: int | None) -> None:
+        self.files, self.names, self.image_size = files, names, image_size
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, index: int) -> dict:
+        f, name = self.files[index], self.names[index]
+        if f.suffix.lower() in VIDEO_EXTENSIONS:
+            return {"videos": [VideoClip(str(f))], "names": [name]}
+        x = resize_longer(read_rgb(f), self.image_size)  # (3, H, W)
+        return {"images": x[None] * 2 - 1, "names": [name]}
+
+
+def _single(items: list[dict]) -> dict:
+    return items[0]  # batch size 1: files differ in size and kind
+
+
+class ContentDataModule(LightningDataModule):
+    """Training photos + style image(s) for ``StyleNetwork``; images, videos or folders of both to stylise.
+
+    Args:
+        content: fit: a folder of photos (nested folders too; COCO in real use) or one photo. predict: an image,
+            a video (``.mp4``, ``.mov``, ``.avi``, ``.mkv``, ``.webm`` …) or a folder mixing them.
+        style: one style image, or a list of them to blend (fit only: the trained network holds the style).
+        style_weights: blend weight per style image (normalised to sum to 1); ``None``: equal weights.
+        image_size: side of the square training crops (Johnson et al.: 256).
+        style_size: longer side the style images are resized to (aspect kept); ``None`` keeps their size. The
+            Gram statistics describe the texture at this scale.
+        predict_size: longer side of predicted images; ``None`` keeps each image's size. Videos keep theirs.
+        batch_size: training crops per batch (Johnson et al.: 4).
+        epoch_size: training crops per epoch; ``None``: one per photo (raise it for a handful of photos).
+        val_images: photos held out (a seeded choice) for validation and the logged fixed images; at most
+            all but one.
+        num_workers: DataLoader workers (JPEG decoding of large photo folders).
+        seed: seed of the held-out choice.
+    """
+
+    def __init__(
+        self,
+        content: str = "",
+        style: str | list[str] = "",
+        style_weights: list[float] | None = None,
+        image_size: PositiveInt = 256,
+        style_size: PositiveInt | None = 256,
+        predict_size: PositiveInt | None = None,
+        batch_size: PositiveInt = 4,
+        epoch_size: PositiveInt | None = None,
+        val_images: NonNegativeInt = 4,
+        num_workers: NonNegativeInt = 0,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.train_files: list[Path] = []
+        self.val_files: list[Path] = []
+        self.collate: StyleBatches | None = None
+
+    def _setup_fit(self) -> None:
+        if self.collate is not None:
+            return
+        hp = self.hparams
+        if hp.image_size < 16:
+            raise UserError(f"--data.image_size {hp.image_size} is too small for VGG features; use 16 or more")
+        styles = [hp.style] if isinstance(hp.style, str) else list(hp.style)
+        style_files = [f for s in styles for f in list_images(s, "--data.style")]
+        weights = hp.style_weights if hp.style_weights is not None else [1.0] * len(style_files)
+        if len(weights) != len(style_files) or any(w < 0 for w in weights) or sum(weights) <= 0:
+            raise UserError(
+                f"--data.style_weights {weights} must be {len(style_files)} non-negative numbers (one per style "
+                "image) with a positive sum"
+            )
+        style_images = [resize_longer(read_rgb(f), hp.style_size) * 2 - 1 for f in style_files]
+        self.collate = StyleBatches(style_images, torch.tensor(weights, dtype=torch.float32) / sum(weights))
+        photos = list_images(hp.content, "--data.content")
+        held_out = min(hp.val_images, len(photos) - 1)
+        order = list(range(len(photos)))
+        random.Random(hp.seed).shuffle(order)
+        self.val_files = sorted(photos[i] for i in order[:held_out])
+        self.train_files = sorted(photos[i] for i in order[held_out:])
+
+    def setup(self, stage: str | None = None) -> None:
+        if stage in ("fit", "validate"):
+            self._setup_fit()
+
+    def train_dataloader(self) -> DataLoader:
+        self._setup_fit()
+        length = self.hparams.epoch_size or len(self.train_files)
+        dataset = PhotoCrops(self.train_files, self.hparams.image_size, length, random_crop=True)
+        return DataLoader(dataset, batch_size=self.hparams.batch_size, shuffle=True, drop_last=False,
+                          collate_fn=self.collate, num_workers=self.hparams.num_workers)  # fmt: skip
+
+    def val_dataloader(self) -> DataLoader:
+        self._setup_fit()
+        if not self.val_files:
+            return []  # nothing held out: the module shows training crops instead
+        dataset = PhotoCrops(self.val_files, self.hparams.image_size, len(self.val_files), random_crop=False)
+        return DataLoader(dataset, batch_size=len(self.val_files), collate_fn=self.collate)
+
+    def predict_dataloader(self) -> DataLoader:
+        files = list_media(self.hparams.content, "--data.content")
+        dataset = MediaFiles(files, output_names(self.hparams.content, files), self.hparams.predict_size)
+        return DataLoader(dataset, batch_size=1, collate_fn=_single, num_workers=self.hparams.num_workers)
