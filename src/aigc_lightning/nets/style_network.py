@@ -8,8 +8,8 @@ Layout (``width`` = w): reflection-padded 9×9 conv (w) → 3×3 stride-2 (2w) �
 Every conv but the last is followed by an affine InstanceNorm and a ReLU.
 
 Pixels: RGB in [-1, 1] in and out (the project's in-between range; see docs/architecture.md). Any height and
-width work, odd ones included: each upsampling goes back to the exact size of the matching encoder level
-instead of doubling, so the output always has the input's size.
+width of at least 5 px (what the 9×9 reflection padding needs), odd ones included: each upsampling goes back to
+the exact size of the matching encoder level instead of doubling, so the output always has the input's size.
 """
 
 from __future__ import annotations
