@@ -92,7 +92,7 @@ def _roundtrip(obj) -> Path:
 def style_loss_on(model: StyleNetwork, batch) -> float:
     model.eval()
     with torch.no_grad():
-        content, losses = model._step_losses(batch)
+        _, losses = model._step_losses(batch)
     return float(losses["style"])
 
 
