@@ -129,14 +129,14 @@ def test_style_layer_weights_must_match():
         tiny_model(style_layer_weights=[1.0])
 
 
-def config_for_this_branch(tmp_path: Path) -> str:
-    """configs/style/fast_offline.yaml; without its ``images:`` section where the CLI has no ImageLogger yet."""
-    cfg = yaml.safe_load((REPO / "configs/style/fast_offline.yaml").read_text())
+def config_for_this_branch(tmp_path: Path, name: str = "fast_offline.yaml") -> str:
+    """configs/style/<name>; without its ``images:`` section where the CLI has no ImageLogger yet."""
+    cfg = yaml.safe_load((REPO / "configs/style" / name).read_text())
     from aigc_lightning import callbacks
 
     if not hasattr(callbacks, "ImageLogger"):
         cfg.pop("images", None)
-    path = tmp_path / "fast_offline.yaml"
+    path = tmp_path / name
     path.write_text(yaml.safe_dump(cfg))
     return str(path)
 
@@ -183,3 +183,14 @@ def test_onnx_matches_pytorch(tmp_path):
     scripted = torch.jit.load(str(export_torchscript(net, tmp_path / "style.pt")))
     x = torch.rand(1, 3, 19, 21)
     assert torch.allclose(scripted(x), reference(x), atol=1e-6)
+
+
+def test_vgg16_config_runs_offline(images, tmp_path):
+    """configs/style/fast_vgg16.yaml end to end (fast_dev_run) with random VGG16 features instead of the
+    download, tiny crops and fp32 (bf16 on a CPU is slow)."""
+    cfg = config_for_this_branch(tmp_path, "fast_vgg16.yaml")
+    main(["fit", "--config", cfg, "--data.content", str(images["photos"]), "--data.style", str(images["style"]),
+          "--model.features.init_args.weights", "none", "--trainer.fast_dev_run", "1", "--trainer.precision",
+          "32-true", "--data.num_workers", "0", "--data.image_size", "32", "--data.style_size", "32",
+          "--model.network.init_args.width", "4", "--trainer.default_root_dir", str(tmp_path),
+          "--trainer.enable_progress_bar", "false"])  # fmt: skip
