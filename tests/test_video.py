@@ -180,3 +180,15 @@ def test_ddp_predict_writes_each_file_once(run, tmp_path):
     assert sorted(per_rank[0] + per_rank[1]) == ["i0", "i1", "v0", "v1", "v2"]  # each exactly once
     assert sorted(p.name for p in out.glob("v*.mp4")) == ["v0.mp4", "v1.mp4", "v2.mp4"]
     assert [count_frames(out / f"v{i}.mp4") for i in range(3)] == [3, 4, 5]
+
+
+def test_unreadable_video_is_one_error_line(run, tmp_path):
+    bad = tmp_path / "broken.mp4"
+    bad.write_bytes(b"not a video" * 100)
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit) as e:
+        main(["predict", "--config", str(run / "config.yaml"), "--ckpt_path", str(run / "checkpoints/last.ckpt"),
+              "--data.content", str(bad), "--output_dir", str(out), "--trainer.enable_progress_bar", "false"])  # fmt: skip
+    message = str(e.value.code)
+    assert message.startswith("error: cannot read video file") and str(bad) in message and "\n" not in message
+    assert not list(out.glob("*.mp4")) and not list(out.glob(".*"))  # no partial output left behind

@@ -18,7 +18,7 @@ from pathlib import Path
 import av
 from torch import Tensor
 
-from aigc_lightning.datamodules.video import VideoClip, open_video
+from aigc_lightning.datamodules.video import VideoClip, VideoInfo, open_video
 
 MP4_AUDIO = {"aac", "mp3", "ac3", "eac3", "alac", "flac", "opus"}  # copied as they are; others become AAC
 
@@ -55,6 +55,16 @@ def write_video(path: Path, source: VideoClip, frames: Iterable[Tensor], crf: in
     info = source.info()
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.stem}.partial{path.suffix}")  # a killed run leaves no truncated OUT/<name>.mp4
+    try:
+        count = _encode(tmp, source, info, frames, crf)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    tmp.replace(path)
+    return count
+
+
+def _encode(tmp: Path, source: VideoClip, info: VideoInfo, frames: Iterable[Tensor], crf: int) -> int:
     count = 0
     with av.open(str(tmp), "w") as output:
         video = output.add_stream("libx264", rate=info.fps)
@@ -90,7 +100,6 @@ def write_video(path: Path, source: VideoClip, frames: Iterable[Tensor], crf: in
         finally:
             if audio_source is not None:
                 audio_source.close()
-    tmp.replace(path)
     return count
 
 

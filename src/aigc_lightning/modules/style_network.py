@@ -173,7 +173,8 @@ class StyleNetwork(LightningModule):
         if batch_idx == 0:
             self._fixed = content[: self.hparams.num_fixed_images].detach().clone()
         for name, value in losses.items():
-            self.log("val/loss" if name == "loss" else f"val/{name}_loss", value, batch_size=len(content))
+            key = "val/loss" if name == "loss" else f"val/{name}_loss"
+            self.log(key, value, batch_size=len(content), sync_dist=True)
 
     def images_to_log(self, n: int) -> dict[str, Tensor]:
         """The fixed validation photos and their stylisations, (n, 3, S, S) in [0, 1], for the ImageLogger."""
