@@ -13,7 +13,8 @@ no more than the input does); reported for several ``temporal_smoothing`` values
 video's first ``--frames`` frames instead.
 
     python bench/style_network_speed.py --checkpoint RUN/checkpoints/last.ckpt --threads 1
-    python bench/style_network_speed.py --checkpoint CKPT --strip docs/style_network_frames.png   # + frame strip
+    python bench/style_network_speed.py --checkpoint CKPT --strip docs/style_network_frames.png \
+        --picture docs/style_network.png --style STYLE.png       # + the docs' frame strip and picture
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ import time
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torchvision.utils import make_grid, save_image
+from PIL import Image
+from torchvision.utils import make_grid
 
 from aigc_lightning.datamodules.video import VideoClip
 from aigc_lightning.modules import StyleNetwork, StyleTransfer
@@ -33,10 +35,13 @@ from aigc_lightning.nets import TransformNet, VGGFeatures
 
 
 def photo(size: int) -> torch.Tensor:
-    """scikit-image's chelsea (not in the docs' training photos), resized to ``size`` × ``size``: (1, 3, S, S)."""
+    """scikit-image's chelsea (not in the docs' training photos), resized to ``size`` × ``size`` (0: its own
+    451 × 300): (1, 3, S, S)."""
     from skimage import data
 
     x = torch.from_numpy(data.chelsea()).permute(2, 0, 1).float()[None] / 255  # (1, 3, 300, 451)
+    if size == 0:
+        return x
     return F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
 
 
@@ -68,10 +73,19 @@ def pan_clip(frames: int, pan: int, height: int, width: int, noise: float) -> to
     full = torch.from_numpy(data.chelsea()).float()  # (300, 451, 3)
     scale = height / full.shape[0]
     full = F.interpolate(full.permute(2, 0, 1)[None], scale_factor=scale, mode="bilinear", antialias=True)[0]
+    if (frames - 1) * pan + width > full.shape[-1]:
+        raise SystemExit(f"--frames {frames} × --pan {pan} runs off the photo; use fewer frames or a smaller pan")
     g = torch.Generator().manual_seed(0)
     clip = [full[:, :, t * pan : t * pan + width].permute(1, 2, 0) for t in range(frames)]  # (H, W, 3) each
     x = torch.stack(clip) + noise * torch.randn(frames, height, width, 3, generator=g)
     return x.clamp(0, 255).round().to(torch.uint8)
+
+
+def save_small(images: torch.Tensor, nrow: int, path: str) -> None:
+    """A grid of (N, 3, H, W) in [0, 1] as a 256-colour PNG (docs pictures: a third of the RGB file's size)."""
+    grid = make_grid(images.clamp(0, 1), nrow=nrow, padding=4, pad_value=1.0)  # (3, H', W')
+    rgb = grid.mul(255).add(0.5).to(torch.uint8).permute(1, 2, 0).numpy()
+    Image.fromarray(rgb).quantize(256, dither=Image.Dither.NONE).save(path, optimize=True)
 
 
 def flicker(frames: torch.Tensor) -> float:
@@ -93,6 +107,8 @@ def main() -> None:
     p.add_argument("--smoothing", type=float, nargs="*", default=[0.0, 0.3, 0.5, 0.7])
     p.add_argument("--video", help="measure flicker on this video instead of the synthetic pan")
     p.add_argument("--strip", help="write a frame strip (input / stylised / smoothed) to this PNG")
+    p.add_argument("--picture", help="write chelsea | stylised | --style to this PNG (needs --checkpoint)")
+    p.add_argument("--style", help="the style image shown in --picture")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -108,26 +124,41 @@ def main() -> None:
           f"{sum(p.numel() for p in net.parameters()) / 1e6:.2f} M parameters")  # fmt: skip
 
     gatys = gatys_module()
-    print("| size | feed-forward s/image | images/s | Gatys s/LBFGS step | Gatys 20 steps (extrapolated) | ratio |")
-    print("|---|---|---|---|---|---|")
+    paper = StyleNetwork(TransformNet(32, 5), VGGFeatures("none"), content_layers=["conv1_1"], style_layers=["relu1_1"])
+    print("| size | feed-forward s/image | images/s | paper width (32, 5 blocks) s/image | images/s | "
+          "Gatys s/LBFGS step | Gatys 20 steps (extrapolated) | ratio to feed-forward |")
+    print("|---|---|---|---|---|---|---|---|")
     for size in args.sizes:
         x = photo(size)
         with torch.no_grad():
             ff = timed(lambda x=x: model.stylize(x), args.reps)
+            ff_paper = timed(lambda x=x: paper.eval().stylize(x), args.reps)
         gatys.scale_steps = [args.gatys_steps]
         style = photo(size).flip(-1)  # any style image: the cost does not depend on its content
         t = time.perf_counter()
         gatys.stylize(x, style)
         per_step = (time.perf_counter() - t) / args.gatys_steps
-        print(f"| {size} | {ff:.3f} | {1 / ff:.1f} | {per_step:.2f} | {20 * per_step:.1f} | "
-              f"{20 * per_step / ff:.0f}× |")  # fmt: skip
+        print(f"| {size} | {ff:.3f} | {1 / ff:.1f} | {ff_paper:.3f} | {1 / ff_paper:.1f} | {per_step:.2f} | "
+              f"{20 * per_step:.1f} | {20 * per_step / ff:.0f}× |")  # fmt: skip
 
     if not args.checkpoint:
         return
+    if args.picture:
+        x = photo(0)  # chelsea at its own size, 451 × 300: larger than the 128 px training crops
+        with torch.no_grad():
+            y = model.stylize(x)
+        panels = [x, y]
+        if args.style:
+            from aigc_lightning.datamodules.style import cover_crop, read_rgb
+
+            panels.append(cover_crop(read_rgb(args.style), tuple(x.shape[-2:]))[None])
+        small = [F.interpolate(p, scale_factor=0.6, mode="bilinear", antialias=True) for p in panels]
+        save_small(torch.cat(small), len(small), args.picture)
+        print(f"picture (chelsea, stylised{', style' if args.style else ''}): {args.picture}")
     if args.video:
         clip = torch.cat(list(VideoClip(args.video).frames(args.frames)))[: args.frames]
     else:
-        clip = pan_clip(args.frames, args.pan, 192, 256, args.noise)
+        clip = pan_clip(args.frames, args.pan, 192, 208, args.noise)  # chelsea is 288 px wide at 192 high
     base = flicker(clip)
     print(f"\nflicker of the input clip ({len(clip)} frames, {tuple(clip.shape[1:3])}): {base:.2f} (0–255 units)")
     print("| temporal_smoothing | stylised flicker | ratio to input | mean |Δ| to unsmoothed |")
@@ -144,7 +175,7 @@ def main() -> None:
         rows = [clip[pick]] + [outputs[a][pick] for a in (args.smoothing[0], args.smoothing[-1])]
         tiles = torch.cat(rows).permute(0, 3, 1, 2).float() / 255  # (3·4, 3, H, W)
         tiles = F.interpolate(tiles, scale_factor=0.5, mode="bilinear", antialias=True)
-        save_image(make_grid(tiles, nrow=len(pick), padding=2, pad_value=1.0), args.strip)
+        save_small(tiles, len(pick), args.strip)
         print(f"frame strip (rows: input, smoothing {args.smoothing[0]}, {args.smoothing[-1]}): {args.strip}")
 
 
