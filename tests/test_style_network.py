@@ -64,7 +64,7 @@ def test_network_keeps_any_size_and_trains():
         assert y.shape == x.shape and y.abs().max() <= 1
     y.square().mean().backward()
     assert all(p.grad is not None for p in net.parameters())
-    with pytest.raises(ValueError):
+    with pytest.raises(UserError, match="width"):
         TransformNet(width=0)
 
 

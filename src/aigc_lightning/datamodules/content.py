@@ -30,8 +30,10 @@ from aigc_lightning.errors import UserError
 
 def list_media(path: str, option: str) -> list[Path]:
     """``[path]`` for an image or video file, else the sorted image and video files under the folder."""
-    p = Path(path).expanduser() if path else None
-    if p is None or not p.exists():
+    if not path:
+        raise UserError(f"{option} is not set; pass an image, a video or a folder of them with {option} PATH")
+    p = Path(path).expanduser()
+    if not p.exists():
         raise UserError(f"{option} {path!r} does not exist; pass an image, a video or a folder of them")
     media = IMAGE_EXTENSIONS + VIDEO_EXTENSIONS
     if p.is_file():

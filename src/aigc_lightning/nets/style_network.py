@@ -17,6 +17,8 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from aigc_lightning.errors import UserError
+
 
 class ConvLayer(nn.Sequential):
     """Reflection pad + conv (+ affine InstanceNorm + ReLU); the padding keeps borders free of zero-pad seams."""
@@ -55,7 +57,7 @@ class TransformNet(nn.Module):
     def __init__(self, width: int = 32, num_residual: int = 5) -> None:
         super().__init__()
         if width < 1 or num_residual < 0:
-            raise ValueError(f"width must be ≥ 1 and num_residual ≥ 0, got {width}, {num_residual}")
+            raise UserError(f"TransformNet needs width ≥ 1 and num_residual ≥ 0, got {width} and {num_residual}")
         self.width, self.num_residual = width, num_residual
         self.down1 = ConvLayer(3, width, 9)
         self.down2 = ConvLayer(width, 2 * width, 3, stride=2)
