@@ -79,7 +79,12 @@ class EqualLinear(nn.Module):
     """
 
     def __init__(
-        self, in_features: int, out_features: int, bias_init: float = 0.0, lr_mul: float = 1.0, activate: bool = False
+        self,
+        in_features: int,
+        out_features: int,
+        bias_init: float = 0.0,
+        lr_mul: float = 1.0,
+        activate: bool = False,
     ) -> None:
         super().__init__()
         self.weight = nn.Parameter(torch.randn(out_features, in_features) / lr_mul)
@@ -155,7 +160,13 @@ class ModulatedConv2d(nn.Module):
     """
 
     def __init__(
-        self, in_channels: int, out_channels: int, kernel_size: int, w_dim: int, demodulate: bool = True, up: bool = False
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int,
+        w_dim: int,
+        demodulate: bool = True,
+        up: bool = False,
     ) -> None:
         super().__init__()
         self.weight = nn.Parameter(torch.randn(out_channels, in_channels, kernel_size, kernel_size))
@@ -166,7 +177,9 @@ class ModulatedConv2d(nn.Module):
         self.padding = kernel_size // 2
         if up:
             self.register_buffer("kernel", fir_kernel(gain=4.0), persistent=False)
-            p = (len(FIR_TAPS) - 2) - (kernel_size - 1)  # transposed conv gives 2H + K − 2; the blur trims to 2H
+            p = (len(FIR_TAPS) - 2) - (
+                kernel_size - 1
+            )  # transposed conv gives 2H + K − 2; the blur trims to 2H
             self.blur_pad = ((p + 1) // 2 + 1, p // 2 + 1)
 
     def forward(self, x: Tensor, w: Tensor) -> Tensor:
@@ -181,7 +194,9 @@ class ModulatedConv2d(nn.Module):
             x = F.conv2d(x, weight.to(x.dtype), padding=self.padding)
         if self.demodulate:
             # d_bo = 1/√(Σ_i,k (W_oik · s_bi)² + ε), computed as (s²) @ (Σ_k W²)ᵀ
-            d = torch.rsqrt(styles.float().square() @ weight.float().square().sum([2, 3]).t() + 1e-8)  # (B, out)
+            d = torch.rsqrt(
+                styles.float().square() @ weight.float().square().sum([2, 3]).t() + 1e-8
+            )  # (B, out)
             x = x * d[:, :, None, None].to(x.dtype)
         return x
 
@@ -200,7 +215,9 @@ class StyledConv(nn.Module):
         up: double the resolution.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, w_dim: int, resolution: int, up: bool = False) -> None:
+    def __init__(
+        self, in_channels: int, out_channels: int, w_dim: int, resolution: int, up: bool = False
+    ) -> None:
         super().__init__()
         self.conv = ModulatedConv2d(in_channels, out_channels, 3, w_dim, up=up)
         self.noise_strength = nn.Parameter(torch.zeros(()))
