@@ -35,7 +35,7 @@ TOLERANCE = 1e-4
 
 # An `op` package with rosinality's names and CPU semantics, written here (fused bias + leaky ReLU × √2,
 # upfirdn2d with (x0, x1, y0, y1) padding, plain convolutions).
-SHIM = '''
+SHIM = """
 import contextlib
 import types
 
@@ -81,7 +81,7 @@ def _conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_padd
 conv2d_gradfix = types.SimpleNamespace(
     conv2d=_conv2d, conv_transpose2d=_conv_transpose2d, no_weight_gradients=contextlib.nullcontext
 )
-'''
+"""
 
 
 def import_their_model(rosinality_dir: Path, ops: str, tmp: Path) -> types.ModuleType:
@@ -146,12 +146,21 @@ def run_case(model, size: int, cm: int, batch: int, tmp: Path) -> list[tuple[str
     for psi, noise in [(1.0, "const"), (0.7, "const"), (1.0, "none")]:
         theirs = their_images(g, z, psi, latent_avg, noise)
         ours = ours_g(z, truncation_psi=psi, noise_mode=noise)
-        rows.append((f"import G: images ψ={psi} noise={noise}", _diff(ours, theirs), theirs.abs().max().item()))
-    images = torch.cat([their_images(g, z, 1.0, latent_avg, "const"), torch.rand(batch, 3, size, size) * 2 - 1])
-    rows.append(("import D: logits", _diff(ours_d(images), d(images).flatten()), d(images).abs().max().item()))
+        rows.append(
+            (f"import G: images ψ={psi} noise={noise}", _diff(ours, theirs), theirs.abs().max().item())
+        )
+    images = torch.cat(
+        [their_images(g, z, 1.0, latent_avg, "const"), torch.rand(batch, 3, size, size) * 2 - 1]
+    )
+    rows.append(
+        ("import D: logits", _diff(ours_d(images), d(images).flatten()), d(images).abs().max().item())
+    )
 
     # export: nets built here → their freshly built nets (strict load_state_dict)
-    mine_g, mine_d = StyleGAN2Generator(size, 3, 512, 8, cm).eval(), StyleGAN2Discriminator(size, 3, cm).eval()
+    mine_g, mine_d = (
+        StyleGAN2Generator(size, 3, 512, 8, cm).eval(),
+        StyleGAN2Discriminator(size, 3, cm).eval(),
+    )
     randomise(mine_g)
     randomise(mine_d)
     mine_g.w_avg.copy_(mine_g.mean_latent(4096, seed=1)[0])
@@ -162,20 +171,28 @@ def run_case(model, size: int, cm: int, batch: int, tmp: Path) -> list[tuple[str
         theirs = their_images(g2, z, psi, mine_g.w_avg, "const")
         ours = mine_g(z, truncation_psi=psi, noise_mode="const")
         rows.append((f"export G: images ψ={psi} noise=const", _diff(ours, theirs), theirs.abs().max().item()))
-    rows.append(("export D: logits", _diff(mine_d(images), d2(images).flatten()), d2(images).abs().max().item()))
+    rows.append(
+        ("export D: logits", _diff(mine_d(images), d2(images).flatten()), d2(images).abs().max().item())
+    )
     return rows
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--rosinality_dir", type=Path, required=True, help="a checkout of stylegan2-pytorch")
     parser.add_argument("--ops", nargs="+", choices=["theirs", "shim"], default=["theirs", "shim"])
-    parser.add_argument("--cases", nargs="+", default=["32:2", "64:2", "64:1"], help="size:channel_multiplier")
+    parser.add_argument(
+        "--cases", nargs="+", default=["32:2", "64:2", "64:1"], help="size:channel_multiplier"
+    )
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     if not (args.rosinality_dir / "model.py").is_file():
-        sys.exit(f"{args.rosinality_dir}/model.py not found; pass --rosinality_dir of a stylegan2-pytorch checkout")
+        sys.exit(
+            f"{args.rosinality_dir}/model.py not found; pass --rosinality_dir of a stylegan2-pytorch checkout"
+        )
 
     worst = 0.0
     print("| ops | size | cm | check | max abs diff | max abs value |\n|---|---|---|---|---|---|")
