@@ -11,6 +11,7 @@ exports with the three colour channels tied, and imports with ``channels=1`` as 
 from __future__ import annotations
 
 import argparse
+import math
 import re
 import warnings
 from collections.abc import Mapping
@@ -130,12 +131,9 @@ def _infer_table(widths: dict[int, int], image_size: int) -> dict[str, int]:
     return options
 
 
-def _rgb_to_grey(sd: Mapping[str, Tensor], keys: list[str], dim: int, reduce: str) -> dict[str, Tensor]:
-    """Collapse the colour dimension ``dim`` of ``keys`` (mean for outputs, sum for inputs), keeping it as size 1."""
-    out = dict(sd)
-    for key in keys:
-        out[key] = getattr(sd[key], reduce)(dim, keepdim=True)
-    return out
+def _mean_of_colours(sd: Mapping[str, Tensor], keys: list[str]) -> dict[str, Tensor]:
+    """Average dim 1 (their ToRGB outputs, (1, 3, …)) of ``keys`` to size 1: the grey image is the colours' mean."""
+    return {**sd, **{key: sd[key].mean(1, keepdim=True) for key in keys}}
 
 
 def _check_channels(channels: int | None) -> int:
@@ -171,7 +169,7 @@ def generator_from_rosinality(
     )
     if channels == 1:
         rgb_keys = [k for k in sd if re.fullmatch(r"to_rgb(1|s\.\d+)\.(conv\.weight|bias)", k)]
-        sd = _rgb_to_grey(sd, rgb_keys, dim=1, reduce="mean")
+        sd = _mean_of_colours(sd, rgb_keys)
     shapes = g.state_dict()
     ours = {key: sd[theirs].reshape(shapes[key].shape) for key, (theirs, _) in _generator_renames(g).items()}
     has_avg = "latent_avg" in ckpt
@@ -198,7 +196,8 @@ def discriminator_from_rosinality(
         widths[size // 2 ** (j + 1)] = sd[f"convs.{j + 1}.conv2.1.weight"].shape[0]
     d = StyleGAN2Discriminator(image_size=size, channels=channels, **_infer_table(widths, size))
     if channels == 1:
-        sd = _rgb_to_grey(sd, ["convs.0.0.weight"], dim=1, reduce="sum")
+        # sum over the colour inputs; the stored weights are scaled by 1/√fan_in at run time, 1/√3 for theirs
+        sd = {**sd, "convs.0.0.weight": sd["convs.0.0.weight"].sum(1, keepdim=True) / math.sqrt(3)}
     shapes = d.state_dict()
     d.load_state_dict(
         {key: sd[theirs].reshape(shapes[key].shape) for key, (theirs, _) in _discriminator_renames(d).items()}
@@ -255,9 +254,8 @@ def discriminator_to_rosinality(d: StyleGAN2Discriminator) -> dict[str, Tensor]:
     _rosinality_widths(d)
     out = _export(d, _discriminator_renames(d))
     if d.channels == 1:
-        out["convs.0.0.weight"] = (
-            out["convs.0.0.weight"].repeat_interleave(3, dim=1) / 3
-        )  # (C, 1, 1, 1) → (C, 3, 1, 1)
+        # (C, 1, 1, 1) → (C, 3, 1, 1): a third of the effective weight each, stored ×√3 for their 1/√3 fan-in gain
+        out["convs.0.0.weight"] = out["convs.0.0.weight"].repeat_interleave(3, dim=1) / math.sqrt(3)
     for j in range(len(d.blocks)):
         out[f"convs.{j + 1}.conv2.0.kernel"] = fir_kernel()
         out[f"convs.{j + 1}.skip.0.kernel"] = fir_kernel()
