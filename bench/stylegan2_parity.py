@@ -174,6 +174,22 @@ def run_case(model, size: int, cm: int, batch: int, tmp: Path) -> list[tuple[str
     rows.append(
         ("export D: logits", _diff(mine_d(images), d2(images).flatten()), d2(images).abs().max().item())
     )
+
+    # a grey net exports with the colours tied: their RGB image is ours in every channel, and their D on a grey
+    # image copied to the three colours is ours on it
+    grey_g, grey_d = (
+        StyleGAN2Generator(size, 1, 512, 8, cm).eval(),
+        StyleGAN2Discriminator(size, 1, cm).eval(),
+    )
+    randomise(grey_g)
+    randomise(grey_d)
+    g2.load_state_dict(grey_g.to_rosinality())
+    d2.load_state_dict(grey_d.to_rosinality())
+    theirs = their_images(g2, z, 1.0, grey_g.w_avg, "const")
+    ours = grey_g(z, noise_mode="const").expand_as(theirs)
+    rows.append(("export grey G: images ψ=1.0 noise=const", _diff(ours, theirs), theirs.abs().max().item()))
+    grey, theirs = images[:, :1], d2(images[:, :1].expand(-1, 3, -1, -1)).flatten()
+    rows.append(("export grey D: logits", _diff(grey_d(grey), theirs), theirs.abs().max().item()))
     return rows
 
 
