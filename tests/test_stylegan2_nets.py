@@ -208,6 +208,8 @@ def test_rosinality_checkpoint_variants(tmp_path):
         StyleGAN2Discriminator.from_rosinality({"g_ema": sd})
     with pytest.raises(UserError, match="does not exist"):
         StyleGAN2Generator.from_rosinality(tmp_path / "missing.pt")
+    with pytest.raises(UserError, match="layout"):  # e.g. a SWAGAN generator or a truncated file
+        StyleGAN2Generator.from_rosinality({k: v for k, v in sd.items() if k != "input.input"})
     (tmp_path / "bad.pt").write_text("not a checkpoint")
     with pytest.raises(UserError, match="cannot read"):
         StyleGAN2Generator.from_rosinality(tmp_path / "bad.pt")

@@ -11,6 +11,7 @@ exports with the three colour channels tied, and imports with ``channels=1`` as 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import re
 import warnings
@@ -136,6 +137,20 @@ def _mean_of_colours(sd: Mapping[str, Tensor], keys: list[str]) -> dict[str, Ten
     return {**sd, **{key: sd[key].mean(1, keepdim=True) for key in keys}}
 
 
+@contextlib.contextmanager
+def _layout_errors(what: str):
+    """A missing key or a shape that does not fit becomes one message naming the checkpoint kind it expects."""
+    try:
+        yield
+    except UserError:
+        raise
+    except (KeyError, RuntimeError) as err:
+        raise UserError(
+            f"this {what} state dict does not have rosinality/stylegan2-pytorch's StyleGAN2 layout ({err!r}); pass "
+            "a checkpoint from its convert_weight.py or train.py (SWAGAN and other variants are not supported)"
+        ) from err
+
+
 def _check_channels(channels: int | None) -> int:
     if channels not in (None, 1, 3):
         raise UserError(
@@ -155,6 +170,11 @@ def generator_from_rosinality(
     channels = _check_channels(channels)
     ckpt = load_checkpoint(path_or_state_dict)
     sd = _section(ckpt, ("g_ema", "g"), "style.1.weight", "generator")
+    with _layout_errors("generator"):
+        return _generator(sd, ckpt.get("latent_avg"), channels)
+
+
+def _generator(sd: Mapping[str, Tensor], latent_avg: Tensor | None, channels: int) -> StyleGAN2Generator:
     n_mlp = sum(1 for k in sd if re.fullmatch(r"style\.\d+\.weight", k))
     log_size = sum(1 for k in sd if re.fullmatch(r"to_rgbs\.\d+\.conv\.weight", k)) + 2
     widths = {4: sd["input.input"].shape[1]} | {
@@ -172,10 +192,9 @@ def generator_from_rosinality(
         sd = _mean_of_colours(sd, rgb_keys)
     shapes = g.state_dict()
     ours = {key: sd[theirs].reshape(shapes[key].shape) for key, (theirs, _) in _generator_renames(g).items()}
-    has_avg = "latent_avg" in ckpt
-    ours["w_avg"] = ckpt["latent_avg"].reshape(-1) if has_avg else shapes["w_avg"]
+    ours["w_avg"] = shapes["w_avg"] if latent_avg is None else latent_avg.reshape(-1)
     g.load_state_dict(ours)  # strict: the rename table must cover every tensor of ours
-    if not has_avg:
+    if latent_avg is None:
         g.w_avg.copy_(g.mean_latent(10000, seed=0)[0])
     return g.eval()
 
@@ -189,6 +208,11 @@ def discriminator_from_rosinality(
     """
     channels = _check_channels(channels)
     sd = _section(load_checkpoint(path_or_state_dict), ("d",), "final_linear.0.weight", "discriminator")
+    with _layout_errors("discriminator"):
+        return _discriminator(sd, channels)
+
+
+def _discriminator(sd: Mapping[str, Tensor], channels: int) -> StyleGAN2Discriminator:
     n_blocks = sum(1 for k in sd if re.fullmatch(r"convs\.\d+\.conv1\.0\.weight", k))
     size = 2 ** (n_blocks + 2)
     widths = {4: sd["final_conv.0.weight"].shape[0], size: sd["convs.0.0.weight"].shape[0]}

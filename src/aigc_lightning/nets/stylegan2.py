@@ -206,7 +206,9 @@ class StyleGAN2Generator(nn.Module):
         return self.mapping(z, update_w_avg=False)[:, 0].mean(0, keepdim=True)
 
     @classmethod
-    def from_rosinality(cls, path_or_state_dict: str | Path | Mapping[str, Any], channels: int | None = None):
+    def from_rosinality(
+        cls, path_or_state_dict: str | Path | Mapping[str, Any], channels: int | None = None
+    ) -> StyleGAN2Generator:
         """Load a rosinality/stylegan2-pytorch generator (``g_ema``, ``latent_avg``): see ``nets/rosinality.py``.
 
         Args:
@@ -280,7 +282,9 @@ class StyleGAN2Discriminator(nn.Module):
         return self.out(self.fc(x.flatten(1))).flatten()  # (B, C4·16) → (B,)
 
     @classmethod
-    def from_rosinality(cls, path_or_state_dict: str | Path | Mapping[str, Any], channels: int | None = None):
+    def from_rosinality(
+        cls, path_or_state_dict: str | Path | Mapping[str, Any], channels: int | None = None
+    ) -> StyleGAN2Discriminator:
         """Load a rosinality/stylegan2-pytorch discriminator (``d``): see ``nets/rosinality.py``.
 
         Args:
