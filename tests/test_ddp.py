@@ -52,7 +52,7 @@ GAN_ARGS = [
     "--seed_everything", "0", "--model", "aigc_lightning.modules.GAN",
     "--model.generator", "aigc_lightning.nets.Generator", "--model.generator.width", "8",
     "--model.discriminator", "aigc_lightning.nets.Discriminator", "--model.discriminator.width", "8",
-    "--model.log_images_every_n_batches", "0", "--model.mean_latent_samples", "64", "--model.bn_stat_batches", "1",
+    "--images.log_images_every_n_batches", "0", "--model.mean_latent_samples", "64", "--model.bn_stat_batches", "1",
     "--data", "aigc_lightning.datamodules.DigitsDataModule", "--data.image_size", "28", "--data.batch_size", "8", *QUIET,
 ]  # fmt: skip
 
@@ -130,7 +130,7 @@ def test_slurm_environment_is_detected(monkeypatch):
 VAE_ARGS = [
     "--config", str(ROOT / "configs/vae/vae_digits.yaml"),
     "--model.encoder.init_args.hidden_dim", "16", "--model.decoder.init_args.hidden_dim", "16",
-    "--model.val_importance_samples", "2", "--model.image_every_n_epochs", "0",
+    "--model.val_importance_samples", "2", "--images.log_images_every_n_batches", "0",
     "--data.batch_size", "30", "--data.val_fraction", "0.0495", *QUIET,
 ]  # fmt: skip
 

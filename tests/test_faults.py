@@ -36,7 +36,7 @@ DYING_WRITE = textwrap.dedent(
     from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
     from lightning.pytorch import Trainer
     from lightning.pytorch.callbacks import ModelCheckpoint
-    from aigc_lightning.callbacks.resume import AtomicCheckpoint
+    from aigc_lightning.callbacks.checkpoint import AtomicCheckpoint
     from aigc_lightning.datamodules import DigitsDataModule
     from reliability_toy import ToyModule
 
