@@ -53,7 +53,7 @@ def link_image_shape(model_cfg: Any, data_args: Any) -> None:
     if isinstance(init_args, Namespace):
         for key in SHAPE_KEYS:
             if key in init_args and data_args is not None and data_args.get(key) is not None:
-                init_args[key] = data_args[key]
+                init_args[key] = int(data_args[key])  # a plain int: PositiveInt does not serialise to YAML
         for value in vars(init_args).values():
             for item in value if isinstance(value, list) else [value]:
                 link_image_shape(item, data_args)
