@@ -12,6 +12,7 @@ from PIL import Image
 
 from aigc_lightning.cli import main
 from aigc_lightning.datamodules import ImageFolderDataModule
+from conftest import write_pngs
 from reliability_toy import toy_fit_args
 
 
@@ -32,13 +33,6 @@ def folder_args(root, extra: tuple[str, ...] = ()) -> list[str]:
     return args + ["--data.root", str(root / "images"), "--data.channels", "1", *extra]
 
 
-def save_pngs(folder, n: int = 6) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(0)
-    for i in range(n):
-        Image.fromarray(rng.integers(0, 255, (12, 12), dtype=np.uint8), mode="L").save(folder / f"{i}.png")
-
-
 def test_missing_dataset_offline(tmp_path):
     args = toy_fit_args(tmp_path, 1, 2)
     args[args.index("aigc_lightning.datamodules.DigitsDataModule")] = (
@@ -50,7 +44,7 @@ def test_missing_dataset_offline(tmp_path):
 
 
 def test_truncated_image(tmp_path):
-    save_pngs(tmp_path / "images")
+    write_pngs(tmp_path / "images")
     whole = (tmp_path / "images" / "0.png").read_bytes()
     (tmp_path / "images" / "0.png").write_bytes(whole[: len(whole) // 2])
     message = one_line_error(folder_args(tmp_path))
@@ -58,7 +52,7 @@ def test_truncated_image(tmp_path):
 
 
 def test_unreadable_image(tmp_path):
-    save_pngs(tmp_path / "images")
+    write_pngs(tmp_path / "images")
     (tmp_path / "images" / "notes.jpg").write_text("not an image")
     assert "notes.jpg" in one_line_error(folder_args(tmp_path))
 

@@ -12,9 +12,8 @@ import torch
 from torchvision.io import decode_image
 
 from aigc_lightning.modules import GAN
+from conftest import ROOT, TESTS
 
-TESTS = Path(__file__).parent
-ROOT = TESTS.parent
 DDP = ["--trainer.accelerator", "cpu", "--trainer.devices", "2", "--trainer.strategy", "ddp"]
 QUIET = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
 
@@ -88,8 +87,11 @@ def test_torchrun_recipe(tmp_path):
     args = toy_fit_args(tmp_path, 1, 3, *DDP[2:], "--trainer.callbacks", "reliability_toy.SaveWeights",
                         "--trainer.callbacks.folder", str(tmp_path))  # fmt: skip
     args[args.index("--trainer.accelerator") + 1] = "cpu"
+    # torchrun through the running interpreter: a venv that is not activated has no `torchrun` on PATH
     cmd = [
-        "torchrun",
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
         "--nnodes",
         "1",
         "--nproc_per_node",

@@ -9,15 +9,13 @@ import subprocess
 import sys
 import textwrap
 import time
-from pathlib import Path
 
 import pytest
 import torch
 
 from aigc_lightning.cli import main
+from conftest import TESTS
 from reliability_toy import toy_fit_args
-
-TESTS = Path(__file__).parent
 
 
 def env() -> dict[str, str]:

@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 from lightning.pytorch import Callback
 
-ROOT = Path(__file__).resolve().parents[1]
+from conftest import ROOT
 
 
 class SaveRankState(Callback):

@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from aigc_lightning.cli import main
+from conftest import ROOT
 from test_resume import compare
 
-ROOT = Path(__file__).parent.parent
 COMMON = ["--trainer.accelerator", "cpu", "--trainer.limit_train_batches", "3", "--trainer.limit_val_batches", "1",
           "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]  # fmt: skip
 MODELS = {

@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 import torch
 from lightning.pytorch import Trainer
-from PIL import Image
 from torch import Tensor
 from torch.distributions import Bernoulli, Normal, kl_divergence
 from torchvision.io import decode_image
@@ -29,8 +28,7 @@ from aigc_lightning.losses import (
 )
 from aigc_lightning.modules import VAE
 from aigc_lightning.nets import ConvDecoder, ConvEncoder, MLPDecoder, MLPEncoder
-
-ROOT = Path(__file__).resolve().parents[1]
+from conftest import ROOT, write_pngs
 
 
 def tiny_vae(image_size: int = 8, channels: int = 1, **kwargs) -> VAE:
@@ -385,13 +383,8 @@ def test_checkpoint_round_trip_with_load_from_checkpoint(fitted):
 
 @pytest.fixture()
 def png_folder(tmp_path) -> Path:
-    root = tmp_path / "pngs"
-    root.mkdir()
-    g = torch.Generator().manual_seed(0)
-    for i in range(12):
-        pixels = (torch.rand(20, 20, 3, generator=g) * 255).byte().numpy()
-        Image.fromarray(pixels).save(root / f"{i}.png")
-    return root
+    """Twelve 20-px RGB noise PNGs, flat (the configs' own fixture: test_cli's is grey)."""
+    return write_pngs(tmp_path / "pngs", n=12, size=20, channels=3)
 
 
 def fit_args(config: str, tmp_path: Path) -> list[str]:
