@@ -17,10 +17,11 @@ What this adds to a plain LightningCLI:
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import torch.distributed
 import yaml
@@ -83,6 +84,33 @@ def namespace_path(ns: Any, key: str) -> str | None:
     return ".".join(path)
 
 
+OUT_OF_RANGE = re.compile(r"Not of type (\w+): (\S+) does not conform to restriction ([^\n]+)")
+PARSER_KEY = re.compile(r'Parser key "([^"]+)"')
+
+
+def out_of_range_message(message: str) -> str | None:
+    """jsonargparse's many-line error for a value outside a constrained type (``--model.n_critic 0``), as one
+    line naming the option, the value and the allowed range; ``None`` for any other parse error."""
+    match = OUT_OF_RANGE.search(message)
+    if match is None:
+        return None
+    keys = PARSER_KEY.findall(message[: match.start()])
+    option = ".".join(dict.fromkeys(keys))  # nested keys (model, then its init arg), outermost first
+    kind, value, rule = match.groups()
+    return f"--{option} {value} is out of range ({kind}); pass a value with {rule.strip()}"
+
+
+class AigcParser(LightningArgumentParser):
+    """LightningCLI's parser, with one line instead of usage + nested union errors for an out-of-range number."""
+
+    def error(self, message: str, ex: Exception | None = None) -> NoReturn:
+        line = out_of_range_message(message) if self.exit_on_error else None
+        if line is None:
+            super().error(message, ex)
+        sys.stderr.write(f"error: {line}\n")
+        self.exit(2)
+
+
 BATCH_LIMITS = ("limit_train_batches", "limit_val_batches", "limit_test_batches", "limit_predict_batches")
 
 
@@ -124,6 +152,7 @@ class AigcCLI(SubcommandHooks):
             subclass_mode_model=True,
             subclass_mode_data=True,
             auto_configure_optimizers=False,
+            parser_class=AigcParser,
             save_config_kwargs={"overwrite": True},
             args=args,
             run=run,

@@ -41,9 +41,9 @@ def checked_optimizer(factory: Callable[[Iterable], Optimizer], params: Iterable
     try:
         optimizer = factory(params)
     except ValueError as e:  # torch's "Invalid learning rate: -1"
-        raise UserError(f"{option}: {e}; set --{option}.init_args.lr (and the other values) in range") from e
+        raise UserError(f"--{option}: {e}; pass values in range (a learning rate > 0)") from e
     for group in optimizer.param_groups:
         lr = group.get("lr")
         if lr is not None and not float(lr) > 0:
-            raise UserError(f"{option} has learning rate {float(lr)}; set --{option}.init_args.lr to a value > 0")
+            raise UserError(f"--{option}.init_args.lr {float(lr)} is out of range; pass a learning rate > 0")
     return optimizer
