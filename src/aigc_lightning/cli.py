@@ -26,6 +26,7 @@ from typing import Any, NoReturn
 import torch.distributed
 import yaml
 from jsonargparse import Namespace
+from jsonargparse.typing import PositiveInt
 from lightning.pytorch import LightningDataModule, LightningModule, Trainer
 from lightning.pytorch.cli import LightningArgumentParser
 
@@ -170,7 +171,7 @@ class AigcCLI(SubcommandHooks):
     def add_subcommand_arguments(self, parser: LightningArgumentParser, subcommand: str) -> None:
         if subcommand == "predict":
             parser.add_argument("--output_dir", type=str, default="predictions", help="Folder for the PNGs.")
-            parser.add_argument("--num_samples", type=int, default=64, help="Samples to generate (GAN, VAE).")
+            parser.add_argument("--num_samples", type=PositiveInt, default=64, help="Samples to generate (GAN, VAE).")
             parser.add_argument("--seed", type=int, default=0, help="Sample i is generated from seed + i.")
             parser.set_defaults(return_predictions=False)  # images go to files, not into memory
 
