@@ -67,14 +67,14 @@ class ImageLogger(Callback):
         step = compat.batches_processed(trainer)
         if step % every != 0:
             return
-        if "batch" in inspect.signature(images_to_log).parameters:
-            fixed = None if self.fixed_batch is None else self.fixed_batch.to(pl_module.device)
-            grids = images_to_log(self.num_images, batch=fixed)
-        else:
-            grids = images_to_log(self.num_images)
         with torch.no_grad():
-            for name, images in grids.items():
-                log_image_grid(pl_module, f"train/{name}", images, step)
+            if "batch" in inspect.signature(images_to_log).parameters:
+                fixed = None if self.fixed_batch is None else self.fixed_batch.to(pl_module.device)
+                grids = images_to_log(self.num_images, batch=fixed)
+            else:
+                grids = images_to_log(self.num_images)
+        for name, images in grids.items():
+            log_image_grid(pl_module, f"train/{name}", images, step)
 
 
 __all__ = ["ImageLogger", "log_image_grid"]
