@@ -13,6 +13,8 @@ What this adds to a plain LightningCLI:
 - no ``--optimizer`` / ``--lr_scheduler``: models declare one ``OptimizerCallable`` per network instead (a GAN
   needs two; LightningCLI's automatic optimizer would put all parameters under one).
 - ``UserError`` (bad data, files, options) ends with one ``error: …`` line instead of a traceback.
+- a number outside its constrained type (``--model.n_critic 0``) ends with one ``error: --model.n_critic 0 is out
+  of range …`` line instead of jsonargparse's usage and nested union errors (``AigcParser``).
 """
 
 from __future__ import annotations
