@@ -15,8 +15,8 @@ import sys
 import tempfile
 import time
 
+from aigc_lightning.callbacks import GenerativeMetrics
 from aigc_lightning.cli import AigcCLI
-from aigc_lightning.metrics import GenerativeMetrics
 
 
 def main() -> None:
@@ -33,7 +33,7 @@ def main() -> None:
         )
         metrics = [c for c in cli.trainer.callbacks if isinstance(c, GenerativeMetrics)]
         if not metrics:
-            sys.exit(f"{args.config} has no aigc_lightning.metrics.GenerativeMetrics in trainer.callbacks")
+            sys.exit(f"{args.config} has no aigc_lightning.callbacks.GenerativeMetrics in trainer.callbacks")
         start = time.perf_counter()
         cli.trainer.fit(cli.model, cli.datamodule)
         wall = time.perf_counter() - start

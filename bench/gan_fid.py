@@ -17,7 +17,7 @@ seed=0)``: 8,000 training images, 2,000 held out as the FID reference.
    hand-written loop (D step on detached fakes, then G step), Adam 2e-4 / 0.5, no EMA — the PyTorch DCGAN example.
    When the config's learning rate differs, the plain loop runs once more at that rate (an ablation row).
 
-Both are scored by ``aigc_lightning.metrics.evaluate_images`` on ``--num_samples`` samples (eval-mode generator)
+Both are scored by ``aigc_lightning.callbacks.evaluate_images`` on ``--num_samples`` samples (eval-mode generator)
 against the held-out 2,000; "real" scores 2,000 training images the same way (the floor).
 """
 
@@ -33,13 +33,13 @@ import torch
 import torch.nn.functional as F
 from lightning.pytorch import Trainer, seed_everything
 
+from aigc_lightning.callbacks import evaluate_images
 from aigc_lightning.cli import AigcCLI
 from aigc_lightning.datamodules import ImageFolderDataModule
-from aigc_lightning.datamodules.seeds import randn_from_seeds
-from aigc_lightning.metrics import DomainFeatures, evaluate_images
 from aigc_lightning.modules import Classifier
-from aigc_lightning.nets import ConvClassifier
+from aigc_lightning.nets import ConvClassifier, DomainFeatures
 from aigc_lightning.nets.dcgan import Discriminator, Generator
+from aigc_lightning.seeds import randn_from_seeds
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -10,8 +10,8 @@ import sys
 
 import torch
 
+from aigc_lightning.callbacks import evaluate_images
 from aigc_lightning.datamodules import DigitsDataModule
-from aigc_lightning.metrics import evaluate_images
 from aigc_lightning.modules import GAN
 
 

@@ -21,7 +21,8 @@ from pathlib import Path
 
 import torch
 
-from aigc_lightning.metrics import DomainFeatures, evaluate_images
+from aigc_lightning.callbacks import evaluate_images
+from aigc_lightning.nets import DomainFeatures
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import gan_fid  # the bench next to this one: data, extractor, training and sampling helpers

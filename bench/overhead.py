@@ -113,7 +113,7 @@ def framework(args: argparse.Namespace, processes: int = 1) -> tuple[float, floa
     """``Trainer.fit`` of the GAN module; returns rank 0's (batches/s, batches/CPU-s)."""
     g, d = make_nets(args)
     opt = lambda params: torch.optim.Adam(params, lr=2e-4, betas=(0.5, 0.999))
-    model = GAN(g, d, optimizer_g=opt, optimizer_d=opt, ema_decay=0.999, log_images_every_n_batches=0)
+    model = GAN(g, d, optimizer_g=opt, optimizer_d=opt, ema_decay=0.999)
     timer = Timer(args.warmup)
     trainer = Trainer(
         accelerator="cpu", devices=processes, strategy="ddp" if processes > 1 else "auto", max_epochs=1,

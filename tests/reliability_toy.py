@@ -17,8 +17,8 @@ from lightning.pytorch.cli import OptimizerCallable
 from lightning.pytorch.strategies import DDPStrategy
 from torch import Tensor, nn
 
-from aigc_lightning.datamodules.seeds import randn_from_seeds
 from aigc_lightning.errors import check_finite
+from aigc_lightning.seeds import randn_from_seeds
 
 
 class ToyModule(LightningModule):

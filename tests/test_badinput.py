@@ -12,6 +12,7 @@ from PIL import Image
 
 from aigc_lightning.cli import main
 from aigc_lightning.datamodules import ImageFolderDataModule
+from conftest import ROOT, write_pngs
 from reliability_toy import toy_fit_args
 
 
@@ -32,13 +33,6 @@ def folder_args(root, extra: tuple[str, ...] = ()) -> list[str]:
     return args + ["--data.root", str(root / "images"), "--data.channels", "1", *extra]
 
 
-def save_pngs(folder, n: int = 6) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(0)
-    for i in range(n):
-        Image.fromarray(rng.integers(0, 255, (12, 12), dtype=np.uint8), mode="L").save(folder / f"{i}.png")
-
-
 def test_missing_dataset_offline(tmp_path):
     args = toy_fit_args(tmp_path, 1, 2)
     args[args.index("aigc_lightning.datamodules.DigitsDataModule")] = (
@@ -50,7 +44,7 @@ def test_missing_dataset_offline(tmp_path):
 
 
 def test_truncated_image(tmp_path):
-    save_pngs(tmp_path / "images")
+    write_pngs(tmp_path / "images")
     whole = (tmp_path / "images" / "0.png").read_bytes()
     (tmp_path / "images" / "0.png").write_bytes(whole[: len(whole) // 2])
     message = one_line_error(folder_args(tmp_path))
@@ -58,7 +52,7 @@ def test_truncated_image(tmp_path):
 
 
 def test_unreadable_image(tmp_path):
-    save_pngs(tmp_path / "images")
+    write_pngs(tmp_path / "images")
     (tmp_path / "images" / "notes.jpg").write_text("not an image")
     assert "notes.jpg" in one_line_error(folder_args(tmp_path))
 
@@ -151,3 +145,40 @@ def test_output_dir_is_a_file(tmp_path, trained):
     ]
     assert "is a file" in one_line_error(args + ["--num_samples", "4"])
     assert (tmp_path / "out").read_text() == "keep me"
+
+
+GAN_DIGITS = str(ROOT / "configs/gan/dcgan_digits.yaml")
+VAE_DIGITS = str(ROOT / "configs/vae/vae_digits.yaml")
+
+
+@pytest.mark.parametrize(
+    "config,option,value",
+    [
+        (GAN_DIGITS, "data.batch_size", "0"),
+        (GAN_DIGITS, "model.ema_decay", "1.5"),
+        (GAN_DIGITS, "model.truncation_psi", "-1"),
+        (GAN_DIGITS, "model.n_critic", "0"),
+        (GAN_DIGITS, "images.log_images_every_n_batches", "-1"),
+        (VAE_DIGITS, "model.beta", "-1"),
+        (VAE_DIGITS, "data.val_fraction", "1"),
+    ],
+)
+def test_out_of_range_number_is_one_line_at_parse_time(tmp_path, capsys, config, option, value):
+    with pytest.raises(SystemExit) as stop:
+        main(["fit", "--config", config, f"--{option}", value, "--trainer.default_root_dir", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and "Traceback" not in err
+    assert err.strip().splitlines() == [err.strip()] and err.startswith(f"error: --{option} {value} is out of range")
+    assert not (tmp_path / "lightning_logs").exists()  # refused before anything ran
+
+
+@pytest.mark.parametrize("lr", ["0", "-1"])
+def test_non_positive_learning_rate_is_one_message(tmp_path, lr):
+    # torch.optim accepts lr=0 and its signature cannot carry a constraint: refused when the optimizer is built
+    with pytest.raises(SystemExit) as stop:
+        main([
+            "fit", "--config", GAN_DIGITS, "--model.optimizer_g.init_args.lr", lr, "--trainer.fast_dev_run", "1",
+            "--trainer.default_root_dir", str(tmp_path), "--trainer.callbacks", "[]",
+        ])  # fmt: skip
+    message = str(stop.value.code)
+    assert message.startswith("error: --model.optimizer_g") and "learning rate" in message and "\n" not in message

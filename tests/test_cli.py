@@ -8,24 +8,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from PIL import Image
 from torchvision.io import decode_image
 
 from aigc_lightning.cli import AigcCLI, main
+from conftest import CONFIGS
 
-ROOT = Path(__file__).resolve().parents[1]
-CONFIGS = sorted((ROOT / "configs").rglob("*.yaml"))
-
-
-@pytest.fixture()
-def png_folder(tmp_path) -> Path:
-    """Class folders of 28-px grey PNGs, like MNIST's PNG dumps."""
-    root = tmp_path / "pngs"
-    for i in range(12):
-        folder = root / str(i % 3)
-        folder.mkdir(parents=True, exist_ok=True)
-        Image.new("L", (28, 28), 20 * i).save(folder / f"{i}.png")
-    return root
+CONFIG_FILES = sorted(CONFIGS.rglob("*.yaml"))
 
 
 def tiny_args(png_folder: Path, out: Path) -> list[str]:
@@ -137,10 +125,10 @@ def test_output_dir_that_is_a_file(png_folder, tmp_path):
 
 
 def test_there_are_configs():
-    assert len(CONFIGS) >= 9, CONFIGS
+    assert len(CONFIG_FILES) >= 9, CONFIG_FILES
 
 
-@pytest.mark.parametrize("config", CONFIGS, ids=lambda p: str(p.relative_to(ROOT / "configs")))
+@pytest.mark.parametrize("config", CONFIG_FILES, ids=lambda p: str(p.relative_to(CONFIGS)))
 def test_every_config_prints(config, capsys):
     with pytest.raises(SystemExit) as e:
         main(["fit", "--config", str(config), "--print_config"])

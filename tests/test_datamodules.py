@@ -19,6 +19,7 @@ from aigc_lightning.datamodules import (
     MNISTDataModule,
 )
 from aigc_lightning.errors import UserError
+from conftest import write_pngs
 
 
 def first_batch(dm, split: str = "train"):
@@ -164,15 +165,8 @@ def test_celeba_layout_center_crop_and_resize(tmp_path, monkeypatch):
     assert torch.allclose(x[:, 2], torch.full_like(x[:, 2], 200 / 255 * 2 - 1), atol=0.02)
 
 
-def write_folder(root, flat: bool = False, n: int = 6):
-    for i in range(n):
-        folder = root if flat else root / f"class_{i % 2}"
-        folder.mkdir(parents=True, exist_ok=True)
-        Image.new("L", (30, 20), 20 * i).save(folder / f"img{i}.png")
-
-
 def test_image_folder_with_class_subfolders(tmp_path):
-    write_folder(tmp_path)
+    write_pngs(tmp_path, size=(20, 30), classes=2, random=False)
     dm = ImageFolderDataModule(root=str(tmp_path), image_size=16, channels=1, batch_size=6, val_fraction=0)
     dm.setup("fit")
     x, y = next(iter(dm.train_dataloader()))
@@ -180,7 +174,7 @@ def test_image_folder_with_class_subfolders(tmp_path):
 
 
 def test_image_folder_flat_and_per_item_path_agree(tmp_path):
-    write_folder(tmp_path, flat=True)
+    write_pngs(tmp_path, size=(20, 30), random=False)
     kwargs = {"root": str(tmp_path), "image_size": 8, "channels": 3, "batch_size": 6, "val_fraction": 0}
     memory = ImageFolderDataModule(**kwargs)
     per_item = ImageFolderDataModule(**kwargs, in_memory_limit=0)
@@ -214,12 +208,12 @@ def test_missing_root_empty_folder_and_corrupt_file(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(UserError, match="no images found"):
         ImageFolderDataModule(root=str(tmp_path / "empty")).setup("fit")
-    write_folder(tmp_path / "bad", flat=True, n=2)
+    write_pngs(tmp_path / "bad", n=2)
     (tmp_path / "bad" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
     with pytest.raises(UserError, match="broken.png"):
         ImageFolderDataModule(root=str(tmp_path / "bad"), image_size=8).setup("fit")
     truncated = tmp_path / "trunc"
-    write_folder(truncated, flat=True, n=1)
+    write_pngs(truncated, n=1)
     Image.new("RGB", (64, 64), (1, 2, 3)).save(truncated / "cut.jpg")
     data = (truncated / "cut.jpg").read_bytes()
     (truncated / "cut.jpg").write_bytes(data[: len(data) // 2])

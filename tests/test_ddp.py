@@ -12,9 +12,8 @@ import torch
 from torchvision.io import decode_image
 
 from aigc_lightning.modules import GAN
+from conftest import ROOT, TESTS
 
-TESTS = Path(__file__).parent
-ROOT = TESTS.parent
 DDP = ["--trainer.accelerator", "cpu", "--trainer.devices", "2", "--trainer.strategy", "ddp"]
 QUIET = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
 
@@ -52,7 +51,7 @@ GAN_ARGS = [
     "--seed_everything", "0", "--model", "aigc_lightning.modules.GAN",
     "--model.generator", "aigc_lightning.nets.Generator", "--model.generator.width", "8",
     "--model.discriminator", "aigc_lightning.nets.Discriminator", "--model.discriminator.width", "8",
-    "--model.log_images_every_n_batches", "0", "--model.mean_latent_samples", "64", "--model.bn_stat_batches", "1",
+    "--images.log_images_every_n_batches", "0", "--model.mean_latent_samples", "64", "--model.bn_stat_batches", "1",
     "--data", "aigc_lightning.datamodules.DigitsDataModule", "--data.image_size", "28", "--data.batch_size", "8", *QUIET,
 ]  # fmt: skip
 
@@ -88,8 +87,11 @@ def test_torchrun_recipe(tmp_path):
     args = toy_fit_args(tmp_path, 1, 3, *DDP[2:], "--trainer.callbacks", "reliability_toy.SaveWeights",
                         "--trainer.callbacks.folder", str(tmp_path))  # fmt: skip
     args[args.index("--trainer.accelerator") + 1] = "cpu"
+    # torchrun through the running interpreter: a venv that is not activated has no `torchrun` on PATH
     cmd = [
-        "torchrun",
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
         "--nnodes",
         "1",
         "--nproc_per_node",
@@ -130,7 +132,7 @@ def test_slurm_environment_is_detected(monkeypatch):
 VAE_ARGS = [
     "--config", str(ROOT / "configs/vae/vae_digits.yaml"),
     "--model.encoder.init_args.hidden_dim", "16", "--model.decoder.init_args.hidden_dim", "16",
-    "--model.val_importance_samples", "2", "--model.image_every_n_epochs", "0",
+    "--model.val_importance_samples", "2", "--images.log_images_every_n_batches", "0",
     "--data.batch_size", "30", "--data.val_fraction", "0.0495", *QUIET,
 ]  # fmt: skip
 

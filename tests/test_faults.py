@@ -9,15 +9,13 @@ import subprocess
 import sys
 import textwrap
 import time
-from pathlib import Path
 
 import pytest
 import torch
 
 from aigc_lightning.cli import main
+from conftest import TESTS
 from reliability_toy import toy_fit_args
-
-TESTS = Path(__file__).parent
 
 
 def env() -> dict[str, str]:
@@ -36,7 +34,7 @@ DYING_WRITE = textwrap.dedent(
     from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
     from lightning.pytorch import Trainer
     from lightning.pytorch.callbacks import ModelCheckpoint
-    from aigc_lightning.callbacks.resume import AtomicCheckpoint
+    from aigc_lightning.callbacks.checkpoint import AtomicCheckpoint
     from aigc_lightning.datamodules import DigitsDataModule
     from reliability_toy import ToyModule
 

@@ -25,7 +25,6 @@ def tiny_gan(size: int = 32, channels: int = 1, **kwargs) -> GAN:
     torch.manual_seed(0)
     g = Generator(latent_dim=8, channels=channels, image_size=size, width=4)
     d = Discriminator(channels=channels, image_size=size, width=4)
-    kwargs.setdefault("log_images_every_n_batches", 0)
     kwargs.setdefault("mean_latent_samples", 256)
     kwargs.setdefault("bn_stat_batches", 2)
     return GAN(g, d, **kwargs)
@@ -219,7 +218,7 @@ def test_truncation_moves_samples_toward_the_mean():
     assert dist[1.0] > dist[0.7] > dist[0.3] > dist[0.0]
     assert dist[0.0] < 1e-5  # psi = 0: every sample is G(mean)
     assert model.mean_latent().abs().max() < 0.3  # estimated from 256 N(0, I) draws
-    model.truncation_psi = 0.0  # the module argument is what predict uses
+    model.hparams.truncation_psi = 0.0  # the module argument is what predict uses
     out = model.predict_step((torch.tensor([0]), torch.tensor([5])), 0)["images"]
     torch.testing.assert_close(out, mean_image, rtol=0, atol=1e-5)
 

@@ -4,16 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
-from PIL import Image
 from torchvision.io import decode_image
 
-from aigc_lightning.cli import main
+from aigc_lightning.cli import AigcCLI, main
 from aigc_lightning.modules import GAN
+from conftest import ROOT, write_pngs
 
-ROOT = Path(__file__).resolve().parents[1]
 TINY = [
     "--model.init_args.generator.init_args.width", "4",
     "--model.init_args.discriminator.init_args.width", "4",
@@ -21,27 +19,22 @@ TINY = [
 ]  # fmt: skip
 
 
-def make_images(root: Path, n: int, size: int, channels: int) -> Path:
-    rng = np.random.default_rng(0)
-    for i in range(n):
-        shape = (size, size) if channels == 1 else (size, size, 3)
-        Image.fromarray(rng.integers(0, 256, shape, dtype=np.uint8)).save(root / f"{i}.png")
-    return root
-
-
 @pytest.mark.parametrize(
     "config,size,channels",
     [("dcgan_mnist", 28, 1), ("dcgan_cifar10", 32, 3), ("dcgan_celeba64", 64, 3), ("dcgan_digits", 32, 1)],
 )
 def test_config_runs_on_generated_images(tmp_path, config, size, channels):
-    (tmp_path / "images").mkdir()
-    images = make_images(tmp_path / "images", 8, size, channels)
-    main([
+    images = write_pngs(tmp_path / "images", n=8, size=size, channels=channels)
+    cli = AigcCLI(args=[
         "fit", "--config", str(ROOT / f"configs/gan/{config}.yaml"), "--trainer.fast_dev_run", "1",
         "--trainer.default_root_dir", str(tmp_path), "--trainer.accelerator", "cpu", *TINY,
         "--data", "aigc_lightning.datamodules.ImageFolderDataModule", "--data.root", str(images),
         "--data.image_size", str(size), "--data.channels", str(channels), "--data.batch_size", "4",
     ])  # fmt: skip
+    # one batch trained (two optimizer steps: D then G) by networks the data's shape was linked into
+    assert cli.trainer.state.finished and cli.model.batches == 1 and cli.trainer.global_step == 2
+    assert cli.model.generator.image_shape == (channels, size, size)
+    assert cli.model.sample(2, seed=0).shape == (2, channels, size, size)
 
 
 def fit_digits(tmp_path: Path) -> Path:

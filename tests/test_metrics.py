@@ -11,18 +11,12 @@ from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.loggers import CSVLogger
 from torch import Tensor, nn
 
+from aigc_lightning.callbacks.metrics import GenerativeMetrics, evaluate_images, rank_slice
 from aigc_lightning.datamodules import DigitsDataModule
-from aigc_lightning.datamodules.seeds import randn_from_seeds
 from aigc_lightning.errors import UserError
-from aigc_lightning.metrics import (
-    DomainFeatures,
-    GenerativeMetrics,
-    InceptionFeatures,
-    evaluate_images,
-    export_classifier,
-    load_classifier,
-    rank_slice,
-)
+from aigc_lightning.modules.classifier import export_classifier
+from aigc_lightning.nets.features import DomainFeatures, InceptionFeatures, load_classifier
+from aigc_lightning.seeds import randn_from_seeds
 
 
 @pytest.fixture(scope="module")
@@ -82,8 +76,8 @@ def test_kid_and_is_values(digits):
 def test_metric_shapes_from_torchmetrics(digits):
     metrics = GenerativeMetrics(num_samples=64, kid_subset_size=32, is_splits=2)
     x = digits[0][:64]
-    metrics._update(x, real=True)
-    metrics._update(x.flip(-1), real=False)
+    metrics.add_images(x, real=True)
+    metrics.add_images(x.flip(-1), real=False)
     kid_mean, kid_std = metrics.kid.compute()
     is_mean, is_std = metrics.inception_score.compute()
     assert kid_mean.shape == kid_std.shape == is_mean.shape == is_std.shape == ()

@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from aigc_lightning.cli import main
+from conftest import ROOT
 from test_resume import compare
 
-ROOT = Path(__file__).parent.parent
 COMMON = ["--trainer.accelerator", "cpu", "--trainer.limit_train_batches", "3", "--trainer.limit_val_batches", "1",
           "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]  # fmt: skip
 MODELS = {
@@ -19,12 +19,12 @@ MODELS = {
             "--seed_everything", "0", "--model", "aigc_lightning.modules.GAN",
             "--model.generator", "aigc_lightning.nets.Generator", "--model.generator.width", "8",
             "--model.discriminator", "aigc_lightning.nets.Discriminator", "--model.discriminator.width", "8",
-            "--model.log_images_every_n_batches", "2", "--model.mean_latent_samples", "64", "--model.bn_stat_batches", "1",
+            "--images.log_images_every_n_batches", "2", "--model.mean_latent_samples", "64", "--model.bn_stat_batches", "1",
             "--data", "aigc_lightning.datamodules.DigitsDataModule", "--data.image_size", "28", "--data.batch_size", "8",
             ],
     "vae": ["--config", str(ROOT / "configs/vae/vae_digits.yaml"), "--model.encoder.init_args.hidden_dim", "16",
             "--model.decoder.init_args.hidden_dim", "16", "--model.val_importance_samples", "2",
-            "--model.warmup_batches", "4", "--model.image_every_n_epochs", "1", "--data.batch_size", "16"],
+            "--model.warmup_batches", "4", "--images.log_images_every_n_batches", "2", "--data.batch_size", "16"],
 }  # fmt: skip
 
 

@@ -12,8 +12,8 @@ import lightning as L
 import numpy as np
 import pytest
 import torch
-import yaml
 from PIL import Image
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from aigc_lightning.cli import main
 from aigc_lightning.datamodules import ContentDataModule
@@ -110,7 +110,8 @@ def test_fit_lowers_style_loss_and_keeps_counters(images, tmp_path):
     after = style_loss_on(model, batch)
     assert after < 0.5 * before, (before, after)  # on a held-out photo: the network learnt the style
     assert model.batches == 4 * 8
-    shown = model.images_to_log(3)
+    assert model.images_to_log(3) == {}  # ImageLogger passes its fixed batch; without one there is nothing
+    shown = model.images_to_log(3, batch=batch[0])
     assert shown["stylized"].shape == shown["content"].shape == (1, 3, 24, 24)  # one held-out photo
     assert 0 <= shown["stylized"].min() and shown["stylized"].max() <= 1
     ckpt = tmp_path / "m.ckpt"
@@ -129,16 +130,8 @@ def test_style_layer_weights_must_match():
         tiny_model(style_layer_weights=[1.0])
 
 
-def config_for_this_branch(tmp_path: Path, name: str = "fast_offline.yaml") -> str:
-    """configs/style/<name>; without its ``images:`` section where the CLI has no ImageLogger yet."""
-    cfg = yaml.safe_load((REPO / "configs/style" / name).read_text())
-    from aigc_lightning import callbacks
-
-    if not hasattr(callbacks, "ImageLogger"):
-        cfg.pop("images", None)
-    path = tmp_path / name
-    path.write_text(yaml.safe_dump(cfg))
-    return str(path)
+def config(name: str = "fast_offline.yaml") -> str:
+    return str(REPO / "configs/style" / name)
 
 
 TINY = ["--model.network.init_args.width", "4", "--model.network.init_args.num_residual", "1",
@@ -148,12 +141,16 @@ TINY = ["--model.network.init_args.width", "4", "--model.network.init_args.num_r
 
 
 def test_cli_fit_offline_config_and_predict_folder(images, tmp_path):
-    cfg = config_for_this_branch(tmp_path)
+    cfg = config()
     main(["fit", "--config", cfg, "--data.content", str(images["photos"]), "--data.style", str(images["style"]),
-          "--trainer.default_root_dir", str(tmp_path), *TINY])  # fmt: skip
+          "--trainer.default_root_dir", str(tmp_path), "--images.log_images_every_n_batches", "1",
+          "--trainer.log_every_n_steps", "1", *TINY])  # fmt: skip
     run = tmp_path / "lightning_logs" / "version_0"
     assert (run / "config.yaml").exists() and (run / "checkpoints" / "last.ckpt").exists()
-    assert list(run.glob("events.out.tfevents.*"))
+    events = EventAccumulator(str(run))
+    events.Reload()
+    assert {"train/content", "train/stylized"} <= set(events.Tags()["images"])  # the held-out photo, via ImageLogger
+    assert {"train/loss", "train/style_loss", "val/loss"} <= set(events.Tags()["scalars"])
     out = tmp_path / "out"
     main(["predict", "--config", str(run / "config.yaml"), "--ckpt_path", str(run / "checkpoints" / "last.ckpt"),
           "--data.content", str(images["photos"]), "--output_dir", str(out),
@@ -188,7 +185,7 @@ def test_onnx_matches_pytorch(tmp_path):
 def test_vgg16_config_runs_offline(images, tmp_path):
     """configs/style/fast_vgg16.yaml end to end (fast_dev_run) with random VGG16 features instead of the
     download, tiny crops and fp32 (bf16 on a CPU is slow)."""
-    cfg = config_for_this_branch(tmp_path, "fast_vgg16.yaml")
+    cfg = config("fast_vgg16.yaml")
     main(["fit", "--config", cfg, "--data.content", str(images["photos"]), "--data.style", str(images["style"]),
           "--model.features.init_args.weights", "none", "--trainer.fast_dev_run", "1", "--trainer.precision",
           "32-true", "--data.num_workers", "0", "--data.image_size", "32", "--data.style_size", "32",

@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 import torch
 from lightning.pytorch import Trainer
-from PIL import Image
 from torch import Tensor
 from torch.distributions import Bernoulli, Normal, kl_divergence
 from torchvision.io import decode_image
@@ -29,8 +28,7 @@ from aigc_lightning.losses import (
 )
 from aigc_lightning.modules import VAE
 from aigc_lightning.nets import ConvDecoder, ConvEncoder, MLPDecoder, MLPEncoder
-
-ROOT = Path(__file__).resolve().parents[1]
+from conftest import ROOT, write_pngs
 
 
 def tiny_vae(image_size: int = 8, channels: int = 1, **kwargs) -> VAE:
@@ -285,12 +283,12 @@ def test_kl_warmup_is_linear_over_batches_and_counted_in_training(fitted):
     model = tiny_vae(beta=2.0, warmup_batches=10)
     betas = []
     for seen in (0, 5, 10, 25):
-        model.batches_seen.fill_(seen)
+        model.batches = seen
         betas.append(model.current_beta())
     assert betas == [0.0, 1.0, 2.0, 2.0]
     assert tiny_vae().current_beta() == 1.0  # no warm-up: β from the start
     # In training: one count per batch (2 epochs x 8), the logged β is that of the last (16th) batch.
-    assert int(fitted["model"].batches_seen) == 16
+    assert fitted["model"].batches == 16
     assert fitted["after"]["train/beta"] == pytest.approx(2.0 * 15 / 32)
 
 
@@ -364,7 +362,7 @@ def test_bf16_mixed_trains_the_iwae_objective_with_finite_float32_metrics(tmp_pa
     trainer = tiny_trainer(tmp_path, max_epochs=1, limit_train_batches=2, limit_val_batches=1, precision="bf16-mixed",
                            logger=False, enable_checkpointing=False)  # fmt: skip
     trainer.fit(model, digits())
-    assert int(model.batches_seen) == 2
+    assert model.batches == 2
     assert torch.isfinite(trainer.callback_metrics["train/loss"])
     assert torch.isfinite(trainer.callback_metrics["val/nll_iw"])
     assert model.sample(2, seed=0).dtype == torch.float32
@@ -373,7 +371,7 @@ def test_bf16_mixed_trains_the_iwae_objective_with_finite_float32_metrics(tmp_pa
 def test_checkpoint_round_trip_with_load_from_checkpoint(fitted):
     model = fitted["model"]
     loaded = VAE.load_from_checkpoint(fitted["ckpt"], weights_only=False)
-    assert int(loaded.batches_seen) == 16 and loaded.current_beta() == model.current_beta()
+    assert loaded.batches == 16 and loaded.current_beta() == model.current_beta()
     for (name, p), q in zip(model.state_dict().items(), loaded.state_dict().values()):
         assert torch.equal(p, q), name
     assert torch.equal(loaded.sample(4, seed=3), model.sample(4, seed=3))
@@ -385,13 +383,8 @@ def test_checkpoint_round_trip_with_load_from_checkpoint(fitted):
 
 @pytest.fixture()
 def png_folder(tmp_path) -> Path:
-    root = tmp_path / "pngs"
-    root.mkdir()
-    g = torch.Generator().manual_seed(0)
-    for i in range(12):
-        pixels = (torch.rand(20, 20, 3, generator=g) * 255).byte().numpy()
-        Image.fromarray(pixels).save(root / f"{i}.png")
-    return root
+    """Twelve 20-px RGB noise PNGs, flat (the configs' own fixture: test_cli's is grey)."""
+    return write_pngs(tmp_path / "pngs", n=12, size=20, channels=3)
 
 
 def fit_args(config: str, tmp_path: Path) -> list[str]:

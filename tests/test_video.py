@@ -121,15 +121,13 @@ FIT = ["--model.network.init_args.width", "4", "--model.network.init_args.num_re
 @pytest.fixture(scope="module")
 def run(tmp_path_factory) -> Path:
     """A tiny fast_offline.yaml run (its config.yaml and last.ckpt) trained on two generated photos."""
-    from test_style_network import config_for_this_branch
-
     root = tmp_path_factory.mktemp("video_run")
     (root / "photos").mkdir()
     rng = np.random.default_rng(0)
     for i in range(2):
         Image.fromarray(rng.integers(0, 255, (20, 24, 3), dtype=np.uint8)).save(root / "photos" / f"p{i}.png")
     Image.fromarray(rng.integers(0, 255, (24, 24, 3), dtype=np.uint8)).save(root / "style.png")
-    main(["fit", "--config", config_for_this_branch(root), "--data.content", str(root / "photos"), "--data.style",
+    main(["fit", "--config", str(REPO / "configs/style/fast_offline.yaml"), "--data.content", str(root / "photos"), "--data.style",
           str(root / "style.png"), "--trainer.default_root_dir", str(root), *FIT])  # fmt: skip
     return root / "lightning_logs" / "version_0"
 

@@ -7,7 +7,7 @@ from lightning.pytorch import LightningModule
 from lightning.pytorch.cli import OptimizerCallable
 from torch import nn
 
-from aigc_lightning.datamodules.seeds import randn_from_seeds
+from aigc_lightning.seeds import randn_from_seeds
 
 
 class TinyNet(nn.Module):

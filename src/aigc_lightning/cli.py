@@ -3,6 +3,8 @@
 What this adds to a plain LightningCLI:
 - ``--checkpoint.*``: a ModelCheckpoint that is always there with ``save_last=True``, so every run has
   ``checkpoints/last.ckpt`` to resume from (``fit --ckpt_path …/last.ckpt``).
+- ``--images.*``: an ``ImageLogger`` that is always there: TensorBoard grids of the model's ``images_to_log``
+  every ``log_images_every_n_batches`` training batches (set per config in its ``images:`` section).
 - the data's image shape flows into the networks: any network in the model's config with a ``channels`` or
   ``image_size`` argument gets the DataModule's values, so changing the data is enough.
 - ``predict --output_dir DIR --num_samples N --seed S``: generative models (those with ``sample``) predict from
@@ -11,22 +13,30 @@ What this adds to a plain LightningCLI:
 - no ``--optimizer`` / ``--lr_scheduler``: models declare one ``OptimizerCallable`` per network instead (a GAN
   needs two; LightningCLI's automatic optimizer would put all parameters under one).
 - ``UserError`` (bad data, files, options) ends with one ``error: …`` line instead of a traceback.
+- a number outside its constrained type (``--model.n_critic 0``) ends with one ``error: --model.n_critic 0 is out
+  of range …`` line instead of jsonargparse's usage and nested union errors (``AigcParser``).
 """
 
 from __future__ import annotations
 
+import re
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import torch.distributed
 import yaml
 from jsonargparse import Namespace
+from jsonargparse.typing import PositiveInt
 from lightning.pytorch import LightningDataModule, LightningModule, Trainer
-from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from lightning.pytorch.cli import LightningArgumentParser
 
-from aigc_lightning.callbacks.resume import AtomicCheckpoint, RNGState, check_checkpoint_file
+from aigc_lightning.callbacks.checkpoint import AtomicCheckpoint, check_checkpoint_file
+from aigc_lightning.callbacks.images import ImageLogger
+from aigc_lightning.callbacks.resume import RNGState
 from aigc_lightning.callbacks.writer import ImageWriter
+from aigc_lightning.compat import SubcommandHooks
 from aigc_lightning.datamodules.seeds import SeedDataModule
 from aigc_lightning.errors import UserError
 
@@ -47,7 +57,7 @@ def link_image_shape(model_cfg: Any, data_args: Any) -> None:
     if isinstance(init_args, Namespace):
         for key in SHAPE_KEYS:
             if key in init_args and data_args is not None and data_args.get(key) is not None:
-                init_args[key] = data_args[key]
+                init_args[key] = int(data_args[key])  # a plain int: PositiveInt does not serialise to YAML
         for value in vars(init_args).values():
             for item in value if isinstance(value, list) else [value]:
                 link_image_shape(item, data_args)
@@ -75,6 +85,33 @@ def namespace_path(ns: Any, key: str) -> str | None:
         path.append(part)
         ns = ns[part]
     return ".".join(path)
+
+
+OUT_OF_RANGE = re.compile(r"Not of type (\w+): (\S+) does not conform to restriction ([^\n]+)")
+PARSER_KEY = re.compile(r'Parser key "([^"]+)"')
+
+
+def out_of_range_message(message: str) -> str | None:
+    """jsonargparse's many-line error for a value outside a constrained type (``--model.n_critic 0``), as one
+    line naming the option, the value and the allowed range; ``None`` for any other parse error."""
+    match = OUT_OF_RANGE.search(message)
+    if match is None:
+        return None
+    keys = PARSER_KEY.findall(message[: match.start()])
+    option = ".".join(dict.fromkeys(keys))  # nested keys (model, then its init arg), outermost first
+    kind, value, rule = match.groups()
+    return f"--{option} {value} is out of range ({kind}); pass a value with {rule.strip()}"
+
+
+class AigcParser(LightningArgumentParser):
+    """LightningCLI's parser, with one line instead of usage + nested union errors for an out-of-range number."""
+
+    def error(self, message: str, ex: Exception | None = None) -> NoReturn:
+        line = out_of_range_message(message) if self.exit_on_error else None
+        if line is None:
+            super().error(message, ex)
+        sys.stderr.write(f"error: {line}\n")
+        self.exit(2)
 
 
 BATCH_LIMITS = ("limit_train_batches", "limit_val_batches", "limit_test_batches", "limit_predict_batches")
@@ -108,7 +145,7 @@ def integer_batch_limits(args: Any) -> set[str]:
     return {name for name, is_int in written.items() if is_int}
 
 
-class AigcCLI(LightningCLI):
+class AigcCLI(SubcommandHooks):
     """The project's LightningCLI; see the module docstring for what it adds."""
 
     def __init__(self, args: Any = None, run: bool = True, **kwargs: Any) -> None:
@@ -118,6 +155,7 @@ class AigcCLI(LightningCLI):
             subclass_mode_model=True,
             subclass_mode_data=True,
             auto_configure_optimizers=False,
+            parser_class=AigcParser,
             save_config_kwargs={"overwrite": True},
             args=args,
             run=run,
@@ -130,16 +168,14 @@ class AigcCLI(LightningCLI):
         parser.set_defaults(
             {"checkpoint.save_last": True, "checkpoint.every_n_batches": DEFAULT_EVERY_N_BATCHES}
         )
+        parser.add_lightning_class_args(ImageLogger, "images")
 
-    def _prepare_subcommand_parser(self, klass: type, subcommand: str, **kwargs: Any) -> LightningArgumentParser:
-        # LightningCLI has no public hook for arguments of a single subcommand; predict's options live here.
-        parser = super()._prepare_subcommand_parser(klass, subcommand, **kwargs)
+    def add_subcommand_arguments(self, parser: LightningArgumentParser, subcommand: str) -> None:
         if subcommand == "predict":
             parser.add_argument("--output_dir", type=str, default="predictions", help="Folder for the PNGs.")
-            parser.add_argument("--num_samples", type=int, default=64, help="Samples to generate (GAN, VAE).")
+            parser.add_argument("--num_samples", type=PositiveInt, default=64, help="Samples to generate (GAN, VAE).")
             parser.add_argument("--seed", type=int, default=0, help="Sample i is generated from seed + i.")
             parser.set_defaults(return_predictions=False)  # images go to files, not into memory
-        return parser
 
     def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
         command_line = sys.argv[1:] if args is None else args
@@ -151,16 +187,16 @@ class AigcCLI(LightningCLI):
         if isinstance(config, Namespace) and config.get("ckpt_path"):
             check_checkpoint_file(config["ckpt_path"])
 
-    def _parse_ckpt_path(self) -> None:
+    def load_checkpoint_hparams(self, load: Callable[[], None]) -> None:
         # LightningCLI applies the checkpoint's hyper-parameters *over* the command line, which would silently
         # drop e.g. ``predict --ckpt_path … --model.truncation_psi 0.7``. Precedence here: config files <
         # checkpoint < ``--model.*`` options typed on the command line.
         subcommand = self.config.get("subcommand")
         if not (subcommand and self._model_keys and self.config[subcommand].get("ckpt_path")):
-            super()._parse_ckpt_path()
+            load()
             return
         typed = self.config[subcommand].model.clone()
-        super()._parse_ckpt_path()
+        load()
         model = self.config[subcommand].model
         for key in self._model_keys:
             path = namespace_path(typed, key)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
+
 import torch
 from torch import Tensor
+from torch.optim import Optimizer
 
 
 class UserError(RuntimeError):
@@ -27,3 +30,20 @@ def check_finite(loss: Tensor, name: str, batch: int) -> None:
             "the last finite weights. Lower the learning rate, prefer bf16-mixed over 16-mixed, or resume from "
             "checkpoints/last.ckpt with a smaller step size."
         )
+
+
+def checked_optimizer(factory: Callable[[Iterable], Optimizer], params: Iterable, option: str) -> Optimizer:
+    """``factory(params)``, with a non-positive learning rate refused in one message naming ``option``.
+
+    The optimizer's own signature (``torch.optim.Adam(lr=…)``) cannot carry a constrained type, so the check runs
+    when the optimizer is built (the start of ``fit``), not at parse time; torch itself accepts ``lr=0``.
+    """
+    try:
+        optimizer = factory(params)
+    except ValueError as e:  # torch's "Invalid learning rate: -1"
+        raise UserError(f"--{option}: {e}; pass values in range (a learning rate > 0)") from e
+    for group in optimizer.param_groups:
+        lr = group.get("lr")
+        if lr is not None and not float(lr) > 0:
+            raise UserError(f"--{option}.init_args.lr {float(lr)} is out of range; pass a learning rate > 0")
+    return optimizer

@@ -17,6 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from aigc_lightning.errors import UserError
+from aigc_lightning.pixels import to_signed, to_unit
 
 
 class UnitRangeNetwork(nn.Module):
@@ -31,7 +32,7 @@ class UnitRangeNetwork(nn.Module):
         self.network = network
 
     def forward(self, x: Tensor) -> Tensor:
-        return ((self.network(x * 2 - 1) + 1) / 2).clamp(0, 1)
+        return to_unit(self.network(to_signed(x))).clamp(0, 1)
 
 
 def _network(model: nn.Module) -> nn.Module:

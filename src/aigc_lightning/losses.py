@@ -162,3 +162,27 @@ def total_variation(x: Tensor) -> Tensor:
     dh = (x[..., 1:, :] - x[..., :-1, :]).pow(2).flatten(1).mean(1)
     dw = (x[..., :, 1:] - x[..., :, :-1]).pow(2).flatten(1).mean(1)
     return dh + dw
+
+
+# ----------------------------------------------------------------------------------------------------------
+# StyleGAN2 path-length regularisation (Karras et al. 2020, "Analyzing and Improving the Image Quality of StyleGAN",
+# §3.2 and eq. 4). The running mean `a` is training state: the module keeps it (and its decay), these stay pure.
+
+
+def path_lengths(images: Tensor, ws: Tensor, noise: Tensor | None = None) -> Tensor:
+    """‖J_wᵀ y‖₂ per sample with y ~ N(0, I)/√(H·W) and J = ∂images/∂w, the squared norm averaged over the
+    ``num_ws`` copies of w as NVlabs does: (B,). (StyleGAN2, eq. 4.)
+
+    ``images`` (B, C, H, W) must be computed from ``ws`` (B, num_ws, w_dim) with the graph kept; the lengths keep
+    theirs (``create_graph``), so the penalty trains the generator. Pass ``noise`` for seeded y. +1e-8 under the
+    root keeps its gradient finite where a length is 0 (tiny or fp16 batches).
+    """
+    if noise is None:
+        noise = torch.randn_like(images, dtype=torch.float32) / (images.shape[2] * images.shape[3]) ** 0.5
+    (grad,) = torch.autograd.grad((images.float() * noise).sum(), ws, create_graph=True)  # (B, num_ws, w_dim)
+    return grad.float().square().sum(2).mean(1).add(1e-8).sqrt()
+
+
+def path_length_penalty(lengths: Tensor, pl_mean: Tensor | float) -> Tensor:
+    """(‖J_wᵀ y‖₂ − a)² with ``a`` the running mean of the path lengths (StyleGAN2, eq. 4): (B,)."""
+    return (lengths - pl_mean).square()

@@ -1,7 +1,18 @@
-"""Callbacks: prediction writer and image-grid logging."""
+"""Callbacks: observers wired by config (image grids, metrics, prediction files, checkpoint safety, RNG state)."""
 
-from aigc_lightning.callbacks.images import log_image_grid, logger_records_batch
-from aigc_lightning.callbacks.resume import AtomicCheckpoint, RNGState
+from aigc_lightning.callbacks.checkpoint import AtomicCheckpoint, AtomicCheckpointIO
+from aigc_lightning.callbacks.images import ImageLogger, log_image_grid
+from aigc_lightning.callbacks.metrics import GenerativeMetrics, evaluate_images
+from aigc_lightning.callbacks.resume import RNGState
 from aigc_lightning.callbacks.writer import ImageWriter
 
-__all__ = ["AtomicCheckpoint", "ImageWriter", "RNGState", "log_image_grid", "logger_records_batch"]
+__all__ = [
+    "AtomicCheckpoint",
+    "AtomicCheckpointIO",
+    "GenerativeMetrics",
+    "ImageLogger",
+    "ImageWriter",
+    "RNGState",
+    "evaluate_images",
+    "log_image_grid",
+]

@@ -6,7 +6,9 @@ from pathlib import Path
 
 import torch
 import torch.distributed as dist
-from lightning.pytorch import Callback, LightningModule, Trainer
+from jsonargparse.typing import PositiveInt
+from lightning.pytorch import LightningModule, Trainer
+from lightning.pytorch.callbacks import BasePredictionWriter
 from PIL import Image
 from torchvision.io import decode_image
 from torchvision.utils import make_grid, save_image
@@ -15,7 +17,7 @@ from aigc_lightning.callbacks.video import write_videos
 from aigc_lightning.errors import UserError
 
 
-class ImageWriter(Callback):
+class ImageWriter(BasePredictionWriter):
     """Saves what ``predict_step`` returns — ``{"images": (B, C, H, W) in [0, 1], "names": list[str]}`` — as
     ``output_dir/<name>.png``; after the last batch, global rank 0 assembles ``output_dir/grid.png`` from every
     rank's files (names are gathered across processes, so DDP prediction gives one complete grid).
@@ -26,7 +28,8 @@ class ImageWriter(Callback):
         nrow: images per grid row (``None``: about square).
     """
 
-    def __init__(self, output_dir: str, grid: bool = True, nrow: int | None = None) -> None:
+    def __init__(self, output_dir: str, grid: bool = True, nrow: PositiveInt | None = None) -> None:
+        super().__init__(write_interval="batch")
         self.output_dir = Path(output_dir).expanduser()
         self.grid, self.nrow = grid, nrow
         self.names: list[str] = []
@@ -37,13 +40,15 @@ class ImageWriter(Callback):
         self.output_dir.mkdir(parents=True, exist_ok=True)
         self.names = []
 
-    def on_predict_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
-        if "videos" in outputs:  # StyleNetwork: lazy stylised frames, encoded as they are pulled (no grid)
-            write_videos(self.output_dir, outputs)
+    def write_on_batch_end(
+        self, trainer, pl_module, prediction, batch_indices, batch, batch_idx, dataloader_idx=0
+    ) -> None:
+        if "videos" in prediction:  # StyleNetwork: lazy stylised frames, encoded as they are pulled (no grid)
+            write_videos(self.output_dir, prediction)
             return
         # Rounded like ``save_image``, but grey stays one channel (``save_image`` would write RGB).
-        images = outputs["images"].detach().float().clamp(0, 1).mul(255).add(0.5).to(torch.uint8).cpu()
-        for image, name in zip(images, outputs["names"]):
+        images = prediction["images"].detach().float().clamp(0, 1).mul(255).add(0.5).to(torch.uint8).cpu()
+        for image, name in zip(images, prediction["names"]):
             Image.fromarray(image.permute(1, 2, 0).squeeze(-1).numpy()).save(self.output_dir / f"{name}.png")
             self.names.append(name)
 

@@ -22,7 +22,7 @@ from lightning.pytorch import LightningDataModule
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
-from aigc_lightning.datamodules.images import IMAGE_EXTENSIONS
+from aigc_lightning.datamodules.io import IMAGE_EXTENSIONS
 from aigc_lightning.datamodules.style import list_images, read_rgb, resize_longer
 from aigc_lightning.datamodules.video import VIDEO_EXTENSIONS, VideoClip
 from aigc_lightning.errors import UserError

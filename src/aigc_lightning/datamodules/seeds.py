@@ -2,21 +2,8 @@
 
 from __future__ import annotations
 
-import torch
 from lightning.pytorch import LightningDataModule
-from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
-
-
-def randn_from_seeds(seeds: Tensor, shape: tuple[int, ...], device: torch.device | str = "cpu") -> Tensor:
-    """One standard-normal tensor of ``shape`` per seed: (len(seeds), *shape), independent of batch and device.
-
-    Drawn on the CPU from a generator seeded per sample, so seed S gives the same latent whatever the batch size,
-    the number of processes or the accelerator.
-    """
-    g = torch.Generator()
-    rows = [torch.randn(shape, generator=g.manual_seed(int(s))) for s in seeds.tolist()]
-    return torch.stack(rows).to(device)
 
 
 class SeedDataset(Dataset):

@@ -17,7 +17,7 @@ from lightning.pytorch import LightningDataModule
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
-from aigc_lightning.datamodules.images import IMAGE_EXTENSIONS, load_image, pil_to_uint8
+from aigc_lightning.datamodules.io import IMAGE_EXTENSIONS, load_image, pil_to_uint8
 from aigc_lightning.errors import UserError
 
 

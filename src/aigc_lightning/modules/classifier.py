@@ -1,19 +1,23 @@
 """Supervised image classification: trains the domain feature extractor that FID uses offline.
 
 ``python -m aigc_lightning fit --config configs/classifier/digits.yaml`` reproduces the classifier shipped in
-``aigc_lightning/assets/digits_classifier.pt``; ``aigc_lightning.metrics.export_classifier`` turns the run's
-checkpoint into that file.
+``aigc_lightning/assets/digits_classifier.pt``; ``export_classifier`` (below) turns the run's checkpoint into
+that file, which ``nets.DomainFeatures`` loads.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 import torch.nn.functional as F
+from jsonargparse.typing import ClosedUnitInterval, NonNegativeInt
 from lightning.pytorch import LightningModule
 from lightning.pytorch.cli import OptimizerCallable
 from torch import Tensor, nn
 
-from aigc_lightning.errors import check_finite
+from aigc_lightning.errors import UserError, check_finite, checked_optimizer
+from aigc_lightning.nets.classifier import ConvClassifier
 
 
 def random_shift(x: Tensor, max_shift: int) -> Tensor:
@@ -52,15 +56,14 @@ class Classifier(LightningModule):
         self,
         net: nn.Module,
         optimizer: OptimizerCallable = torch.optim.Adam,
-        max_shift: int = 2,
-        label_smoothing: float = 0.0,
+        max_shift: NonNegativeInt = 2,
+        label_smoothing: ClosedUnitInterval = 0.0,
     ) -> None:
         super().__init__()
         # With LightningCLI the saved hparams are the config (class paths), so load_from_checkpoint rebuilds the net.
         self.save_hyperparameters()
         self.net = net
         self.optimizer = optimizer
-        self.max_shift, self.label_smoothing = max_shift, label_smoothing
 
     def forward(self, x: Tensor) -> Tensor:
         return self.net(x)
@@ -68,7 +71,7 @@ class Classifier(LightningModule):
     def _step(self, batch: tuple[Tensor, Tensor], stage: str, batch_idx: int) -> Tensor:
         x, y = batch
         logits = self.net(x)
-        loss = F.cross_entropy(logits, y, label_smoothing=self.label_smoothing)
+        loss = F.cross_entropy(logits, y, label_smoothing=self.hparams.label_smoothing)
         acc = (logits.argmax(dim=1) == y).float().mean()
         sync = stage != "train"
         self.log(f"{stage}/loss", loss, prog_bar=True, sync_dist=sync)
@@ -77,7 +80,7 @@ class Classifier(LightningModule):
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         x, y = batch
-        loss = self._step((random_shift(x, self.max_shift), y), "train", batch_idx)
+        loss = self._step((random_shift(x, self.hparams.max_shift), y), "train", batch_idx)
         check_finite(loss, "train/loss", batch_idx)
         return loss
 
@@ -88,4 +91,26 @@ class Classifier(LightningModule):
         self._step(batch, "test", batch_idx)
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        return self.optimizer(self.net.parameters())
+        return checked_optimizer(self.optimizer, self.net.parameters(), "model.optimizer")
+
+
+def export_classifier(checkpoint: str, output: str) -> None:
+    """Write a ``Classifier`` Lightning checkpoint's network as the small weights file ``DomainFeatures`` loads.
+
+    Only the network's constructor arguments and ``state_dict`` are kept (no optimizer state), which keeps the
+    digits extractor under 200 KB in the package.
+    """
+    if not Path(checkpoint).expanduser().is_file():
+        raise UserError(f"checkpoint {checkpoint} does not exist; pass a Classifier run's checkpoints/last.ckpt")
+    net = Classifier.load_from_checkpoint(checkpoint, map_location="cpu").net
+    if not isinstance(net, ConvClassifier):
+        raise UserError(f"{checkpoint} holds a {type(net).__name__}; export_classifier handles ConvClassifier")
+    init_args = {
+        "channels": net.channels,
+        "image_size": net.image_size,
+        "num_classes": net.num_classes,
+        "width": net.body[0][0].out_channels,
+        "feature_dim": net.num_features,
+    }
+    torch.save({"init_args": init_args, "state_dict": net.state_dict()}, output)
+

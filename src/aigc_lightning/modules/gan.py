@@ -1,13 +1,16 @@
 """GAN training with manual, alternating optimizer steps: ``n_critic`` discriminator steps, then one generator step.
 
-Schedules (lazy R1, EMA ramp-up, image logging) run on this module's own **batch** counter: ``trainer.global_step``
+Schedules (lazy R1, EMA ramp-up) run on this module's own **batch** counter: ``trainer.global_step``
 counts optimizer steps, i.e. ``n_critic + 1`` per batch, so ``--trainer.max_steps N`` stops after
 ``N / (n_critic + 1)`` batches. Logged scalars use Lightning's batch x-axis too, every ``log_every_n_steps`` batches.
 
 Multi-GPU: Lightning's ``ddp`` wraps the whole LightningModule in one ``DistributedDataParallel``. A D step never
 reaches G's parameters (and the G step leaves D's frozen), which that wrapper treats as an error unless
-``find_unused_parameters=True``, so ``setup`` switches it on for the plain ``ddp`` strategy (Lightning issues #20328,
-#20866). ``bench/overhead.py --ddp`` measures what this costs.
+``find_unused_parameters=True``, so ``setup`` switches it on for the plain ``ddp`` strategy (``compat.py``; Lightning
+issues #20328, #20866). ``bench/overhead.py --ddp`` measures what this costs.
+
+Image grids (samples from fixed seeds, a latent interpolation) are drawn by the ``ImageLogger`` callback from
+``images_to_log``; FID/KID/IS by the ``GenerativeMetrics`` callback from ``sample``.
 """
 
 from __future__ import annotations
@@ -16,17 +19,18 @@ import copy
 from typing import Any, Literal
 
 import torch
+from jsonargparse.typing import NonNegativeFloat, NonNegativeInt, PositiveInt
 from lightning.pytorch import LightningModule
 from lightning.pytorch.cli import OptimizerCallable
-from lightning.pytorch.strategies import DDPStrategy
 from torch import Tensor, nn
 from torch.optim.swa_utils import update_bn
 
-from aigc_lightning import losses
+from aigc_lightning import compat, losses
 from aigc_lightning.augment import diff_augment, parse_policy
-from aigc_lightning.callbacks import log_image_grid, logger_records_batch
-from aigc_lightning.datamodules.seeds import randn_from_seeds
-from aigc_lightning.errors import UserError, check_finite
+from aigc_lightning.constraints import UnitIntervalBelowOne
+from aigc_lightning.errors import UserError, check_finite, checked_optimizer
+from aigc_lightning.pixels import to_unit
+from aigc_lightning.seeds import randn_from_seeds
 
 D_LOSSES = {"nonsaturating": losses.d_nonsaturating, "hinge": losses.d_hinge, "wgan-gp": losses.d_wasserstein}
 G_LOSSES = {"nonsaturating": losses.g_nonsaturating, "hinge": losses.g_hinge, "wgan-gp": losses.g_wasserstein}
@@ -56,15 +60,14 @@ class GAN(LightningModule):
         r1_every: lazy regularisation (StyleGAN2): R1 on every k-th D step only, scaled by k.
         augment: DiffAugment policy applied to real and fake images before D, e.g. ``color,translation,cutout``;
             empty or ``null`` for none. Helps small datasets.
-        ema_decay: decay of the generator's exponential moving average (used for sampling and metrics); 0 makes
-            the EMA generator a copy of the trained one.
+        ema_decay: decay of the generator's exponential moving average (used for sampling and metrics), in
+            [0, 1); 0 makes the EMA generator a copy of the trained one.
         ema_warmup: EMA ramp-up: the decay at batch t is ``min(ema_decay, (1 + t) / (ema_warmup + t))`` so early,
             random weights are forgotten quickly.
         truncation_psi: the truncation trick: latents are pulled toward the mean latent,
-            ``mean + psi * (z - mean)``; 1 disables it, the seed's setting is 0.7. Used by ``sample`` and predict.
+            ``mean + psi * (z - mean)``, psi >= 0; 1 disables it, the seed's setting is 0.7. Used by ``sample``
+            and predict.
         mean_latent_samples: number of latents the mean latent is estimated from (once, with a fixed seed).
-        log_images_every_n_batches: log a grid of samples from fixed seeds to TensorBoard every N batches.
-        num_logged_images: images in that grid (and rows x 8 in the latent-interpolation grid).
         bn_stat_batches: batches of 64 fixed latents that re-estimate the EMA generator's batch-norm statistics
             before sampling (BigGAN's "standing statistics"); averaged weights need statistics of their own.
     """
@@ -76,24 +79,22 @@ class GAN(LightningModule):
         optimizer_g: OptimizerCallable = torch.optim.Adam,
         optimizer_d: OptimizerCallable = torch.optim.Adam,
         loss: Literal["nonsaturating", "hinge", "wgan-gp"] = "nonsaturating",
-        n_critic: int = 1,
-        gp_weight: float = 10.0,
-        r1_gamma: float = 0.0,
-        r1_every: int = 16,
+        n_critic: PositiveInt = 1,
+        gp_weight: NonNegativeFloat = 10.0,
+        r1_gamma: NonNegativeFloat = 0.0,
+        r1_every: PositiveInt = 16,
         augment: str | None = None,
-        ema_decay: float = 0.999,
-        ema_warmup: int = 10,
-        truncation_psi: float = 1.0,
-        mean_latent_samples: int = 4096,
-        log_images_every_n_batches: int = 200,
-        num_logged_images: int = 64,
-        bn_stat_batches: int = 16,
+        ema_decay: UnitIntervalBelowOne = 0.999,
+        ema_warmup: PositiveInt = 10,
+        truncation_psi: NonNegativeFloat = 1.0,
+        mean_latent_samples: PositiveInt = 4096,
+        bn_stat_batches: NonNegativeInt = 16,
     ) -> None:
         super().__init__()
         if loss not in D_LOSSES:
             raise UserError(f"unknown GAN loss {loss!r}; use one of {', '.join(D_LOSSES)}")
-        if n_critic < 1 or r1_every < 1:
-            raise UserError(f"n_critic and r1_every must be >= 1, got {n_critic} and {r1_every}")
+        if n_critic < 1 or r1_every < 1 or ema_warmup < 1:
+            raise UserError(f"n_critic, r1_every and ema_warmup must be >= 1, got {n_critic}, {r1_every}, {ema_warmup}")
         if not 0 <= ema_decay < 1:
             raise UserError(f"ema_decay must be in [0, 1), got {ema_decay}")
         # Networks stay in the hyperparameters: under LightningCLI they are their class_path configs, which is
@@ -106,15 +107,9 @@ class GAN(LightningModule):
         # validation, while sampling and metrics need an averaged G alone, at any time: hence this small piece.
         self.generator_ema = copy.deepcopy(generator).requires_grad_(False)
         self.optimizer_g, self.optimizer_d = optimizer_g, optimizer_d
-        self.loss, self.n_critic, self.gp_weight = loss, n_critic, gp_weight
-        self.r1_gamma, self.r1_every = r1_gamma, r1_every
-        self.augment = parse_policy(augment)
-        self.ema_decay, self.ema_warmup = ema_decay, ema_warmup
-        self.truncation_psi, self.mean_latent_samples = truncation_psi, mean_latent_samples
-        self.log_images_every_n_batches, self.num_logged_images = log_images_every_n_batches, num_logged_images
-        self.bn_stat_batches = bn_stat_batches
+        self.augment = parse_policy(augment)  # the parsed policy; hparams keep the string
         self.latent_dim: int = generator.latent_dim
-        # Training state beyond the weights; saved in on_save_checkpoint for exact resume.
+        # Counters: training state beyond the weights, in checkpoint["counters"] for exact resume.
         self.batches = 0  # training batches done (the x-axis of every schedule)
         self.d_steps = 0  # discriminator steps done (lazy R1 schedule)
         self._ema_stale = True  # EMA weights changed since its BN statistics / mean latent were computed
@@ -124,23 +119,24 @@ class GAN(LightningModule):
     # Lightning hooks
 
     def setup(self, stage: str) -> None:
-        strategy = self.trainer.strategy
-        # Runs before the strategy wraps the model; there is no public setter for DDP's kwargs.
-        if stage == "fit" and isinstance(strategy, DDPStrategy):
-            strategy._ddp_kwargs.setdefault("find_unused_parameters", True)
+        if stage == "fit":  # runs before the strategy wraps the model
+            compat.find_unused_parameters(self.trainer.strategy)
         if stage == "fit" and self.trainer.world_size > 1:
             # seed_everything gives every rank the same seed, hence the same z and augmentations: the ranks would
             # all show D the same fakes. A per-rank offset keeps runs reproducible and the fakes distinct.
             torch.manual_seed(torch.initial_seed() + 1_000_003 * self.trainer.global_rank)
 
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
-        return [self.optimizer_g(self.generator.parameters()), self.optimizer_d(self.discriminator.parameters())]
+        return [
+            checked_optimizer(self.optimizer_g, self.generator.parameters(), "model.optimizer_g"),
+            checked_optimizer(self.optimizer_d, self.discriminator.parameters(), "model.optimizer_d"),
+        ]
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint["gan_counters"] = {"batches": self.batches, "d_steps": self.d_steps}
+        checkpoint["counters"] = {"batches": self.batches, "d_steps": self.d_steps}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        counters = checkpoint.get("gan_counters", {})
+        counters = checkpoint.get("counters", checkpoint.get("gan_counters", {}))  # gan_counters: before 0.2
         self.batches, self.d_steps = counters.get("batches", 0), counters.get("d_steps", 0)
         self._ema_stale = True
 
@@ -157,17 +153,17 @@ class GAN(LightningModule):
             z = torch.randn(real.shape[0], self.latent_dim, device=real.device)
             fake = self.generator(z).detach()
             real_logits, fake_logits = self._d(real), self._d(fake)
-            loss = D_LOSSES[self.loss](real_logits.float(), fake_logits.float()).mean()
+            loss = D_LOSSES[self.hparams.loss](real_logits.float(), fake_logits.float()).mean()
             logs = {"d_real": real_logits.detach().float().mean(), "d_fake": fake_logits.detach().float().mean()}
-            if self.loss == "wgan-gp":
+            if self.hparams.loss == "wgan-gp":
                 gp = losses.gradient_penalty(self.discriminator, real, fake).mean()
-                loss = loss + self.gp_weight * gp
+                loss = loss + self.hparams.gp_weight * gp
                 logs["gp"] = gp.detach()
-            if self.r1_gamma > 0 and self.d_steps % self.r1_every == 0:
+            if self.hparams.r1_gamma > 0 and self.d_steps % self.hparams.r1_every == 0:
                 # Lazy R1 on the images D actually sees (augmented when DiffAugment is on), scaled by the interval.
                 r1_input = diff_augment(real, self.augment) if self.augment else real
                 r1 = losses.r1_penalty(self.discriminator, r1_input).mean()
-                loss = loss + self.r1_gamma / 2 * r1 * self.r1_every
+                loss = loss + self.hparams.r1_gamma / 2 * r1 * self.hparams.r1_every
                 logs["r1"] = r1.detach()
             check_finite(loss, "train/d_loss", self.batches)
             opt_d.zero_grad(set_to_none=True)
@@ -182,7 +178,7 @@ class GAN(LightningModule):
         opt_g = self.optimizers()[0]
         with self.toggled_optimizer(opt_g):
             z = torch.randn(batch_size, self.latent_dim, device=device)
-            loss = G_LOSSES[self.loss](self._d(self.generator(z)).float()).mean()
+            loss = G_LOSSES[self.hparams.loss](self._d(self.generator(z)).float()).mean()
             check_finite(loss, "train/g_loss", self.batches)
             opt_g.zero_grad(set_to_none=True)
             self.manual_backward(loss)
@@ -191,21 +187,21 @@ class GAN(LightningModule):
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         real = batch[0]
-        for _ in range(self.n_critic):
+        for _ in range(self.hparams.n_critic):
             logs = self.discriminator_step(real)
         logs["g_loss"] = self.generator_step(real.shape[0], real.device)
         self.update_ema()
         first = self.batches == 0
         self.batches += 1
-        # only the batches the logger records (self.log is costly; see logger_records_batch), and the first
-        if first or logger_records_batch(self.trainer):
+        # only the batches the logger records (self.log is costly; see compat.logger_records_batch), and the first
+        if first or compat.logger_records_batch(self.trainer):
             for k, v in logs.items():
                 self.log(f"train/{k}", v, prog_bar=k in ("d_loss", "g_loss"))
 
     @torch.no_grad()
     def update_ema(self) -> None:
         """generator_ema ← decay·generator_ema + (1 − decay)·generator, with the ramp-up of ``ema_warmup``."""
-        decay = min(self.ema_decay, (1 + self.batches) / (self.ema_warmup + self.batches))
+        decay = min(self.hparams.ema_decay, (1 + self.batches) / (self.hparams.ema_warmup + self.batches))
         torch._foreach_lerp_(list(self.generator_ema.parameters()), list(self.generator.parameters()), 1 - decay)
         for b_ema, b in zip(self.generator_ema.buffers(), self.generator.buffers()):
             b_ema.copy_(b)
@@ -219,33 +215,17 @@ class GAN(LightningModule):
                 torch.distributed.broadcast(buffer, src=0)
         self._ema_stale = True
 
-    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
-        every = self.log_images_every_n_batches
-        if every > 0 and self.batches % every == 0 and self.trainer.global_rank == 0:
-            images = self.sample(self.num_logged_images, seed=0)
-            log_image_grid(self, "train/samples_ema", images, self.batches)
-
     # ------------------------------------------------------------------------------------------------------
-    # Validation: D's view of held-out real images, and a latent-interpolation grid
+    # Validation: D's view of held-out real images
 
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         real = batch[0]
         z = randn_from_seeds(torch.arange(real.shape[0]) + 10_000 * batch_idx, (self.latent_dim,), real.device)
         real_logits = self.discriminator(real)
         fake_logits = self.discriminator(self.generator_ema(z))
-        d_loss = D_LOSSES[self.loss](real_logits.float(), fake_logits.float()).mean()
+        d_loss = D_LOSSES[self.hparams.loss](real_logits.float(), fake_logits.float()).mean()
         values = {"val/d_loss": d_loss, "val/d_real": real_logits.mean(), "val/d_fake": fake_logits.mean()}
         self.log_dict(values, sync_dist=True)
-
-    def on_validation_epoch_end(self) -> None:
-        if self.trainer.sanity_checking or self.trainer.global_rank != 0:
-            return
-        rows = max(1, self.num_logged_images // 8)
-        a = randn_from_seeds(torch.arange(rows), (self.latent_dim,), self.device)
-        b = randn_from_seeds(torch.arange(rows) + rows, (self.latent_dim,), self.device)
-        t = torch.linspace(0, 1, 8, device=self.device).repeat(rows)[:, None]  # (rows * 8, 1)
-        z = slerp(a.repeat_interleave(8, 0), b.repeat_interleave(8, 0), t)  # (rows * 8, D)
-        log_image_grid(self, "val/interpolation", self.generate(z), self.batches, nrow=8)
 
     # ------------------------------------------------------------------------------------------------------
     # Sampling
@@ -256,10 +236,11 @@ class GAN(LightningModule):
         if not self._ema_stale:
             return
         g = torch.Generator().manual_seed(0)
-        if self.bn_stat_batches > 0:
-            zs = [torch.randn(64, self.latent_dim, generator=g).to(self.device) for _ in range(self.bn_stat_batches)]
+        if self.hparams.bn_stat_batches > 0:
+            batches = range(self.hparams.bn_stat_batches)
+            zs = [torch.randn(64, self.latent_dim, generator=g).to(self.device) for _ in batches]
             update_bn(zs, self.generator_ema)  # no-op for a generator without batch norm
-        z = torch.randn(self.mean_latent_samples, self.latent_dim, generator=g).to(self.device)
+        z = torch.randn(self.hparams.mean_latent_samples, self.latent_dim, generator=g).to(self.device)
         mapping = getattr(self.generator_ema, "mapping", None)
         self._mean_latent = (mapping(z) if mapping is not None else z).mean(0)  # (D,)
         self._ema_stale = False
@@ -273,7 +254,7 @@ class GAN(LightningModule):
     def generate(self, z: Tensor, truncation_psi: float | None = None) -> Tensor:
         """Images in [0, 1], (B, C, H, W), from latents ``z`` (B, D) with the EMA generator in eval mode."""
         self._refresh_ema()
-        psi = self.truncation_psi if truncation_psi is None else truncation_psi
+        psi = self.hparams.truncation_psi if truncation_psi is None else truncation_psi
         g = self.generator_ema
         was_training = g.training
         g.eval()  # per-sample outputs: a sample must not depend on the rest of its batch
@@ -283,7 +264,7 @@ class GAN(LightningModule):
         else:
             x = g(torch.lerp(self._mean_latent, z, psi) if psi != 1 else z)
         g.train(was_training)
-        return ((x.float() + 1) / 2).clamp(0, 1)
+        return to_unit(x).clamp(0, 1)
 
     def forward(self, z: Tensor) -> Tensor:
         """Images in [0, 1] from latents z with the EMA generator (same as ``generate``)."""
@@ -302,6 +283,16 @@ class GAN(LightningModule):
         z = [randn_from_seeds(s, (self.latent_dim,), self.device) for s in seeds.split(64)]
         out = [self.generate(zi, truncation_psi) for zi in z]
         return torch.cat(out) if out else torch.empty(0, *self.generator_ema.image_shape)
+
+    def images_to_log(self, n: int) -> dict[str, Tensor]:
+        """For ``ImageLogger``: ``samples_ema`` (n images from seeds 0 … n-1) and ``interpolation`` (rows of 8
+        spherical interpolations between fixed latents, n // 8 rows), each (B, C, H, W) in [0, 1]."""
+        rows = max(1, n // 8)
+        a = randn_from_seeds(torch.arange(rows), (self.latent_dim,), self.device)
+        b = randn_from_seeds(torch.arange(rows) + rows, (self.latent_dim,), self.device)
+        t = torch.linspace(0, 1, 8, device=self.device).repeat(rows)[:, None]  # (rows * 8, 1)
+        z = slerp(a.repeat_interleave(8, 0), b.repeat_interleave(8, 0), t)  # (rows * 8, D)
+        return {"samples_ema": self.sample(n, seed=0), "interpolation": self.generate(z)}
 
     def predict_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> dict[str, Any]:
         index, seeds = batch

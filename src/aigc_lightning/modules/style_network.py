@@ -26,19 +26,10 @@ from lightning.pytorch import LightningModule
 from lightning.pytorch.cli import OptimizerCallable
 from torch import Tensor, nn
 
-from aigc_lightning.callbacks.images import logger_records_batch
+from aigc_lightning.compat import logger_records_batch
 from aigc_lightning.errors import UserError, check_finite
 from aigc_lightning.losses import content_loss, gram_matrix, style_loss, total_variation
-
-
-def to_unit(x: Tensor) -> Tensor:
-    """[-1, 1] → [0, 1]. The one place this module converts (``aigc_lightning.pixels`` replaces it on merge)."""
-    return (x + 1) / 2
-
-
-def to_signed(x: Tensor) -> Tensor:
-    """[0, 1] → [-1, 1]."""
-    return x * 2 - 1
+from aigc_lightning.pixels import to_signed, to_unit
 
 
 class StyleNetwork(LightningModule):
@@ -59,7 +50,6 @@ class StyleNetwork(LightningModule):
         normalize_layers: divide each layer's loss by its target's mean square, so layers with tiny activations
             (random filters) count as much as the others; ``None``: on exactly for random features.
         optimizer: optimizer factory over the network's parameters (paper: Adam, lr 1e-3).
-        num_fixed_images: validation images kept (the first validation batch) for ``images_to_log``.
         frame_batch_size: video frames stylised per forward pass in predict.
         temporal_smoothing: video only: each output frame is ``a · previous output + (1 − a) · stylised frame``
             (an exponential moving average against flicker; 0: off; high values ghost on motion).
@@ -77,7 +67,6 @@ class StyleNetwork(LightningModule):
         tv_weight: NonNegativeFloat = 0.0,
         normalize_layers: bool | None = None,
         optimizer: OptimizerCallable = torch.optim.Adam,
-        num_fixed_images: PositiveInt = 8,
         frame_batch_size: PositiveInt = 8,
         temporal_smoothing: ClosedUnitInterval = 0.0,
     ) -> None:
@@ -98,7 +87,6 @@ class StyleNetwork(LightningModule):
         )
         self.batches = 0
         self._grams: dict[str, Tensor] | None = None  # blended style Grams (1, C, C), from the first batch
-        self._fixed: Tensor | None = None  # (N, 3, S, S) in [-1, 1]: the images ``images_to_log`` stylises
 
     # ------------------------------------------------------------------------------------------------------
     # Losses
@@ -111,7 +99,7 @@ class StyleNetwork(LightningModule):
         grams: dict[str, Tensor] = {}
         with torch.no_grad():
             for style, w in zip(styles, weights):
-                f = self.features(to_unit(style[None].float().to(self.device)), self.style_layers)
+                f = self.features(to_unit(style[None].to(self.device)), self.style_layers)
                 for n in self.style_layers:
                     grams[n] = grams.get(n, 0) + w.to(self.device) * gram_matrix(f[n].float())
         return grams
@@ -145,10 +133,10 @@ class StyleNetwork(LightningModule):
         content, styles, weights = batch
         if self._grams is None:
             self._grams = self.style_targets(styles, weights)
-        y = to_unit(self.network(content))  # (B, 3, S, S)
+        y = to_unit(self.network(content))  # (B, 3, S, S), float32
         # fp32 losses: Gram matrices of bf16 features lose most of their digits
         with torch.autocast(self.device.type, enabled=False):
-            return content, self.objective(y.float(), to_unit(content.float()))
+            return content, self.objective(y, to_unit(content))
 
     # ------------------------------------------------------------------------------------------------------
     # fit
@@ -157,10 +145,8 @@ class StyleNetwork(LightningModule):
         return self.optimizer(self.network.parameters())
 
     def training_step(self, batch, batch_idx: int) -> Tensor:
-        content, losses = self._step_losses(batch)
+        _, losses = self._step_losses(batch)
         check_finite(losses["loss"], "train/loss", self.batches)
-        if self._fixed is None:  # no validation data: show the first training images instead
-            self._fixed = content[: self.hparams.num_fixed_images].detach().clone()
         if self.batches == 0 or logger_records_batch(self.trainer):
             for name, value in losses.items():
                 key = "train/loss" if name == "loss" else f"train/{name}_loss"
@@ -170,20 +156,19 @@ class StyleNetwork(LightningModule):
 
     def validation_step(self, batch, batch_idx: int) -> None:
         content, losses = self._step_losses(batch)
-        if batch_idx == 0:
-            self._fixed = content[: self.hparams.num_fixed_images].detach().clone()
         for name, value in losses.items():
             key = "val/loss" if name == "loss" else f"val/{name}_loss"
             self.log(key, value, batch_size=len(content), sync_dist=True)
 
-    def images_to_log(self, n: int) -> dict[str, Tensor]:
-        """The fixed validation photos and their stylisations, (n, 3, S, S) in [0, 1], for the ImageLogger."""
-        if self._fixed is None:
+    def images_to_log(self, n: int, batch: Tensor | None = None) -> dict[str, Tensor]:
+        """For ``ImageLogger``: its fixed photos ``batch`` (B, 3, S, S) in [-1, 1] — the first validation batch, i.e.
+        the held-out photos, or the first training crops without validation — and their stylisations, in [0, 1]."""
+        if batch is None:
             return {}
-        x = self._fixed[:n]
+        x = batch[:n].to(self.device)
         with torch.no_grad():
-            y = self.network(x.to(self.device))
-        return {"content": to_unit(x).clamp(0, 1), "stylized": to_unit(y.float()).clamp(0, 1)}
+            y = self.network(x)
+        return {"content": to_unit(x).clamp(0, 1), "stylized": to_unit(y).clamp(0, 1)}
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["counters"] = {"batches": self.batches}
@@ -202,7 +187,7 @@ class StyleNetwork(LightningModule):
 
     def stylize(self, x: Tensor) -> Tensor:
         """Stylise RGB images (B, 3, H, W) in [0, 1] (any size) → (B, 3, H, W) in [0, 1]."""
-        return to_unit(self.network(to_signed(x.to(self.device))).float()).clamp(0, 1)
+        return to_unit(self.network(to_signed(x.to(self.device)))).clamp(0, 1)
 
     def stylize_frames(self, batches: Iterable[Tensor]) -> Iterator[Tensor]:
         """Lazily stylise uint8 frame batches (B, H, W, 3) → uint8 (B, H, W, 3) on the CPU, with the optional

@@ -1,6 +1,6 @@
 """VAE: maximise the ELBO (Kingma & Welling 2014); report the importance-weighted NLL (Burda et al. 2016).
 
-Data arrives in [-1, 1]; ``targets`` maps it to [0, 1] (the only place), because a Bernoulli likelihood needs
+Data arrives in [-1, 1]; ``targets`` maps it to [0, 1] (with ``pixels.to_unit``), because a Bernoulli likelihood needs
 targets in [0, 1] and the encoder's contract (``encode(x)``) is x in [0, 1].
 
 Metrics, all in nats per image (lower is better) unless named otherwise:
@@ -10,6 +10,10 @@ Metrics, all in nats per image (lower is better) unless named otherwise:
   ``test_importance_samples`` samples: the NLL papers report (86.76 nats for a one-layer VAE with k = 5000 on
   dynamically binarised MNIST, IWAE Table 1). ``val/active_units``: latents whose posterior mean varies over
   the validation set (Cov_x E_q[z_j] > 0.01, Burda et al.): posterior collapse shows as this dropping.
+
+``val/nll_iw`` (``val/nelbo`` when ``val_importance_samples`` is 0) is also logged as ``hp_metric``, the run's
+number in TensorBoard's HParams tab. Image grids (reconstructions of fixed validation images, prior samples, latent
+interpolations) are drawn by the ``ImageLogger`` callback from ``images_to_log``.
 
 Gaussian likelihoods are densities over [0, 1] pixels; their ``bpd`` adds log 256 per dimension (the usual
 8-bit discretisation) and is only comparable with other models evaluated the same way.
@@ -21,14 +25,14 @@ import math
 from typing import Literal
 
 import torch
+from jsonargparse.typing import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
 from lightning.pytorch import LightningModule
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import Tensor, nn
 from torchmetrics import MeanMetric, Metric
 
-from aigc_lightning.callbacks.images import log_image_grid, logger_records_batch
-from aigc_lightning.datamodules.seeds import randn_from_seeds
-from aigc_lightning.errors import UserError, check_finite
+from aigc_lightning import compat
+from aigc_lightning.errors import UserError, check_finite, checked_optimizer
 from aigc_lightning.losses import (
     bernoulli_nll,
     gaussian_nll,
@@ -37,6 +41,8 @@ from aigc_lightning.losses import (
     kl_normal,
     log_normal_diag,
 )
+from aigc_lightning.pixels import to_unit
+from aigc_lightning.seeds import randn_from_seeds
 
 # exp(±) of these stays finite in fp32 and bf16; an encoder that drifts beyond would give inf/NaN KL.
 LOGVAR_MIN, LOGVAR_MAX = -30.0, 20.0
@@ -92,7 +98,6 @@ class VAE(LightningModule):
         val_importance_samples: samples k of the importance-weighted NLL at validation (0 disables it).
         test_importance_samples: samples k of the importance-weighted NLL at test (papers use 5000).
         iw_batch_images: images decoded per pass when estimating the IW bound (bounds memory).
-        image_every_n_epochs: log reconstruction, prior-sample and interpolation grids every this many epochs.
         optimizer: optimizer factory for all parameters.
         lr_scheduler: optional learning-rate scheduler factory, stepped once per epoch.
     """
@@ -102,16 +107,15 @@ class VAE(LightningModule):
         encoder: nn.Module,
         decoder: nn.Module,
         likelihood: Literal["bernoulli", "gaussian"] = "bernoulli",
-        gaussian_std: float = 0.1,
+        gaussian_std: PositiveFloat = 0.1,
         learn_std: bool = True,
-        beta: float = 1.0,
-        warmup_batches: int = 0,
-        free_bits: float = 0.0,
-        train_importance_samples: int = 1,
-        val_importance_samples: int = 16,
-        test_importance_samples: int = 1000,
-        iw_batch_images: int = 8192,
-        image_every_n_epochs: int = 1,
+        beta: NonNegativeFloat = 1.0,
+        warmup_batches: NonNegativeInt = 0,
+        free_bits: NonNegativeFloat = 0.0,
+        train_importance_samples: PositiveInt = 1,
+        val_importance_samples: NonNegativeInt = 16,
+        test_importance_samples: NonNegativeInt = 1000,
+        iw_batch_images: PositiveInt = 8192,
         optimizer: OptimizerCallable = torch.optim.Adam,
         lr_scheduler: LRSchedulerCallable | None = None,
     ) -> None:
@@ -136,14 +140,12 @@ class VAE(LightningModule):
         # Kept as attributes: under LightningCLI ``hparams`` hold their *config* (a dict), not the callables.
         self.optimizer_factory, self.lr_scheduler_factory = optimizer, lr_scheduler
         self.latent_dim = encoder.latent_dim
-        self.likelihood = likelihood
         log_std = torch.tensor(math.log(gaussian_std))
         if likelihood == "gaussian" and learn_std:
             self.log_std = nn.Parameter(log_std)
         else:
             self.register_buffer("log_std", log_std)
-        # Training batches seen: drives the KL warm-up; a buffer, so it is saved in and restored from checkpoints.
-        self.register_buffer("batches_seen", torch.zeros((), dtype=torch.long))
+        self.batches = 0  # training batches done: drives the KL warm-up; in checkpoint["counters"]
         self._epoch_sum, self._epoch_count = torch.zeros(len(TRAIN_SCALARS)), 0  # training epoch means
         self.metrics = nn.ModuleDict(
             {
@@ -168,7 +170,7 @@ class VAE(LightningModule):
 
     def mean_image(self, params: Tensor) -> Tensor:
         """E[x | z] in [0, 1] from the decoder's output: sigmoid(logits), or the Gaussian mean clamped."""
-        if self.likelihood == "bernoulli":
+        if self.hparams.likelihood == "bernoulli":
             return torch.sigmoid(params.float())
         return params.float().clamp(0, 1)
 
@@ -193,11 +195,11 @@ class VAE(LightningModule):
     @staticmethod
     def targets(x: Tensor) -> Tensor:
         """DataModule pixels in [-1, 1] → [0, 1]: the one conversion (binarised data becomes exactly 0 / 1)."""
-        return (x.float() + 1) / 2
+        return to_unit(x)
 
     def nll(self, params: Tensor, x01: Tensor) -> Tensor:
         """−log p(x | z) summed over pixels, (B,)."""
-        if self.likelihood == "bernoulli":
+        if self.hparams.likelihood == "bernoulli":
             return bernoulli_nll(params, x01)
         return gaussian_nll(params, x01, self.log_std)
 
@@ -210,7 +212,7 @@ class VAE(LightningModule):
     def current_beta(self) -> float:
         """β of the next training batch: linear warm-up 0 → ``beta`` over ``warmup_batches`` batches."""
         beta, warmup = self.hparams.beta, self.hparams.warmup_batches
-        return beta * min(1.0, int(self.batches_seen) / warmup) if warmup > 0 else beta
+        return beta * min(1.0, self.batches / warmup) if warmup > 0 else beta
 
     @torch.no_grad()
     def log_likelihood_iw(self, x01: Tensor, k: int) -> Tensor:
@@ -254,7 +256,7 @@ class VAE(LightningModule):
         dims = math.prod(self.decoder.image_shape) if hasattr(self.decoder, "image_shape") else None
         if dims is None:
             return torch.full_like(nats, float("nan"))
-        offset = math.log(256) * dims if self.likelihood == "gaussian" else 0.0
+        offset = math.log(256) * dims if self.hparams.likelihood == "gaussian" else 0.0
         return (nats + offset) / (dims * math.log(2))
 
     # ------------------------------------------------------------------------------------------------------
@@ -265,20 +267,20 @@ class VAE(LightningModule):
         beta = self.current_beta()
         losses, recon, kl = self.training_objective(x01, beta)
         loss = losses.mean()
-        check_finite(loss, "train/loss", int(self.batches_seen))
-        self.batches_seen += 1
+        check_finite(loss, "train/loss", self.batches)
+        self.batches += 1
         n = x01.shape[0]
         values = torch.stack([loss.detach(), (recon + kl).detach().mean(), recon.detach().mean(), kl.detach().mean()])
         # Epoch means from a running sum, and per-batch values only on the batches the logger records (six
-        # self.log calls per batch made the MLP VAE's fit 1.3x slower; see logger_records_batch), the first and
-        # each epoch's last.
+        # self.log calls per batch made the MLP VAE's fit 1.3x slower; see compat.logger_records_batch), the first
+        # and each epoch's last.
         self._epoch_sum = self._epoch_sum + values * n
         self._epoch_count += n
-        if self.batches_seen == 1 or logger_records_batch(self.trainer) or self.trainer.is_last_batch:
+        if self.batches == 1 or compat.logger_records_batch(self.trainer) or self.trainer.is_last_batch:
             logs = dict(zip(TRAIN_SCALARS, values))
             logs["train/bpd"] = self.bits_per_dim(values[1])
             logs["train/beta"] = torch.tensor(float(beta))
-            if self.likelihood == "gaussian":
+            if self.hparams.likelihood == "gaussian":
                 logs["train/sigma"] = self.log_std.detach().exp()
             self.log_dict(logs)
         return loss
@@ -322,20 +324,13 @@ class VAE(LightningModule):
             logs[f"{stage}/bpd_iw"] = self.bits_per_dim(logs[f"{stage}/nll_iw"])
         if stage == "val":
             logs["val/active_units"] = self.active_units.compute()
+            logs["hp_metric"] = logs.get("val/nll_iw", logs["val/nelbo"])  # the HParams tab's number
         self._reset_metrics(stage)
         # Already reduced over processes by torchmetrics' compute(): no sync_dist here.
         self.log_dict(logs)
 
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         self._eval_step("val", batch, self.hparams.val_importance_samples)
-        every = self.hparams.image_every_n_epochs
-        if (
-            batch_idx == 0
-            and not self.trainer.sanity_checking
-            and every > 0
-            and self.current_epoch % every == 0
-        ):
-            self.log_grids(self.targets(batch[0]))
 
     def on_validation_epoch_start(self) -> None:
         self._reset_metrics("val")
@@ -358,23 +353,36 @@ class VAE(LightningModule):
         return {"images": self.mean_image(self.decode(z)), "names": [f"{i:06d}" for i in index.tolist()]}
 
     @torch.no_grad()
-    def log_grids(self, x01: Tensor, n: int = 8, steps: int = 8) -> None:
-        """TensorBoard grids: inputs over reconstructions, 25 prior samples (nrow 5), latent interpolations."""
-        step = self.global_step
-        x = x01[:n]
-        log_image_grid(self, "val/reconstructions", torch.cat([x, self.reconstruct(x)]), step, nrow=len(x))
-        # The seed's generate_designs: z ~ N(0, I) → decode → 5×5 grid; fixed seeds show the same z every epoch.
-        log_image_grid(self, "val/prior_samples", self.sample(25, seed=0), step, nrow=5)
+    def images_to_log(self, n: int, batch: Tensor | None = None, steps: int = 8) -> dict[str, Tensor]:
+        """For ``ImageLogger``: ``prior_samples`` (n images from seeds 0 … n-1) and, given a fixed ``batch`` of
+        data images in [-1, 1], ``reconstructions`` (rows of 8 inputs, each followed by the row of their
+        reconstructions) and ``interpolations`` (rows of ``steps`` decoded points between consecutive posterior
+        means). Everything (B, C, H, W) in [0, 1]."""
+        images = {"prior_samples": self.sample(n, seed=0)}
+        if batch is None:
+            return images
+        x = self.targets(batch[:n])
+        pairs = torch.stack([x, self.reconstruct(x)])  # (2, B, C, H, W)
+        rows = [pairs[:, i : i + 8].flatten(0, 1) for i in range(0, len(x), 8)]  # inputs row, then their recons
+        images["reconstructions"] = torch.cat(rows)
         if len(x) >= 2:
             mu = self.encode(x)[0]
-            pairs = min(5, len(x) - 1)
+            count = min(max(1, n // steps), len(x) - 1)
             t = torch.linspace(0, 1, steps, device=mu.device).view(1, steps, 1)  # (1, T, 1)
-            z = mu[:pairs, None] * (1 - t) + mu[1 : pairs + 1, None] * t  # (P, T, D)
-            images = self.mean_image(self.decode(z.flatten(0, 1)))  # (P*T, C, H, W)
-            log_image_grid(self, "val/interpolations", images, step, nrow=steps)
+            z = mu[:count, None] * (1 - t) + mu[1 : count + 1, None] * t  # (P, T, D)
+            images["interpolations"] = self.mean_image(self.decode(z.flatten(0, 1)))  # (P*T, C, H, W)
+        return images
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["counters"] = {"batches": self.batches}
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        # before 0.2 the counter was a buffer in the state_dict; taken out so older checkpoints still load
+        old = checkpoint.get("state_dict", {}).pop("batches_seen", None)
+        self.batches = checkpoint.get("counters", {}).get("batches", int(old) if old is not None else 0)
 
     def configure_optimizers(self):
-        optimizer = self.optimizer_factory(self.parameters())
+        optimizer = checked_optimizer(self.optimizer_factory, self.parameters(), "model.optimizer")
         if self.lr_scheduler_factory is None:
             return optimizer
         return {"optimizer": optimizer, "lr_scheduler": self.lr_scheduler_factory(optimizer)}

@@ -2,7 +2,7 @@
 
 Inception features (the usual FID) need downloaded ImageNet weights and describe natural photographs; on small
 grey digits a classifier trained on the domain itself gives features that separate what matters there (which
-digit, stroke shape) and costs a fraction of a millisecond per image on a CPU. ``aigc_lightning.metrics`` loads
+digit, stroke shape) and costs a fraction of a millisecond per image on a CPU. ``nets.features.DomainFeatures`` loads
 one trained on scikit-learn's digits from the package.
 """
 

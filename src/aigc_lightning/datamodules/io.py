@@ -1,0 +1,76 @@
+"""Image files → uint8 tensors: finding images in folders, decoding any PIL mode, fitting them to one size."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+from torch import Tensor
+
+from aigc_lightning.errors import UserError
+from aigc_lightning.pixels import convert_channels, resize_crop
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff", ".ppm", ".pgm")
+
+
+def fit_uint8(images: Tensor, image_size: int, channels: int, crop: int | None = None) -> Tensor:
+    """Convert channels, (optionally centre-crop ``crop`` px,) resize the shorter side and centre-crop a uint8
+    (N, C, H, W) batch to (N, ``channels``, ``image_size``, ``image_size``), rounded back to uint8."""
+    x = convert_channels(images.float(), channels)
+    x = resize_crop(x, image_size, crop)
+    return x.round().clamp(0, 255).to(torch.uint8).contiguous()
+
+
+def load_image(path: Path, channels: int) -> Image.Image:
+    """Open any PIL image as 'L' or 'RGB': palette, alpha (composited on white) and 16-bit modes are converted.
+
+    PIL rather than ``torchvision.io.decode_image``: the latter reads neither BMP, TIFF nor PPM, and keeps alpha
+    and 16-bit values as they are, which each would need handling here anyway.
+    """
+    try:
+        with Image.open(path) as img:
+            img.load()
+    except (OSError, UnidentifiedImageError, ValueError) as e:
+        raise UserError(f"cannot read image file {path} ({e}); delete or replace it") from e
+    if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        # 16-bit greyscale: PIL's convert("L") clips at 255 (a white 16-bit image turns white only by accident,
+        # mid-greys saturate); scale the 16-bit range into 8 bits instead.
+        t = np.asarray(img, dtype=np.float32)
+        if img.mode.startswith("I;16") or t.max() > 255:
+            t = t * (255 / 65535)
+        img = Image.fromarray(np.clip(t.round(), 0, 255).astype(np.uint8))
+    if img.mode == "P" or img.mode in ("LA", "PA") or (img.mode == "RGBA"):
+        img = img.convert("RGBA")
+        background = Image.new("RGBA", img.size, (255, 255, 255, 255))
+        img = Image.alpha_composite(background, img)
+    return img.convert("L" if channels == 1 else "RGB")
+
+
+def pil_to_uint8(img: Image.Image) -> Tensor:
+    """PIL 'L'/'RGB' image → uint8 tensor (C, H, W)."""
+    t = torch.frombuffer(bytearray(img.tobytes()), dtype=torch.uint8)
+    return t.view(img.size[1], img.size[0], len(img.getbands())).permute(2, 0, 1)  # (C, H, W)
+
+
+def find_images(root: Path) -> tuple[list[Path], list[int], list[str]]:
+    """Image files under ``root``: class sub-folders (label = sorted folder index) or a flat folder (label 0)."""
+    root = Path(root).expanduser()
+    if not root.exists():
+        raise UserError(f"image folder {root} does not exist; pass an existing folder with --data.root")
+    if not root.is_dir():
+        raise UserError(f"--data.root {root} is a file; pass the folder that contains the images")
+    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file())
+    if not files:
+        raise UserError(
+            f"no images found in {root} (looked for {', '.join(IMAGE_EXTENSIONS)} files, also in sub-folders); "
+            "point --data.root at a folder of images"
+        )
+    classes = sorted({p.relative_to(root).parts[0] for p in files if len(p.relative_to(root).parts) > 1})
+    index = {c: i for i, c in enumerate(classes)}
+    labels = [index.get(p.relative_to(root).parts[0], 0) if len(p.relative_to(root).parts) > 1 else 0 for p in files]
+    return files, labels, classes
+
+
+__all__ = ["IMAGE_EXTENSIONS", "find_images", "fit_uint8", "load_image", "pil_to_uint8"]

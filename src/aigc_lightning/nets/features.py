@@ -1,0 +1,147 @@
+"""Feature extractors for FID / KID / IS: images in [0, 1] (N, C, H, W) → ``(features (N, d), logits (N, k))``.
+
+- ``DomainFeatures`` (the offline default): the penultimate layer of a small classifier trained by this framework
+  (``configs/classifier/digits.yaml``); the digits one ships inside the package, so no download. A classifier
+  trained on other data loads with ``checkpoint=...``. Numbers are comparable only between runs using the same
+  extractor — they are not Inception FIDs.
+- ``InceptionFeatures``: torchmetrics' port of the TF Inception-v3 (needs ``pip install torch-fidelity`` and its
+  weights file).
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from aigc_lightning.errors import UserError
+from aigc_lightning.nets.classifier import ConvClassifier
+from aigc_lightning.pixels import convert_channels, resize_crop, to_signed
+
+DIGITS_CLASSIFIER = "digits_classifier.pt"  # in aigc_lightning/assets/, made by configs/classifier/digits.yaml
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Classifier weights: a small file of {"init_args": ..., "state_dict": ...} for ConvClassifier
+
+
+def classifier_from_lightning_checkpoint(data: dict, path: Path) -> ConvClassifier:
+    """The ``net`` of a ``Classifier`` Lightning checkpoint (already loaded), rebuilt without Lightning: from its
+    saved config (``{"class_path", "init_args"}`` under LightningCLI) or the saved module itself (plain Python)."""
+    config = data.get("hyper_parameters", {}).get("net")
+    if isinstance(config, nn.Module):
+        net = config
+    elif config is not None and "init_args" in config:
+        net = ConvClassifier(**dict(config["init_args"]))
+    else:
+        raise UserError(f"{path} is not a Classifier checkpoint (no 'net' hyper-parameter); pass a Classifier run's .ckpt")
+    net.load_state_dict({k[len("net.") :]: v for k, v in data["state_dict"].items() if k.startswith("net.")})
+    return net.eval()
+
+
+def load_classifier(checkpoint: str | None = None) -> ConvClassifier:
+    """The classifier in eval mode: the packaged digits one (``None``), an exported ``.pt`` or a ``Classifier``
+    Lightning ``.ckpt`` (e.g. ``lightning_logs/version_N/checkpoints/last.ckpt`` of a classifier config)."""
+    if checkpoint is None:
+        source = resources.files("aigc_lightning") / "assets" / DIGITS_CLASSIFIER
+        with resources.as_file(source) as path:
+            data = torch.load(path, map_location="cpu", weights_only=True)
+    else:
+        path = Path(checkpoint).expanduser()
+        if not path.is_file():
+            raise UserError(
+                f"feature extractor checkpoint {path} does not exist; train one with "
+                "configs/classifier/digits.yaml (pointed at your data) and pass its last.ckpt"
+            )
+        data = torch.load(path, map_location="cpu", weights_only=False)
+        if isinstance(data, dict) and "pytorch-lightning_version" in data:
+            return classifier_from_lightning_checkpoint(data, path)
+    if not isinstance(data, dict) or "state_dict" not in data:
+        raise UserError(f"{checkpoint} is not a classifier weights file; make one with export_classifier")
+    net = ConvClassifier(**data["init_args"])
+    net.load_state_dict(data["state_dict"])
+    return net.eval()
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Feature extractors: images in [0, 1] (N, C, H, W) → (features (N, d), logits (N, k))
+
+
+class DomainFeatures(nn.Module):
+    """Penultimate-layer features and logits of a classifier trained by this framework (frozen, eval mode).
+
+    Images are converted to the classifier's channels (luma / repetition), resized to its training size
+    (bilinear, antialiased) and mapped to [-1, 1], the range it was trained on.
+
+    Args:
+        checkpoint: ``None`` for the digits classifier shipped in the package (32 px, grey, trained by
+            ``configs/classifier/digits.yaml``), or the path of a ``Classifier`` ``.ckpt`` / exported ``.pt``.
+    """
+
+    def __init__(self, checkpoint: str | None = None) -> None:
+        super().__init__()
+        self.net = load_classifier(checkpoint).requires_grad_(False)
+        self.num_features, self.num_classes = self.net.num_features, self.net.num_classes
+
+    def train(self, mode: bool = True) -> DomainFeatures:
+        return super().train(False)  # BatchNorm must keep its running statistics: always eval
+
+    def forward(self, x01: Tensor) -> tuple[Tensor, Tensor]:
+        x = convert_channels(x01.float(), self.net.channels)
+        size = self.net.image_size
+        if x.shape[-2:] != (size, size):
+            x = resize_crop(x, size)
+        return self.net.features_and_logits(to_signed(x))
+
+
+class InceptionFeatures(nn.Module):
+    """torchmetrics' FID Inception-v3 (torch-fidelity's port of the TF graph): pool3 features (2048) and logits.
+
+    Settings that reproduce published FIDs (TF ``fid.py``, torch-fidelity, StyleGAN papers): 8-bit images (the
+    callback quantises), resized to 299×299 by the **TF1 bilinear resize without antialiasing**
+    (``antialias=False``), pool3 features, and ~50k generated images against the full training set. torchmetrics'
+    own default, ``antialias=True`` (PyTorch's antialiased bilinear), is closer to an ideal resize (clean-fid's
+    argument) but shifts FIDs away from the published tables, by a visible amount on 32-px CIFAR-10.
+    The ``num_samples`` used during training are far fewer than 50k: those FIDs are biased upwards and are for
+    comparing checkpoints, not papers.
+
+    Args:
+        weights_path: local copy of ``weights-inception-2015-12-05-6726825d.pth``; ``None`` lets torch-fidelity
+            download it into the torch hub cache (fails offline with an explanation).
+        antialias: antialiased resize (see above); ``False`` matches published FIDs.
+    """
+
+    def __init__(self, weights_path: str | None = None, antialias: bool = False) -> None:
+        super().__init__()
+        try:
+            from torchmetrics.image.fid import NoTrainInceptionV3
+
+            self.net = NoTrainInceptionV3(
+                name="inception-v3-compat",
+                features_list=["2048", "logits_unbiased"],
+                feature_extractor_weights_path=weights_path,
+                antialias=antialias,
+            )
+        except ModuleNotFoundError as e:
+            raise UserError(
+                f"Inception features need torch-fidelity ({e}); run `pip install torch-fidelity`, or keep the "
+                "offline default feature extractor (aigc_lightning.nets.DomainFeatures)"
+            ) from e
+        except (OSError, RuntimeError, ValueError) as e:  # urllib's URLError is an OSError
+            raise UserError(
+                "the Inception weights could not be loaded or downloaded (offline?): "
+                f"{e}. Download weights-inception-2015-12-05-6726825d.pth from torch-fidelity's GitHub releases "
+                "and pass it as feature.init_args.weights_path (or put it in ~/.cache/torch/hub/checkpoints), or "
+                "use the offline DomainFeatures"
+            ) from e
+        self.num_features, self.num_classes = 2048, 1008
+
+    def forward(self, x01: Tensor) -> tuple[Tensor, Tensor]:
+        x = convert_channels(x01.float(), 3)
+        features, logits = self.net((x * 255).round().clamp(0, 255).to(torch.uint8))
+        return features.reshape(len(x), -1), logits.reshape(len(x), -1)  # (N, 2048), (N, 1008)
+
+
+__all__ = ["DIGITS_CLASSIFIER", "DomainFeatures", "InceptionFeatures", "load_classifier"]

@@ -1,0 +1,45 @@
+"""Shared test helpers: the repository paths and a writer of small PNG folders.
+
+Test modules import the constants and ``write_pngs`` (``from conftest import ROOT, write_pngs``): pytest puts this
+folder on ``sys.path``, as it does for ``reliability_toy`` and ``tiny_models``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+TESTS = Path(__file__).resolve().parent
+ROOT = TESTS.parent  # the repository: configs/, src/, tests/
+CONFIGS = ROOT / "configs"
+
+
+def write_pngs(
+    folder: Path,
+    n: int = 6,
+    size: int | tuple[int, int] = 12,
+    channels: int = 1,
+    classes: int = 0,
+    random: bool = True,
+) -> Path:
+    """Write ``n`` PNGs ``0.png`` … into ``folder`` (flat, or round-robin into ``classes`` sub-folders
+    ``class_0`` …) and return ``folder``. Pixels are seeded uniform noise, or with ``random=False`` a flat grey
+    of 20·i for image i (distinct, known values). ``size`` is an int (square) or ``(height, width)``."""
+    h, w = (size, size) if isinstance(size, int) else size
+    rng = np.random.default_rng(0)
+    shape = (h, w) if channels == 1 else (h, w, 3)
+    for i in range(n):
+        target = folder / f"class_{i % classes}" if classes else folder
+        target.mkdir(parents=True, exist_ok=True)
+        pixels = rng.integers(0, 256, shape, dtype=np.uint8) if random else np.full(shape, 20 * i, np.uint8)
+        Image.fromarray(pixels).save(target / f"{i}.png")
+    return folder
+
+
+@pytest.fixture()
+def png_folder(tmp_path: Path) -> Path:
+    """Three class folders of twelve 28-px grey PNGs in distinct flat greys, like MNIST's PNG dumps."""
+    return write_pngs(tmp_path / "pngs", n=12, size=28, classes=3, random=False)
