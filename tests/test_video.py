@@ -190,3 +190,24 @@ def test_unreadable_video_is_one_error_line(run, tmp_path):
     message = str(e.value.code)
     assert message.startswith("error: cannot read video file") and str(bad) in message and "\n" not in message
     assert not list(out.glob("*.mp4")) and not list(out.glob(".*"))  # no partial output left behind
+
+
+def test_frames_stream_through_decode_stylise_encode(tmp_path):
+    """Batch k is decoded only after batch k − 1 was stylised and handed to the encoder: nothing piles up."""
+    src = make_video(tmp_path / "long.mp4", 16, 16, frames=12, fps=10, audio=None)
+    model = StyleNetwork(TransformNet(width=4, num_residual=1), VGGFeatures("none"), content_layers=("conv1_1",),
+                         style_layers=("relu1_1",), frame_batch_size=3)  # fmt: skip
+    events: list[str] = []
+
+    def decoded():
+        for batch in VideoClip(str(src)).frames(3):
+            events.append("decode")
+            yield batch
+
+    def encoded(frames):
+        for batch in frames:
+            events.append("encode")
+            yield batch
+
+    assert write_video(tmp_path / "out.mp4", VideoClip(str(src)), encoded(model.stylize_frames(decoded()))) == 12
+    assert events == ["decode", "encode"] * 4
