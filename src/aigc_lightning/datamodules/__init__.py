@@ -2,6 +2,7 @@
 
 from aigc_lightning.datamodules.base import ImageDataModule
 from aigc_lightning.datamodules.images import DigitsDataModule, ImageFolderDataModule
+from aigc_lightning.datamodules.projection import ProjectionDataModule
 from aigc_lightning.datamodules.seeds import SeedDataModule
 from aigc_lightning.datamodules.style import StyleDataModule
 from aigc_lightning.datamodules.torchvision_sets import (
@@ -19,6 +20,7 @@ __all__ = [
     "ImageDataModule",
     "ImageFolderDataModule",
     "MNISTDataModule",
+    "ProjectionDataModule",
     "SeedDataModule",
     "StyleDataModule",
 ]

@@ -2,7 +2,14 @@
 
 from aigc_lightning.modules.classifier import Classifier
 from aigc_lightning.modules.gan import GAN
+from aigc_lightning.modules.projector import Projector
 from aigc_lightning.modules.style_transfer import StyleTransfer
 from aigc_lightning.modules.vae import VAE
 
-__all__ = ["GAN", "VAE", "Classifier", "StyleTransfer"]
+__all__ = [
+    "GAN",
+    "VAE",
+    "Classifier",
+    "Projector",
+    "StyleTransfer",
+]
