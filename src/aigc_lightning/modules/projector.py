@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from functools import partial
 from typing import Any, Literal
 
 import torch
@@ -76,8 +77,8 @@ class Projector(LightningModule):
         noise_weight: weight of NVlabs' noise regulariser (1e5), which keeps the noise maps white.
         latent_space: ``w`` (one w for all layers, NVlabs) or ``w+`` (one per layer: closer fits, less editable).
         optimize_noise: optimise the per-layer noise maps too (NVlabs); otherwise the generator's own.
-        optimizer: optimizer factory for the latent and noise maps (NVlabs: Adam, lr 0.1, betas (0.9, 0.999));
-            its lr is the peak of the schedule.
+        optimizer: optimizer factory for the latent and noise maps; its lr is the peak of the schedule.
+            ``None``: NVlabs' Adam, lr 0.1, betas (0.9, 0.999).
         lr_rampup: fraction of the steps of linear learning-rate warm-up (0.05).
         lr_rampdown: fraction of the steps of cosine ramp-down to 0 (0.25).
         noise_factor: initial std of the exploration noise on w, in units of the std of w (0.05).
@@ -105,7 +106,7 @@ class Projector(LightningModule):
         noise_weight: NonNegativeFloat = 1e5,
         latent_space: Literal["w", "w+"] = "w",
         optimize_noise: bool = True,
-        optimizer: OptimizerCallable = torch.optim.Adam,
+        optimizer: OptimizerCallable | None = None,
         lr_rampup: UnitIntervalBelowOne = 0.05,
         lr_rampdown: PositiveFloat = 0.25,
         noise_factor: NonNegativeFloat = 0.05,
@@ -177,7 +178,8 @@ class Projector(LightningModule):
         compat.disable_gradient_sync(self.trainer.strategy)  # each rank projects its own targets
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        return checked_optimizer(self.optimizer, [self.w, *self.noise], "model.optimizer")
+        factory = self.optimizer or partial(torch.optim.Adam, lr=0.1, betas=(0.9, 0.999))
+        return checked_optimizer(factory, [self.w, *self.noise], "model.optimizer")
 
     def start(self, target: Tensor, name: str) -> None:
         """Restart from ``w_avg`` with white noise maps and a fresh Adam state for a new target (1, C, H, W)."""
