@@ -63,7 +63,9 @@ def disable_gradient_sync(strategy: Strategy) -> None:
     """Stop DDP from averaging gradients (and broadcasting buffers) across ranks, for a model whose ranks optimise
     different things (projection: each rank its own targets). ``no_sync()`` does this only around one call, and
     Lightning enters the DDP forward itself; the flags it toggles are DDP attributes without a public setter.
-    Call from ``on_fit_start`` (after the strategy wrapped the model); a no-op without DDP."""
+    Call in ``training_step`` before ``manual_backward``: with manual optimization Lightning sets
+    ``require_backward_grad_sync`` back to True after every forward (``_DDPForwardRedirection``). No-op without
+    DDP."""
     model = getattr(strategy, "model", None)
     if isinstance(model, DistributedDataParallel):
         model.require_backward_grad_sync = False

@@ -11,7 +11,7 @@ NVlabs: the learning rate ramps up over the first ``lr_rampup`` of the steps and
 ``predict`` renders saved latents (``--data.latent``) with truncation, style mixing and edits (``render``).
 
 DDP: every rank projects its own targets, so gradients must not be averaged across ranks; ``setup`` turns DDP's
-gradient synchronisation off (``compat.disable_gradient_sync``).
+gradient synchronisation off in every step (``compat.disable_gradient_sync``).
 """
 
 from __future__ import annotations
@@ -174,9 +174,6 @@ class Projector(LightningModule):
         self.w_avg = w.mean(0)
         self.w_std = float((w - self.w_avg).square().sum(1).mean().sqrt())
 
-    def on_fit_start(self) -> None:
-        compat.disable_gradient_sync(self.trainer.strategy)  # each rank projects its own targets
-
     def configure_optimizers(self) -> torch.optim.Optimizer:
         factory = self.optimizer or partial(torch.optim.Adam, lr=0.1, betas=(0.9, 0.999))
         return checked_optimizer(factory, [self.w, *self.noise], "model.optimizer")
@@ -229,6 +226,7 @@ class Projector(LightningModule):
         step, steps, name = int(batch["step"][0]), int(batch["steps"][0]), batch["name"][0]
         if step == 0 or name != self.name:
             self.start(self.prepare_target(batch["image"][:1]), name)
+        compat.disable_gradient_sync(self.trainer.strategy)  # each rank projects its own targets: no averaging
         t = step / steps
         h = self.hparams
         opt = self.optimizers()
