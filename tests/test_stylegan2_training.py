@@ -4,6 +4,9 @@ w_avg, noise modes, bf16, the pretrained-weights predict path and the digits con
 from __future__ import annotations
 
 import math
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -301,3 +304,31 @@ def test_digits_fit_then_predict_with_truncation(tmp_path):
     model = GAN.load_from_checkpoint(ckpt)
     expected = model.sample(3, seed=42, truncation_psi=0.7)
     torch.testing.assert_close(a[:, :1], expected, rtol=0, atol=1 / 255 + 1e-6)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# DDP: path length and mixing on, 2 CPU processes, ranks end identical
+
+
+def test_two_process_ddp_with_path_length_and_mixing_ends_identical(tmp_path):
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "tests"), os.environ.get("PYTHONPATH", "")])}
+    env["OMP_NUM_THREADS"] = "1"
+    callback = f'{{"class_path": "test_gan_ddp.SaveRankState", "init_args": {{"out_dir": "{tmp_path}"}}}}'
+    cmd = [
+        sys.executable, "-m", "aigc_lightning", "fit", "--config", str(ROOT / "configs/gan/stylegan2_digits.yaml"),
+        "--trainer.accelerator", "cpu", "--trainer.devices", "2", "--trainer.strategy", "ddp",
+        "--trainer.max_steps", "6", "--trainer.limit_val_batches", "0", "--trainer.default_root_dir",
+        str(tmp_path / "logs"), "--trainer.callbacks", "[]", f"--trainer.callbacks+={callback}", *TINY_DIGITS,
+        "--model.pl_every", "1", "--model.r1_every", "2", "--model.ada_interval", "1", "--model.ada_kimg", "1",
+        "--images.log_images_every_n_batches", "2", "--data.batch_size", "8",
+    ]  # fmt: skip
+    proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240, check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    r0, r1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=False) for r in (0, 1))
+    assert r0["info"]["world_size"] == 2 and r0["info"]["batches"] == r1["info"]["batches"] == 3
+    assert r0["info"]["first_batch_sum"] != r1["info"]["first_batch_sum"]  # different shards
+    for key in r0["state"]:
+        assert torch.equal(r0["state"][key], r1["state"][key]), key
+    assert not torch.equal(r0["state"]["generator.w_avg"], torch.zeros_like(r0["state"]["generator.w_avg"]))
+    ckpt = torch.load(tmp_path / "logs/lightning_logs/version_0/checkpoints/last.ckpt", weights_only=False)
+    assert ckpt["counters"]["pl_mean"] > 0 and "aug_p" in ckpt["counters"]

@@ -114,8 +114,8 @@ class AdaController:
     """
 
     def __init__(self, target: float = 0.6, ada_kimg: float = 500.0, interval: int = 4, p: float = 0.0) -> None:
-        self.target, self.ada_kimg, self.interval = target, ada_kimg, interval
-        self.p = p
+        self.target, self.ada_kimg, self.interval = float(target), float(ada_kimg), int(interval)
+        self.p = float(p)  # a plain float: constrained types do not unpickle under weights_only
         self.sign_sum = 0.0  # Σ sign(D(real)) since the last adjustment
         self.count = 0.0  # real images seen since the last adjustment
 

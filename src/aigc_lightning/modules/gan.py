@@ -102,6 +102,7 @@ class GAN(LightningModule):
             that E[sign(D(real))] approaches this target (0.6 in the paper); ``null`` applies ``augment`` always.
         ada_kimg: thousands of real images over which p can go from 0 to 1 (NVlabs 500).
         ada_interval: batches between adjustments of p (NVlabs 4).
+        ada_p: the initial p (NVlabs' ``--p``), e.g. to continue from a run that had adapted it.
         generator_checkpoint: a rosinality/stylegan2-pytorch ``.pt`` (``g_ema``, ``latent_avg``, optionally ``d``):
             replaces ``generator`` (and ``discriminator`` when the file has ``d``) by the networks in the file, the
             architecture read off its tensors; for predicting from public weights or fine-tuning.
@@ -134,6 +135,7 @@ class GAN(LightningModule):
         ada_target: ClosedUnitInterval | None = None,
         ada_kimg: PositiveFloat = 500.0,
         ada_interval: PositiveInt = 4,
+        ada_p: ClosedUnitInterval = 0.0,
         generator_checkpoint: str | None = None,
     ) -> None:
         super().__init__()
@@ -167,7 +169,7 @@ class GAN(LightningModule):
         self.augment = parse_policy(augment)  # the parsed policy; hparams keep the string
         if ada_target is not None and not self.augment:
             raise UserError("ada_target adapts the probability of the augment policy; set --model.augment too")
-        self.ada = None if ada_target is None else AdaController(ada_target, ada_kimg, ada_interval)
+        self.ada = None if ada_target is None else AdaController(ada_target, ada_kimg, ada_interval, ada_p)
         self.latent_dim: int = generator.latent_dim
         # Counters: training state beyond the weights, in checkpoint["counters"] for exact resume.
         self.batches = 0  # training batches done (the x-axis of every schedule)
