@@ -332,3 +332,19 @@ def test_two_process_ddp_with_path_length_and_mixing_ends_identical(tmp_path):
     assert not torch.equal(r0["state"]["generator.w_avg"], torch.zeros_like(r0["state"]["generator.w_avg"]))
     ckpt = torch.load(tmp_path / "logs/lightning_logs/version_0/checkpoints/last.ckpt", weights_only=False)
     assert ckpt["counters"]["pl_mean"] > 0 and "aug_p" in ckpt["counters"]
+
+
+def test_conv_clamp_bounds_activations_and_is_inert_when_large():
+    g, d = tiny_nets()
+    g_clamped = StyleGAN2Generator(image_size=16, channels=1, latent_dim=16, n_mlp=2, channel_max=8, conv_clamp=256)
+    d_clamped = StyleGAN2Discriminator(image_size=16, channels=1, channel_max=8, conv_clamp=256)
+    g_clamped.load_state_dict(g.state_dict())
+    d_clamped.load_state_dict(d.state_dict())
+    z = torch.randn(4, 16)
+    x = g(z, noise_mode="const")
+    assert torch.equal(g_clamped(z, noise_mode="const"), x) and torch.equal(d_clamped(x), d(x))
+    g_tight = StyleGAN2Generator(image_size=16, channels=1, latent_dim=16, n_mlp=2, channel_max=8, conv_clamp=0.01)
+    g_tight.load_state_dict(g.state_dict())
+    y = g_tight(z, noise_mode="const")
+    assert y.abs().max() <= 0.01 * 3 + 1e-6  # three ToRGB outputs summed (4 → 8 → 16 px), each clamped
+    assert x.abs().max() > 0.05
