@@ -348,3 +348,17 @@ def test_conv_clamp_bounds_activations_and_is_inert_when_large():
     y = g_tight(z, noise_mode="const")
     assert y.abs().max() <= 0.01 * 3 + 1e-6  # three ToRGB outputs summed (4 → 8 → 16 px), each clamped
     assert x.abs().max() > 0.05
+
+
+@pytest.mark.parametrize("config", ["stylegan2_celeba64", "stylegan2_ffhq256"])
+def test_gpu_configs_run_on_generated_images(tmp_path, config):
+    images = write_pngs(tmp_path / "images", n=8, size=16, channels=3)
+    cli = AigcCLI(args=[
+        "fit", "--config", str(ROOT / f"configs/gan/{config}.yaml"), "--trainer.fast_dev_run", "1",
+        "--trainer.devices", "1", "--trainer.strategy", "auto", "--trainer.accelerator", "cpu",
+        "--trainer.default_root_dir", str(tmp_path), *TINY_DIGITS, "--model.generator.init_args.n_mlp", "2",
+        "--data", "aigc_lightning.datamodules.ImageFolderDataModule", "--data.root", str(images),
+        "--data.image_size", "16", "--data.channels", "3", "--data.batch_size", "4",
+    ])  # fmt: skip
+    assert cli.trainer.state.finished and cli.model.batches == 1 and cli.trainer.precision == "bf16-mixed"
+    assert cli.model.generator.image_shape == (3, 16, 16) and cli.model.pl_mean > 0
