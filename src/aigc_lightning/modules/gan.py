@@ -9,12 +9,9 @@ reaches G's parameters (and the G step leaves D's frozen), which that wrapper tr
 ``find_unused_parameters=True``, so ``setup`` switches it on for the plain ``ddp`` strategy (``compat.py``; Lightning
 issues #20328, #20866). ``bench/overhead.py --ddp`` measures what this costs.
 
-StyleGAN2 (a generator with ``mapping``, ``synthesis`` and a ``w_avg`` buffer): style mixing and lazy path-length
-regularisation in the G step, truncation around ``w_avg`` and ``noise_mode`` for sampling, adaptive augmentation
-(ADA's p), the lazy-regularisation correction of Adam; p, the path-length mean and ADA's running sums are saved in
-``checkpoint["counters"]`` and ``w_avg`` in the state dict, so a resumed run continues bit for bit (docs/stylegan2.md).
-Regularisation terms are added to the loss of the step they fall on (one optimizer step per network per batch;
-NVlabs takes a separate step), so the main loss always uses every parameter and DDP never sees an unused one.
+StyleGAN2 (docs/stylegan2.md): style mixing, lazy path length, ADA's p, truncation around ``w_avg``. Regularisers
+join the loss of the step they fall on (NVlabs takes an extra step), so each loss uses every parameter of its
+network and DDP never sees an unused one; p, the path-length mean and ``w_avg`` are saved for exact resume.
 
 Image grids (samples from fixed seeds, a latent interpolation) are drawn by the ``ImageLogger`` callback from
 ``images_to_log``; FID/KID/IS by the ``GenerativeMetrics`` callback from ``sample``.
@@ -27,20 +24,15 @@ import math
 from typing import Any, Literal
 
 import torch
-from jsonargparse.typing import (
-    ClosedUnitInterval,
-    NonNegativeFloat,
-    NonNegativeInt,
-    PositiveFloat,
-    PositiveInt,
-)
+from jsonargparse.typing import ClosedUnitInterval as Unit
+from jsonargparse.typing import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
 from lightning.pytorch import LightningModule
 from lightning.pytorch.cli import OptimizerCallable
 from torch import Tensor, nn
 from torch.optim.swa_utils import update_bn
 
 from aigc_lightning import compat, losses
-from aigc_lightning.augment import AdaController, augment_with_probability, diff_augment, parse_policy
+from aigc_lightning.augment import AdaController, augment_with_probability, parse_policy
 from aigc_lightning.constraints import UnitIntervalBelowOne
 from aigc_lightning.errors import UserError, check_finite, checked_optimizer
 from aigc_lightning.lazy import apply_lazy_correction
@@ -87,25 +79,23 @@ class GAN(LightningModule):
         mean_latent_samples: number of latents the mean latent is estimated from (once, with a fixed seed).
         bn_stat_batches: batches of 64 fixed latents that re-estimate the EMA generator's batch-norm statistics
             before sampling (BigGAN's "standing statistics"); averaged weights need statistics of their own.
-        noise_mode: StyleGAN2 per-pixel noise when sampling and predicting: ``const`` (the generator's stored noise:
-            an image depends on its seed alone), ``random`` (fresh noise from torch's global generator) or ``none``.
-        style_mixing_prob: StyleGAN2 training: probability that a generated sample takes the ws of a second latent
-            from a random layer on (StyleGAN §3.1; NVlabs 0.9).
+        noise_mode: StyleGAN2 noise for sampling and predict: ``const`` (stored noise: an image depends on its seed
+            alone), ``random`` (from torch's global generator) or ``none``.
+        style_mixing_prob: StyleGAN2: probability that a training sample takes a second latent's ws from a random
+            layer on (StyleGAN §3.1; NVlabs 0.9).
         pl_weight: weight of StyleGAN2's path-length penalty (eq. 4; NVlabs 2); 0 disables it.
-        pl_every: lazy path-length regularisation: every k-th batch only, scaled by k (NVlabs 4).
-        pl_decay: decay of the running mean of path lengths the penalty pulls toward (NVlabs 0.01).
-        pl_batch_shrink: the path-length pass uses batch_size // this many samples (NVlabs 2; at least 1).
-        lazy_reg_correction: multiply the learning rates by c = k / (k + 1) and raise Adam's betas to c for each
-            lazily applied regulariser (k = ``r1_every`` for D when R1 is on, ``pl_every`` for G when path length
-            is on), as StyleGAN2 does.
-        ada_target: adaptive augmentation (ADA): apply ``augment`` to each image with probability p, moving p so
-            that E[sign(D(real))] approaches this target (0.6 in the paper); ``null`` applies ``augment`` always.
-        ada_kimg: thousands of real images over which p can go from 0 to 1 (NVlabs 500).
+        pl_every: lazy path length: every k-th batch only, scaled by k (NVlabs 4).
+        pl_decay: decay of the running mean of path lengths (NVlabs 0.01).
+        pl_batch_shrink: the path-length pass uses batch_size // this many samples, at least 1 (NVlabs 2).
+        lazy_reg_correction: lr × c and Adam betas ** c, c = k / (k + 1), for each lazy regulariser that is on
+            (k = ``r1_every`` for D, ``pl_every`` for G), as StyleGAN2.
+        ada_target: ADA: apply ``augment`` to each image with probability p, moved so that E[sign(D(real))]
+            approaches this target (paper: 0.6); ``null`` applies ``augment`` always.
+        ada_kimg: thousands of real images in which p can go from 0 to 1 (NVlabs 500).
         ada_interval: batches between adjustments of p (NVlabs 4).
-        ada_p: the initial p (NVlabs' ``--p``), e.g. to continue from a run that had adapted it.
-        generator_checkpoint: a rosinality/stylegan2-pytorch ``.pt`` (``g_ema``, ``latent_avg``, optionally ``d``):
-            replaces ``generator`` (and ``discriminator`` when the file has ``d``) by the networks in the file, the
-            architecture read off its tensors; for predicting from public weights or fine-tuning.
+        ada_p: the initial p (NVlabs' ``--p``).
+        generator_checkpoint: a rosinality/stylegan2-pytorch ``.pt`` whose ``g_ema`` + ``latent_avg`` (and ``d`` if
+            present) replace the configured networks, architecture read off the file (pretrained predict, fine-tune).
     """
 
     def __init__(
@@ -126,16 +116,16 @@ class GAN(LightningModule):
         mean_latent_samples: PositiveInt = 4096,
         bn_stat_batches: NonNegativeInt = 16,
         noise_mode: Literal["random", "const", "none"] = "const",
-        style_mixing_prob: ClosedUnitInterval = 0.0,
+        style_mixing_prob: Unit = 0.0,
         pl_weight: NonNegativeFloat = 0.0,
         pl_every: PositiveInt = 4,
-        pl_decay: ClosedUnitInterval = 0.01,
+        pl_decay: Unit = 0.01,
         pl_batch_shrink: PositiveInt = 2,
         lazy_reg_correction: bool = False,
-        ada_target: ClosedUnitInterval | None = None,
+        ada_target: Unit | None = None,
         ada_kimg: PositiveFloat = 500.0,
         ada_interval: PositiveInt = 4,
-        ada_p: ClosedUnitInterval = 0.0,
+        ada_p: Unit = 0.0,
         generator_checkpoint: str | None = None,
     ) -> None:
         super().__init__()
@@ -151,16 +141,13 @@ class GAN(LightningModule):
         self.automatic_optimization = False
         if generator_checkpoint is not None:
             # the file's architecture wins over the configured one; a grey config (channels 1) gets grey nets
-            generator, pretrained_d = networks_from_rosinality(generator_checkpoint, getattr(generator, "channels", None))
-            discriminator = discriminator if pretrained_d is None else pretrained_d
+            generator, file_d = networks_from_rosinality(generator_checkpoint, getattr(generator, "channels", None))
+            discriminator = file_d or discriminator
         self.generator, self.discriminator = generator, discriminator
         # StyleGAN2-like: truncation in w around w_avg, style mixing and path length need these three
         self.styled = all(hasattr(generator, a) for a in ("mapping", "synthesis", "w_avg"))
         if (style_mixing_prob > 0 or pl_weight > 0) and not self.styled:
-            raise UserError(
-                "style_mixing_prob and pl_weight need a generator with mapping, synthesis and w_avg (e.g. "
-                "aigc_lightning.nets.StyleGAN2Generator); set them to 0 for this generator"
-            )
+            raise UserError("style_mixing_prob and pl_weight need a StyleGAN2Generator; set them to 0 for this one")
         # The EMA generator is a frozen submodule, so it is in every checkpoint's state_dict. Lightning's
         # WeightAveraging callback averages the whole LightningModule (G and D) and swaps it in only during
         # validation, while sampling and metrics need an averaged G alone, at any time: hence this small piece.
@@ -171,7 +158,7 @@ class GAN(LightningModule):
             raise UserError("ada_target adapts the probability of the augment policy; set --model.augment too")
         self.ada = None if ada_target is None else AdaController(ada_target, ada_kimg, ada_interval, ada_p)
         self.latent_dim: int = generator.latent_dim
-        # Counters: training state beyond the weights, in checkpoint["counters"] for exact resume.
+        # Counters, in checkpoint["counters"] for exact resume
         self.batches = 0  # training batches done (the x-axis of every schedule)
         self.d_steps = 0  # discriminator steps done (lazy R1 schedule)
         self.pl_mean = 0.0  # running mean of path lengths (a Python float: identical on every rank, exact on resume)
@@ -200,9 +187,8 @@ class GAN(LightningModule):
         return [opt_g, opt_d]
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint["counters"] = {"batches": self.batches, "d_steps": self.d_steps, "pl_mean": self.pl_mean}
-        if self.ada is not None:
-            checkpoint["counters"].update(self.ada.state_dict())
+        ada = {} if self.ada is None else self.ada.state_dict()  # p and its running sums
+        checkpoint["counters"] = {"batches": self.batches, "d_steps": self.d_steps, "pl_mean": self.pl_mean, **ada}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         counters = checkpoint.get("counters", checkpoint.get("gan_counters", {}))  # gan_counters: before 0.2
@@ -215,12 +201,8 @@ class GAN(LightningModule):
     # ------------------------------------------------------------------------------------------------------
     # Training
 
-    def _augment(self, x: Tensor) -> Tensor:
-        if not self.augment:
-            return x
-        if self.ada is None:
-            return diff_augment(x, self.augment)
-        return augment_with_probability(x, self.augment, self.ada.p)
+    def _augment(self, x: Tensor) -> Tensor:  # DiffAugment on every image, or with ADA's probability p
+        return augment_with_probability(x, self.augment, 1.0 if self.ada is None else self.ada.p)
 
     def _d(self, x: Tensor) -> Tensor:
         return self.discriminator(self._augment(x))
@@ -240,8 +222,7 @@ class GAN(LightningModule):
             ws = mix_styles(ws, ws2, torch.where(mixed, cut, torch.full_like(cut, g.num_ws)))
         return g.synthesis(ws), ws
 
-    def _all_reduce(self, x: Tensor, op: str = "sum") -> Tensor:
-        """Sum (or mean) over DDP ranks; the identity on one device."""
+    def _all_reduce(self, x: Tensor, op: str = "sum") -> Tensor:  # over DDP ranks; the identity on one device
         return self.trainer.strategy.reduce(x.to(self.device), reduce_op=op).cpu()
 
     def discriminator_step(self, real: Tensor) -> dict[str, Tensor]:
@@ -288,11 +269,8 @@ class GAN(LightningModule):
         return {"g_loss": loss.detach(), **logs}
 
     def path_length_term(self, n: int, device: torch.device) -> Tensor:
-        """Mean path-length penalty of ``n`` fresh fakes (StyleGAN2 eq. 4), updating the running mean first.
-
-        The batch mean of the lengths is averaged over DDP ranks, so ``pl_mean`` stays identical everywhere; a
-        non-finite mean (a diverged batch) leaves it unchanged, and the NaN then stops the run in ``check_finite``.
-        """
+        """Mean path-length penalty of ``n`` fresh fakes (StyleGAN2 eq. 4) after updating the running mean with the
+        lengths' mean over all DDP ranks (identical everywhere); a NaN mean leaves it as is and stops the run."""
         images, ws = self._fake(n, device)
         lengths = losses.path_lengths(images, ws)  # (n,)
         batch_mean = float(self._all_reduce(lengths.detach().mean().double(), "mean"))
@@ -366,8 +344,7 @@ class GAN(LightningModule):
         self._ema_stale = False
 
     def mean_latent(self) -> Tensor:
-        """The latent that truncation pulls toward: the EMA generator's ``w_avg`` (StyleGAN2), else the mean of
-        ``mean_latent_samples`` fixed z: (D,)."""
+        """The truncation centre (D,): the EMA generator's ``w_avg`` (StyleGAN2), else the mean of fixed z."""
         self._refresh_ema()
         return self._mean_latent
 
