@@ -27,7 +27,8 @@ MODELS = {
     "stylegan2": [
             "--seed_everything", "0", "--config", str(ROOT / "configs/gan/stylegan2_digits.yaml"), "--trainer.callbacks", "[]",
             "--model.generator.init_args.channel_max", "8", "--model.generator.init_args.latent_dim", "16",
-            "--model.discriminator.init_args.channel_max", "8", "--model.pl_every", "2", "--model.r1_every", "2",
+            "--model.discriminator.init_args.channel_max", "8", "--model.pl_weight", "2", "--model.pl_every", "2",
+            "--model.style_mixing_prob", "0.9", "--model.r1_gamma", "0.05", "--model.r1_every", "2",
             "--model.ada_interval", "4", "--model.ada_kimg", "1", "--model.ada_p", "0.5",
             "--images.log_images_every_n_batches", "2", "--data.batch_size", "8",
             ],
