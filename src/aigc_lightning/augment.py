@@ -133,11 +133,13 @@ class AdaController:
 
         ``all_reduce`` sums (sign_sum, count) over DDP ranks first, so every rank computes the same p.
         """
-        if batches % self.interval or not self.count:
+        if batches % self.interval:  # the same on every rank, so all of them meet in all_reduce
             return
         sums = torch.tensor([self.sign_sum, self.count], dtype=torch.float64)
         if all_reduce is not None:
             sums = all_reduce(sums)
+        if not sums[1]:
+            return
         rt = float(sums[0] / sums[1])
         step = (1.0 if rt > self.target else -1.0 if rt < self.target else 0.0) * float(sums[1])
         self.p = min(max(self.p + step / (self.ada_kimg * 1000), 0.0), 1.0)
