@@ -22,6 +22,16 @@ MODELS = {
             "--images.log_images_every_n_batches", "2", "--model.mean_latent_samples", "64", "--model.bn_stat_batches", "1",
             "--data", "aigc_lightning.datamodules.DigitsDataModule", "--data.image_size", "28", "--data.batch_size", "8",
             ],
+    # StyleGAN2 with every piece of state a resume must restore: w_avg (a buffer), the path-length mean and ADA's p
+    # and running sums (checkpoint["counters"]; the epoch ends between two adjustments of p), lazy-corrected Adam
+    "stylegan2": [
+            "--seed_everything", "0", "--config", str(ROOT / "configs/gan/stylegan2_digits.yaml"), "--trainer.callbacks", "[]",
+            "--model.generator.init_args.channel_max", "8", "--model.generator.init_args.latent_dim", "16",
+            "--model.discriminator.init_args.channel_max", "8", "--model.pl_weight", "2", "--model.pl_every", "2",
+            "--model.style_mixing_prob", "0.9", "--model.r1_gamma", "0.05", "--model.r1_every", "2",
+            "--model.ada_interval", "4", "--model.ada_kimg", "1", "--model.ada_p", "0.5",
+            "--images.log_images_every_n_batches", "2", "--data.batch_size", "8",
+            ],
     "vae": ["--config", str(ROOT / "configs/vae/vae_digits.yaml"), "--model.encoder.init_args.hidden_dim", "16",
             "--model.decoder.init_args.hidden_dim", "16", "--model.val_importance_samples", "2",
             "--model.warmup_batches", "4", "--images.log_images_every_n_batches", "2", "--data.batch_size", "16"],
@@ -30,7 +40,7 @@ MODELS = {
 
 # the VAE run is slow-marked to keep the suite short: the GAN (two optimizers, EMA, counters) and the toy module
 # of test_resume.py cover the same machinery
-@pytest.mark.parametrize("model", ["gan", pytest.param("vae", marks=pytest.mark.slow)])
+@pytest.mark.parametrize("model", ["gan", "stylegan2", pytest.param("vae", marks=pytest.mark.slow)])
 def test_model_resume_is_bit_for_bit(tmp_path, model):
     def fit(root: Path, epochs: int, *extra: str) -> None:
         main(["fit", *MODELS[model], *COMMON, "--trainer.max_epochs", str(epochs),
@@ -49,3 +59,5 @@ def test_model_resume_is_bit_for_bit(tmp_path, model):
         d for key in (*keys, *extra) for d in compare(a[key], b[key], key)
     ]  # module's own keys too
     assert differences == []
+    if model == "stylegan2":  # the state was really there to restore
+        assert b["counters"]["pl_mean"] > 0 and 0 < b["counters"]["aug_p"] != 0.5, b["counters"]

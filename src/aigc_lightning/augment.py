@@ -9,6 +9,8 @@ for images in [-1, 1].
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -76,3 +78,76 @@ def diff_augment(x: Tensor, policy: tuple[str, ...] | str) -> Tensor:
     for name in names:
         x = {"color": rand_color, "translation": rand_translation, "cutout": rand_cutout}[name](x)
     return x.contiguous()
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Adaptive augmentation (Karras et al. 2020, "Training Generative Adversarial Networks with Limited Data", ADA)
+
+
+def augment_with_probability(x: Tensor, policy: tuple[str, ...], p: float) -> Tensor:
+    """DiffAugment ``policy`` applied to each sample of (B, C, H, W) independently with probability ``p``.
+
+    p = 1 is plain ``diff_augment``, p = 0 the identity (no random numbers drawn). The kept samples still pass
+    through the graph unchanged, so gradients reach every input either way.
+    """
+    if p <= 0 or not policy:
+        return x
+    if p >= 1:
+        return diff_augment(x, policy)
+    keep = torch.rand(x.shape[0], 1, 1, 1, device=x.device) >= p  # (B, 1, 1, 1): True = not augmented
+    return torch.where(keep, x, diff_augment(x, policy))
+
+
+class AdaController:
+    """ADA's overfitting heuristic r_t = E[sign(D(x_real))] steering the augmentation probability p.
+
+    Every ``interval`` batches p moves by ``sign(r_t − target) · images / (ada_kimg · 1000)``, where ``images`` are
+    the real images D saw since the last adjustment: p goes from 0 to 1 in ``ada_kimg`` thousand images at the
+    fastest (NVlabs stylegan2-ada-pytorch ``training_loop.py``: target 0.6, interval 4, ada_kimg 500). A plain
+    object with float state so the module can save it in ``checkpoint["counters"]`` and restore it exactly.
+
+    Args:
+        target: the r_t that p is driven toward (0.6 in the paper).
+        ada_kimg: thousands of images for p to travel from 0 to 1.
+        interval: batches between adjustments.
+        p: the initial probability.
+    """
+
+    def __init__(self, target: float = 0.6, ada_kimg: float = 500.0, interval: int = 4, p: float = 0.0) -> None:
+        self.target, self.ada_kimg, self.interval = float(target), float(ada_kimg), int(interval)
+        self.p = float(p)  # a plain float: constrained types do not unpickle under weights_only
+        self.sign_sum = 0.0  # Σ sign(D(real)) since the last adjustment
+        self.count = 0.0  # real images seen since the last adjustment
+
+    def accumulate(self, real_logits: Tensor) -> None:
+        """Add one D step's real logits (B,) to the running r_t."""
+        self.sign_sum += float(real_logits.detach().float().sign().sum())
+        self.count += real_logits.shape[0]
+
+    def rt(self) -> float:
+        """The current estimate of r_t (0 before any logits were seen)."""
+        return self.sign_sum / self.count if self.count else 0.0
+
+    def adjust(self, batches: int, all_reduce: Callable[[Tensor], Tensor] | None = None) -> None:
+        """After batch number ``batches`` (1-based): on every ``interval``-th batch update p and reset the sums.
+
+        ``all_reduce`` sums (sign_sum, count) over DDP ranks first, so every rank computes the same p.
+        """
+        if batches % self.interval:  # the same on every rank, so all of them meet in all_reduce
+            return
+        sums = torch.tensor([self.sign_sum, self.count], dtype=torch.float64)
+        if all_reduce is not None:
+            sums = all_reduce(sums)
+        if not sums[1]:
+            return
+        rt = float(sums[0] / sums[1])
+        step = (1.0 if rt > self.target else -1.0 if rt < self.target else 0.0) * float(sums[1])
+        self.p = min(max(self.p + step / (self.ada_kimg * 1000), 0.0), 1.0)
+        self.sign_sum, self.count = 0.0, 0.0
+
+    def state_dict(self) -> dict[str, float]:
+        return {"aug_p": self.p, "ada_sign_sum": self.sign_sum, "ada_count": self.count}
+
+    def load_state_dict(self, state: dict[str, float]) -> None:
+        self.p = state.get("aug_p", self.p)
+        self.sign_sum, self.count = state.get("ada_sign_sum", 0.0), state.get("ada_count", 0.0)

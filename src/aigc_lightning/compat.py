@@ -16,6 +16,7 @@ from lightning.pytorch import Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.strategies import DDPStrategy, Strategy
+from torch.nn.parallel import DistributedDataParallel
 
 # ----------------------------------------------------------------------------------------------------------
 # Trainer state
@@ -56,6 +57,19 @@ def find_unused_parameters(strategy: Strategy) -> None:
 
 # ----------------------------------------------------------------------------------------------------------
 # ModelCheckpoint
+
+
+def disable_gradient_sync(strategy: Strategy) -> None:
+    """Stop DDP from averaging gradients (and broadcasting buffers) across ranks, for a model whose ranks optimise
+    different things (projection: each rank its own targets). ``no_sync()`` does this only around one call, and
+    Lightning enters the DDP forward itself; the flags it toggles are DDP attributes without a public setter.
+    Call in ``training_step`` before ``manual_backward``: with manual optimization Lightning sets
+    ``require_backward_grad_sync`` back to True after every forward (``_DDPForwardRedirection``). No-op without
+    DDP."""
+    model = getattr(strategy, "model", None)
+    if isinstance(model, DistributedDataParallel):
+        model.require_backward_grad_sync = False
+        model.require_forward_param_sync = False
 
 
 def save_last_now(callback: ModelCheckpoint, trainer: Trainer) -> None:
@@ -100,4 +114,11 @@ class SubcommandHooks(LightningCLI):
         self.load_checkpoint_hparams(super()._parse_ckpt_path)
 
 
-__all__ = ["SubcommandHooks", "batches_processed", "find_unused_parameters", "logger_records_batch", "save_last_now"]
+__all__ = [
+    "SubcommandHooks",
+    "batches_processed",
+    "disable_gradient_sync",
+    "find_unused_parameters",
+    "logger_records_batch",
+    "save_last_now",
+]

@@ -186,3 +186,27 @@ def path_lengths(images: Tensor, ws: Tensor, noise: Tensor | None = None) -> Ten
 def path_length_penalty(lengths: Tensor, pl_mean: Tensor | float) -> Tensor:
     """(‖J_wᵀ y‖₂ − a)² with ``a`` the running mean of the path lengths (StyleGAN2, eq. 4): (B,)."""
     return (lengths - pl_mean).square()
+
+
+def perceptual_distance(f_x: dict[str, Tensor], f_y: dict[str, Tensor]) -> Tensor:
+    """Σ_layers mean_hw ‖f̂_x − f̂_y‖² with f̂ the features scaled to unit length per pixel across channels (LPIPS,
+    Zhang et al. 2018, eq. 1, with all channel weights 1): (B,)."""
+    total = 0
+    for name, fx in f_x.items():
+        a = fx / fx.norm(dim=1, keepdim=True).clamp_min(1e-10)
+        b = f_y[name] / f_y[name].norm(dim=1, keepdim=True).clamp_min(1e-10)
+        total = total + (a - b).square().sum(1).mean((1, 2))
+    return total
+
+
+def noise_autocorrelation(noise: Tensor, min_size: int = 8) -> Tensor:
+    """NVlabs' projector noise regulariser: Σ over a pyramid (halved down to ``min_size``) of the squared mean
+    products of the maps with themselves shifted by one pixel along x and along y; 0 for white noise. noise
+    (B, 1, H, W) → (B,)."""
+    total = 0
+    while True:
+        total = total + (noise * torch.roll(noise, shifts=1, dims=3)).mean((1, 2, 3)).square()
+        total = total + (noise * torch.roll(noise, shifts=1, dims=2)).mean((1, 2, 3)).square()
+        if noise.shape[2] <= min_size:
+            return total
+        noise = F.avg_pool2d(noise, kernel_size=2)

@@ -3,6 +3,7 @@
 from aigc_lightning.callbacks.checkpoint import AtomicCheckpoint, AtomicCheckpointIO
 from aigc_lightning.callbacks.images import ImageLogger, log_image_grid
 from aigc_lightning.callbacks.metrics import GenerativeMetrics, evaluate_images
+from aigc_lightning.callbacks.projection import ProjectionWriter
 from aigc_lightning.callbacks.resume import RNGState
 from aigc_lightning.callbacks.writer import ImageWriter
 
@@ -12,6 +13,7 @@ __all__ = [
     "GenerativeMetrics",
     "ImageLogger",
     "ImageWriter",
+    "ProjectionWriter",
     "RNGState",
     "evaluate_images",
     "log_image_grid",

@@ -3,6 +3,7 @@
 from aigc_lightning.datamodules.base import ImageDataModule
 from aigc_lightning.datamodules.content import ContentDataModule
 from aigc_lightning.datamodules.images import DigitsDataModule, ImageFolderDataModule
+from aigc_lightning.datamodules.projection import ProjectionDataModule
 from aigc_lightning.datamodules.seeds import SeedDataModule
 from aigc_lightning.datamodules.style import StyleDataModule
 from aigc_lightning.datamodules.torchvision_sets import (
@@ -21,6 +22,7 @@ __all__ = [
     "ImageDataModule",
     "ImageFolderDataModule",
     "MNISTDataModule",
+    "ProjectionDataModule",
     "SeedDataModule",
     "StyleDataModule",
 ]

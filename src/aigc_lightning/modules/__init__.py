@@ -2,8 +2,9 @@
 
 from aigc_lightning.modules.classifier import Classifier
 from aigc_lightning.modules.gan import GAN
+from aigc_lightning.modules.projector import Projector
 from aigc_lightning.modules.style_network import StyleNetwork
 from aigc_lightning.modules.style_transfer import StyleTransfer
 from aigc_lightning.modules.vae import VAE
 
-__all__ = ["GAN", "VAE", "Classifier", "StyleNetwork", "StyleTransfer"]
+__all__ = ["GAN", "VAE", "Classifier", "Projector", "StyleNetwork", "StyleTransfer"]

@@ -310,11 +310,24 @@ def save_rosinality(
     return path
 
 
+def networks_from_rosinality(
+    path_or_state_dict: str | Path | Mapping[str, Any], channels: int | None = None
+) -> tuple[StyleGAN2Generator, StyleGAN2Discriminator | None]:
+    """The generator (``g_ema``, ``latent_avg``) of a checkpoint, in training mode, and its discriminator (``d``)
+    or None when the file has none; the file is read once."""
+    ckpt = load_checkpoint(path_or_state_dict)
+    generator = generator_from_rosinality(ckpt, channels).train()
+    discriminator = discriminator_from_rosinality(ckpt, channels) if "d" in ckpt else None
+    return generator, discriminator
+
+
 __all__ = [
     "discriminator_from_rosinality",
     "discriminator_to_rosinality",
     "generator_from_rosinality",
     "generator_to_rosinality",
     "load_checkpoint",
+    "networks_from_rosinality",
     "save_rosinality",
 ]
+

@@ -80,6 +80,8 @@ class StyleGAN2Generator(nn.Module):
         lr_mlp: learning-rate multiplier of the mapping network (0.01 in the paper).
         w_avg_beta: decay of the ``w_avg`` EMA updated by ``mapping`` in training mode (NVlabs: 0.995).
         truncation_cutoff: truncate only the first this many ws (None = all, as the paper's figures).
+        conv_clamp: clamp every layer's activations and ToRGB output to ±this (NVlabs' 256 keeps 16-mixed from
+            overflowing); None for no clamp (the reference nets' behaviour).
     """
 
     def __init__(
@@ -94,6 +96,7 @@ class StyleGAN2Generator(nn.Module):
         lr_mlp: float = 0.01,
         w_avg_beta: float = 0.995,
         truncation_cutoff: int | None = None,
+        conv_clamp: float | None = None,
     ) -> None:
         super().__init__()
         widths = channel_table(image_size, channel_base, channel_multiplier, channel_max)
@@ -122,15 +125,15 @@ class StyleGAN2Generator(nn.Module):
 
         # synthesis network: learned 4x4 constant, then per resolution an up-conv, a conv and a ToRGB skip
         self.const = nn.Parameter(torch.randn(1, widths[4], 4, 4))
-        self.conv = StyledConv(widths[4], widths[4], latent_dim, 4)
-        self.to_rgb = ToRGB(widths[4], channels, latent_dim)
+        self.conv = StyledConv(widths[4], widths[4], latent_dim, 4, conv_clamp=conv_clamp)
+        self.to_rgb = ToRGB(widths[4], channels, latent_dim, conv_clamp)
         self.blocks = nn.ModuleList()
         for r in range(3, log_size + 1):
             c_in, c_out = widths[2 ** (r - 1)], widths[2**r]
             block = nn.Module()
-            block.conv0 = StyledConv(c_in, c_out, latent_dim, 2**r, up=True)
-            block.conv1 = StyledConv(c_out, c_out, latent_dim, 2**r)
-            block.to_rgb = ToRGB(c_out, channels, latent_dim)
+            block.conv0 = StyledConv(c_in, c_out, latent_dim, 2**r, up=True, conv_clamp=conv_clamp)
+            block.conv1 = StyledConv(c_out, c_out, latent_dim, 2**r, conv_clamp=conv_clamp)
+            block.to_rgb = ToRGB(c_out, channels, latent_dim, conv_clamp)
             self.blocks.append(block)
         self.upsample = Upsample2d()
 
@@ -236,6 +239,7 @@ class StyleGAN2Discriminator(nn.Module):
         channel_base: numerator of the width table (see ``channel_table``).
         channel_max: widest feature map.
         mbstd_group_size: samples per minibatch-stddev group (4; shrinks to divide the batch).
+        conv_clamp: clamp the activations of every convolution (not the skips) to ±this (NVlabs 256); None: none.
     """
 
     def __init__(
@@ -246,6 +250,7 @@ class StyleGAN2Discriminator(nn.Module):
         channel_base: int = 16384,
         channel_max: int = 512,
         mbstd_group_size: int = 4,
+        conv_clamp: float | None = None,
     ) -> None:
         super().__init__()
         widths = channel_table(image_size, channel_base, channel_multiplier, channel_max)
@@ -259,17 +264,17 @@ class StyleGAN2Discriminator(nn.Module):
             "channel_max": channel_max,
         }
         self.mbstd_group_size = mbstd_group_size
-        self.from_rgb = EqualConv2d(channels, widths[image_size], 1)
+        self.from_rgb = EqualConv2d(channels, widths[image_size], 1, conv_clamp=conv_clamp)
         self.blocks = nn.ModuleList()
         res = image_size
         while res > 4:
             block = nn.Module()
-            block.conv0 = EqualConv2d(widths[res], widths[res], 3)
-            block.conv1 = EqualConv2d(widths[res], widths[res // 2], 3, down=True)
+            block.conv0 = EqualConv2d(widths[res], widths[res], 3, conv_clamp=conv_clamp)
+            block.conv1 = EqualConv2d(widths[res], widths[res // 2], 3, down=True, conv_clamp=conv_clamp)
             block.skip = EqualConv2d(widths[res], widths[res // 2], 1, down=True, bias=False, activate=False)
             self.blocks.append(block)
             res //= 2
-        self.conv = EqualConv2d(widths[4] + 1, widths[4], 3)
+        self.conv = EqualConv2d(widths[4] + 1, widths[4], 3, conv_clamp=conv_clamp)
         self.fc = EqualLinear(widths[4] * 4 * 4, widths[4], activate=True)
         self.out = EqualLinear(widths[4], 1)
 

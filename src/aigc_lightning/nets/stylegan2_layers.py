@@ -67,6 +67,11 @@ def bias_leaky_relu(x: Tensor, bias: Tensor | None, slope: float = 0.2, gain: fl
     return F.leaky_relu(x, slope) * gain
 
 
+def clamp(x: Tensor, limit: float | None) -> Tensor:
+    """x clamped to [-limit, limit], or x itself for ``limit`` None (NVlabs' ``conv_clamp``)."""
+    return x if limit is None else x.clamp(-limit, limit)
+
+
 class EqualLinear(nn.Module):
     """Linear layer with equalized learning rate: y = x (W · lr_mul/√in)ᵀ + b · lr_mul (Karras et al. 2018).
 
@@ -111,6 +116,8 @@ class EqualConv2d(nn.Module):
         down: halve the resolution.
         bias: learn a bias (added before the activation when ``activate``).
         activate: apply the scaled leaky ReLU.
+        conv_clamp: clamp the activated output to [-conv_clamp, conv_clamp] (NVlabs: 256, against fp16
+            overflow); None for no clamp.
     """
 
     def __init__(
@@ -121,6 +128,7 @@ class EqualConv2d(nn.Module):
         down: bool = False,
         bias: bool = True,
         activate: bool = True,
+        conv_clamp: float | None = None,
     ) -> None:
         super().__init__()
         self.weight = nn.Parameter(torch.randn(out_channels, in_channels, kernel_size, kernel_size))
@@ -128,6 +136,7 @@ class EqualConv2d(nn.Module):
         self.weight_gain = 1 / math.sqrt(in_channels * kernel_size**2)
         self.down = down
         self.activate = activate
+        self.conv_clamp = conv_clamp
         self.padding = 0 if down else kernel_size // 2
         if down:
             self.register_buffer("kernel", fir_kernel(), persistent=False)
@@ -139,7 +148,7 @@ class EqualConv2d(nn.Module):
             x = upfirdn2d(x, self.kernel, pad=self.blur_pad)
         x = F.conv2d(x, self.weight * self.weight_gain, stride=2 if self.down else 1, padding=self.padding)
         if self.activate:
-            return bias_leaky_relu(x, self.bias)
+            return clamp(bias_leaky_relu(x, self.bias), self.conv_clamp)
         return x if self.bias is None else x + self.bias.to(x.dtype)[None, :, None, None]
 
 
@@ -213,12 +222,20 @@ class StyledConv(nn.Module):
         w_dim: size of w.
         resolution: output resolution (the size of the constant noise buffer).
         up: double the resolution.
+        conv_clamp: clamp the activations to [-conv_clamp, conv_clamp] (None: no clamp).
     """
 
     def __init__(
-        self, in_channels: int, out_channels: int, w_dim: int, resolution: int, up: bool = False
+        self,
+        in_channels: int,
+        out_channels: int,
+        w_dim: int,
+        resolution: int,
+        up: bool = False,
+        conv_clamp: float | None = None,
     ) -> None:
         super().__init__()
+        self.conv_clamp = conv_clamp
         self.conv = ModulatedConv2d(in_channels, out_channels, 3, w_dim, up=up)
         self.noise_strength = nn.Parameter(torch.zeros(()))
         self.bias = nn.Parameter(torch.zeros(out_channels))
@@ -232,7 +249,7 @@ class StyledConv(nn.Module):
             x = x + noise * self.noise_strength.to(x.dtype)
         elif noise_mode == "const":
             x = x + self.noise_const.to(x.dtype) * self.noise_strength.to(x.dtype)
-        return bias_leaky_relu(x, self.bias)
+        return clamp(bias_leaky_relu(x, self.bias), self.conv_clamp)
 
 
 class ToRGB(nn.Module):
@@ -242,15 +259,17 @@ class ToRGB(nn.Module):
         in_channels: input channels.
         channels: image channels.
         w_dim: size of w.
+        conv_clamp: clamp the output to [-conv_clamp, conv_clamp] (None: no clamp).
     """
 
-    def __init__(self, in_channels: int, channels: int, w_dim: int) -> None:
+    def __init__(self, in_channels: int, channels: int, w_dim: int, conv_clamp: float | None = None) -> None:
         super().__init__()
+        self.conv_clamp = conv_clamp
         self.conv = ModulatedConv2d(in_channels, channels, 1, w_dim, demodulate=False)
         self.bias = nn.Parameter(torch.zeros(channels))
 
     def forward(self, x: Tensor, w: Tensor) -> Tensor:
-        return self.conv(x, w) + self.bias.to(x.dtype)[None, :, None, None]
+        return clamp(self.conv(x, w) + self.bias.to(x.dtype)[None, :, None, None], self.conv_clamp)
 
 
 def minibatch_stddev(x: Tensor, group_size: int = 4) -> Tensor:
@@ -279,6 +298,7 @@ __all__ = [
     "ToRGB",
     "Upsample2d",
     "bias_leaky_relu",
+    "clamp",
     "fir_kernel",
     "minibatch_stddev",
     "upfirdn2d",
