@@ -17,6 +17,7 @@ import pytest
 import torch
 from PIL import Image
 
+from aigc_lightning.callbacks.style import StylizedImageSaver
 from aigc_lightning.cli import main
 from aigc_lightning.datamodules import StyleDataModule
 from aigc_lightning.errors import UserError
@@ -196,8 +197,8 @@ def data(images, **kwargs) -> StyleDataModule:
 
 
 def test_fit_writes_png_and_resumes_exactly(images, tmp_path):
-    run = trainer(tmp_path / "a", 4)
-    m = model(scales=(0.5, 1.0), scale_steps=(2, 2), log_every_n_steps=2)
+    run = trainer(tmp_path / "a", 4, callbacks=[StylizedImageSaver(every_n_batches=2)])
+    m = model(scales=(0.5, 1.0), scale_steps=(2, 2))
     run.fit(m, data(images))
     png = Path(run.log_dir) / "stylized.png"
     assert png.is_file() and Image.open(png).size == (24, 24)
