@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
@@ -73,7 +74,10 @@ class BoxLBFGS(torch.optim.Optimizer):
 
     def _flat_grad(self) -> Tensor:
         return torch.cat(
-            [(p.grad if p.grad is not None else torch.zeros_like(p)).detach().reshape(-1) for p in self._params]
+            [
+                (p.grad if p.grad is not None else torch.zeros_like(p)).detach().reshape(-1)
+                for p in self._params
+            ]
         )
 
     def _set_params(self, x: Tensor) -> None:
@@ -123,7 +127,9 @@ class BoxLBFGS(torch.optim.Optimizer):
         first = f
         while budget > 0:
             if not math.isfinite(f):
-                raise FloatingPointError(f"the loss at the start of BoxLBFGS is {f}: start from a finite point")
+                raise FloatingPointError(
+                    f"the loss at the start of BoxLBFGS is {f}: start from a finite point"
+                )
             # A coordinate at a bound whose gradient points outwards cannot move: leave it out of the model.
             free = ~(((x <= lo) & (g > 0)) | ((x >= hi) & (g < 0)))
             g_free = g * free
@@ -159,7 +165,9 @@ class BoxLBFGS(torch.optim.Optimizer):
                 state["t_sd"] = 10 * t
             s, y = x_new - x, g_new - g
             sy = float(s @ y)
-            if sy > 1e-10 * float(y @ y):  # keep only pairs with positive curvature (H stays positive definite)
+            if sy > 1e-10 * float(
+                y @ y
+            ):  # keep only pairs with positive curvature (H stays positive definite)
                 state["s"].append(s)
                 state["y"].append(y)
                 state["rho"].append(1.0 / sy)
@@ -169,3 +177,18 @@ class BoxLBFGS(torch.optim.Optimizer):
             state.update(x=x, f=f, g=g)
             state["recent"] = (state["recent"] + [f])[-group["nonmonotone"] :]
         return torch.tensor(first)
+
+
+@dataclass
+class BestImage:
+    """The lowest-loss image an optimisation has evaluated so far, with its named losses (floats)."""
+
+    loss: float = math.inf
+    image: Tensor | None = None
+    losses: dict[str, float] = field(default_factory=dict)
+
+    def offer(self, losses: dict[str, Tensor], image: Tensor) -> None:
+        value = float(losses["loss"].detach())
+        if value < self.loss:  # NaN compares False: never kept
+            self.loss, self.image = value, image.detach().clamp(0, 1).clone()
+            self.losses = {k: float(v.detach()) for k, v in losses.items()}

@@ -36,7 +36,9 @@ class StylizedImageSaver(Callback):
         path.parent.mkdir(parents=True, exist_ok=True)
         save_image(module.stylized(), path)
 
-    def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs, batch, batch_idx: int) -> None:
+    def on_train_batch_end(
+        self, trainer: Trainer, pl_module: LightningModule, outputs, batch, batch_idx: int
+    ) -> None:
         if self.every_n_batches and pl_module.batches % self.every_n_batches == 0:
             self._save(trainer, pl_module)
 

@@ -4,9 +4,8 @@
 loop, ``optimizer_step_on``: one optimizer step (``BoxLBFGS`` by default: up to ``max_iter`` loss evaluations inside
 the [0, 1] pixel box, see ``aigc_lightning.optim``), the best image seen so far kept, a step that reaches a NaN or
 infinite image restarted from that best image with half the step size (a rejected step, not the end of the run).
-The loss is always that of the clamped image, so every value seen belongs to a displayable image and the
-best-so-far loss never rises. Other optimizer factories (``torch.optim.LBFGS``, Adam) work too; their image is
-clamped after each step.
+Every loss is that of a displayable (clamped) image; the best-so-far never rises. ``torch.optim.LBFGS`` or Adam
+work too (clamped after each step).
 
 Quality options: several blended styles (their target Grams are averaged with the blend weights), colour
 preservation by luminance-only transfer (Gatys et al. 2017, "Controlling perceptual factors in neural style
@@ -22,7 +21,6 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from typing import Literal
 
 import torch
@@ -35,11 +33,11 @@ from torch.optim import Optimizer
 
 from aigc_lightning.errors import NonFiniteLossError, UserError
 from aigc_lightning.losses import content_loss, gram_matrix, style_loss, total_variation
-from aigc_lightning.optim import BoxLBFGS
+from aigc_lightning.optim import BestImage, BoxLBFGS
 
 # RGB → YIQ (NTSC): Y is luma, I/Q the chroma that colour preservation keeps from the content.
 RGB_TO_YIQ = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
-MAX_RESTARTS = 20  # non-finite steps in a row (each retried with half the step size) before giving up
+MAX_RESTARTS = 20  # rejected (non-finite) steps, each retried with half the step size, before giving up
 
 
 def rgb_to_yiq(x: Tensor) -> Tensor:
@@ -57,21 +55,6 @@ def resize(x: Tensor, size: tuple[int, int]) -> Tensor:
     if tuple(x.shape[-2:]) == tuple(size):
         return x
     return F.interpolate(x, size=size, mode="bilinear", antialias=True, align_corners=False)
-
-
-@dataclass
-class BestImage:
-    """The lowest-loss image seen at one scale, with its losses (floats)."""
-
-    loss: float = math.inf
-    image: Tensor | None = None
-    losses: dict[str, float] = field(default_factory=dict)
-
-    def offer(self, losses: dict[str, Tensor], image: Tensor) -> None:
-        value = float(losses["loss"])
-        if value < self.loss:  # NaN compares False: never kept
-            self.loss, self.image = value, image.detach().clamp(0, 1).clone()
-            self.losses = {k: float(v) for k, v in losses.items()}
 
 
 class StyleTransfer(LightningModule):
@@ -123,8 +106,6 @@ class StyleTransfer(LightningModule):
             features = features.truncate(list(content_layers) + list(style_layers))
         self.save_hyperparameters()
         self.automatic_optimization = False  # LBFGS needs a closure; one training step = one optimizer step
-        if init not in ("content", "noise", "style"):
-            raise UserError(f"model.init must be 'content', 'noise' or 'style', got {init!r}")
         if style_layer_weights is not None and len(style_layer_weights) != len(style_layers):
             raise UserError(f"style_layer_weights needs {len(style_layers)} numbers (one per style layer)")
         if (
@@ -143,16 +124,13 @@ class StyleTransfer(LightningModule):
         self.layer_weights = (
             list(style_layer_weights) if style_layer_weights is not None else [1.0] * len(style_layers)
         )
-        self.normalize = (
-            bool(getattr(features, "random_features", False)) if normalize_layers is None else normalize_layers
-        )
+        random_features = bool(getattr(features, "random_features", False))
+        self.normalize = random_features if normalize_layers is None else normalize_layers
         # The image being optimised (fit): sized from the first batch in ``setup``, resized by multi-scale.
         self.image = nn.Parameter(torch.empty(0))
-        # Counters (saved in checkpoint["counters"]): optimizer steps, loss evaluations, non-finite restarts.
-        self.batches, self.evaluations, self.restarts = 0, 0, 0
+        self.batches = self.evaluations = self.restarts = 0  # optimizer steps, loss evaluations, rejections
         self.best = BestImage()  # fit's best image at the current scale (saved in checkpoint["best"])
         self._targets: dict[tuple[int, int], dict] = {}  # per image size; recomputed from the data on resume
-        self._warned_fp32 = False
 
     # ------------------------------------------------------------------------------------------------------
     # Targets and objective (shared by fit and predict)
@@ -230,22 +208,24 @@ class StyleTransfer(LightningModule):
         return opt
 
     def optimizer_step_on(
-        self, image: Tensor, opt, t: dict, best: BestImage, backward: Callable[[Tensor], None]
-    ) -> bool:
+        self, image: Tensor, opt, t: dict, best: BestImage, backward: Callable[[Tensor], None], restarts: int
+    ) -> int:
         """One step of ``opt`` (a torch or Lightning optimizer over ``image``) against targets ``t``.
 
-        Every evaluation offers its image to ``best``. Returns ``False`` when the step must be rejected (the
-        image or its last loss is NaN/inf): ``image`` is then already reset to ``best`` and the caller makes a
-        fresh optimizer with a smaller step (``new_optimizer(image, restarts)``).
+        Every evaluation offers its image to ``best``. Returns ``restarts``, plus one when the step is rejected
+        (the image or its last loss is NaN/inf): ``image`` is then reset to ``best`` and the caller makes a fresh
+        optimizer with a smaller step, ``new_optimizer(image, restarts)``.
         """
         last: dict[str, Tensor] = {}
 
         def closure() -> Tensor:
             opt.zero_grad()
             # fp32 losses: the line search compares values that bf16 rounding would make noise. The loss is that
-            # of the clamped image (a no-op for BoxLBFGS, whose image stays in the box).
+            # of the clamped image, but clamp only when needed: clamp's gradient is 0 *at* the bounds, which would
+            # freeze every saturated pixel of BoxLBFGS's in-box image.
+            inside = bool(((image >= 0) & (image <= 1)).all())
             with torch.autocast(image.device.type, enabled=False):
-                losses = self.objective(image.clamp(0, 1), t)
+                losses = self.objective(image if inside else image.clamp(0, 1), t)
             backward(losses["loss"])
             self.evaluations += 1
             best.offer(losses, image)
@@ -257,23 +237,14 @@ class StyleTransfer(LightningModule):
             finite = bool(torch.isfinite(image).all()) and math.isfinite(float(last["loss"]))
             if finite:
                 image.clamp_(0, 1)  # after the step, never inside the closure; BoxLBFGS's image already is
-                return True
-            if best.image is None:
+                return restarts
+            if best.image is None or restarts >= MAX_RESTARTS:
                 raise NonFiniteLossError(
-                    f"the style transfer loss is {float(last['loss'])} at the start image; check the inputs "
-                    "(content/style images) and the loss weights"
+                    f"the style transfer loss became {float(last['loss'])} after {restarts} retries with ever "
+                    "smaller steps; check the content/style images, lower the optimizer's lr or the style weight"
                 )
             image.copy_(best.image)
-        return False
-
-    @staticmethod
-    def check_restarts(restarts: int) -> None:
-        """Give up (one message) after ``MAX_RESTARTS`` non-finite steps in a row, each with half the step."""
-        if restarts > MAX_RESTARTS:
-            raise NonFiniteLossError(
-                f"style transfer hit a NaN/inf loss {restarts} times in a row, even with the step size halved "
-                "each time; lower the optimizer's lr or the style weight"
-            )
+        return restarts + 1
 
     # ------------------------------------------------------------------------------------------------------
     # fit
@@ -296,16 +267,13 @@ class StyleTransfer(LightningModule):
     def check_precision(self, precision: str) -> None:
         """Refuse fp16 with LBFGS in one message (Lightning's GradScaler path raises for LBFGS). Every loss is
         computed in fp32 anyway (autocast is off in the closure), so bf16-mixed runs, in fp32."""
-        if precision in ("16-mixed", "16-true", "16", "half") and self._is_lbfgs():
+        lbfgs = isinstance(self.optimizer([nn.Parameter(torch.zeros(1))]), (torch.optim.LBFGS, BoxLBFGS))
+        if precision in ("16-mixed", "16-true", "16", "half") and lbfgs:
             raise UserError(
                 f"--trainer.precision {precision} cannot drive LBFGS (fp16 needs a GradScaler, which LBFGS's "
                 "line search cannot use) and style transfer optimises the pixels in fp32 anyway: use precision "
                 "32-true (default), or an Adam optimizer"
             )
-
-    def _is_lbfgs(self) -> bool:
-        probe = self.optimizer([nn.Parameter(torch.zeros(1))])
-        return isinstance(probe, (torch.optim.LBFGS, BoxLBFGS))
 
     def configure_optimizers(self):
         return self.new_optimizer(self.image, self.restarts)
@@ -338,10 +306,14 @@ class StyleTransfer(LightningModule):
 
     def training_step(self, batch, batch_idx: int) -> None:
         t = self._fit_targets(batch)
-        if not self.optimizer_step_on(self.image, self.optimizers(), t, self.best, self.manual_backward):
-            self.restarts += 1
-            self.check_restarts(self.restarts)
-            self.trainer.optimizers = [self.new_optimizer(self.image, self.restarts)]
+        restarts = self.optimizer_step_on(
+            self.image, self.optimizers(), t, self.best, self.manual_backward, self.restarts
+        )
+        if (
+            restarts != self.restarts
+        ):  # rejected: from the next batch on, a fresh optimizer with a smaller step
+            self.restarts = restarts
+            self.trainer.optimizers = [self.new_optimizer(self.image, restarts)]
         self.batches += 1
         for name, value in self.best.losses.items():
             self.log("train/loss" if name == "loss" else f"train/{name}_loss", value, prog_bar=name == "loss")
@@ -376,9 +348,9 @@ class StyleTransfer(LightningModule):
         if "image" in state:  # the checkpoint's image may be at a coarser scale than a fresh setup's
             self.image.data = torch.empty_like(state["image"])
         counters = checkpoint.get("counters", {})
-        self.batches = counters.get("batches", 0)
-        self.evaluations = counters.get("evaluations", 0)
-        self.restarts = counters.get("restarts", 0)
+        self.batches, self.evaluations, self.restarts = (
+            counters.get(k, 0) for k in ("batches", "evaluations", "restarts")
+        )
         if "best" in checkpoint:
             self.best = BestImage(**checkpoint["best"])
 
@@ -401,18 +373,16 @@ class StyleTransfer(LightningModule):
             image, best, restarts = nn.Parameter(x), BestImage(), 0
             opt = self.new_optimizer(image)
             for _ in range(steps):
-                if not self.optimizer_step_on(image, opt, t, best, Tensor.backward):
-                    restarts += 1
-                    self.check_restarts(restarts)
-                    opt = self.new_optimizer(image, restarts)
+                r = self.optimizer_step_on(image, opt, t, best, Tensor.backward, restarts)
+                if r != restarts:
+                    restarts, opt = r, self.new_optimizer(image, r)
         return self.render(best.image, t)
 
     def predict_step(self, batch, batch_idx: int) -> dict:
-        if torch.is_autocast_enabled(batch[0].device.type) and not self._warned_fp32:
+        if torch.is_autocast_enabled(batch[0].device.type):  # Python shows a warning once per place
             warnings.warn(
                 "style transfer optimises in fp32: autocast is disabled inside predict", stacklevel=1
             )
-            self._warned_fp32 = True
         outputs = []
         # Lightning predicts under inference_mode / no_grad: the optimisation needs autograd back, and tensors
         # made in inference mode must be cloned outside it before autograd may save them.
@@ -423,10 +393,7 @@ class StyleTransfer(LightningModule):
         ):
             content, styles, weights = (x.clone() for x in batch[:3])
             for i in range(len(content)):
-                c, s, w = (
-                    (content[i : i + 1].float() + 1) / 2,
-                    (styles[i].float() + 1) / 2,
-                    weights[i].float(),
+                outputs.append(
+                    self.stylize(*self._unpack((content[i : i + 1], styles[i : i + 1], weights[i : i + 1])))
                 )
-                outputs.append(self.stylize(c, s, w))
         return {"images": torch.cat(outputs), "names": list(batch[3])}
