@@ -143,8 +143,10 @@ class BoxLBFGS(torch.optim.Optimizer):
                 t = group["lr"]
             else:
                 # No curvature pair yet (or only negative curvature, common at the content image): the scale is
-                # unknown, so start as torch's LBFGS does, at lr·min(1, 1/|g|₁), and grow 10× per accepted step.
-                t = state.setdefault("t_sd", group["lr"] * min(1.0, 1.0 / float(g_free.abs().sum())))
+                # unknown. Try a step that moves the steepest coordinate by a quarter of the box (measured: faster
+                # than torch's lr·min(1, 1/|g|₁), which barely moves a 128² image), grow 10× per accepted step.
+                first_t = 0.25 * (hi - lo) / float(g_free.abs().max())
+                t = state.setdefault("t_sd", group["lr"] * first_t)
             reference = max(state["recent"])
             while True:
                 x_new = (x + t * d).clamp_(lo, hi)
@@ -163,7 +165,7 @@ class BoxLBFGS(torch.optim.Optimizer):
                     t *= 0.1 if not math.isfinite(f_new) else 0.5
             if not state["s"]:
                 state["t_sd"] = 10 * t
-            s, y = x_new - x, g_new - g
+            s, y = x_new - x, (g_new - g) * free  # curvature of the free coordinates only
             sy = float(s @ y)
             if sy > 1e-10 * float(
                 y @ y
