@@ -19,7 +19,7 @@ by ``VGGFeatures(path)`` (max pooling) for ours. Both run in the same process, o
 for each pair; the objective is checked to be the same function on both sides.
 
     OMP_NUM_THREADS=1 python bench/style_speed.py --size 128                 # the 128 px table (docs)
-    OMP_NUM_THREADS=1 python bench/style_speed.py --size 256 --evals 150     # 256 px
+    OMP_NUM_THREADS=1 python bench/style_speed.py --size 256 --evals 150 --no-curves     # 256 px
     OMP_NUM_THREADS=1 python bench/style_speed.py --size 64 --variants box box_h10 box_nm5 lbfgs_sw lbfgs
     OMP_NUM_THREADS=1 python bench/style_speed.py --speed 128                # s/eval: fp32, channels_last, compile
 """
@@ -276,9 +276,12 @@ def main() -> None:
         "--size", type=int, default=128, help="image side in pixels (the tutorial's CPU size: 128)"
     )
     p.add_argument("--evals", type=int, default=300, help="loss evaluations per run (both sides)")
-    p.add_argument("--pairs", type=int, default=len(PAIRS), help="use the first N pairs")
+    p.add_argument("--pairs", type=int, nargs="+", default=range(len(PAIRS)), help="indices into PAIRS (all)")
     p.add_argument("--variants", nargs="+", default=["box"], choices=sorted(VARIANTS))
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument(
+        "--no-curves", action="store_true", help="skip the full-length runs behind the curve table"
+    )
     p.add_argument("--speed", type=int, nargs="*", help="only print seconds per evaluation at these sizes")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
@@ -311,9 +314,9 @@ def main() -> None:
     run_ours(ours_model(args.variants[0]), warm_c, warm_s, 5, -math.inf)
 
     rows, curves = [], []
-    for content_name, style_name in PAIRS[: args.pairs]:
+    for content_name, style_name in [PAIRS[i] for i in args.pairs]:
         content, style = load(content_name, args.size), load(style_name, args.size)
-        ref = run_tutorial(cnn, content, style, args.evals)
+        ref = run_tutorial(cnn, content, style, args.evals)[: args.evals]  # its best *within* --evals
         ref_best = min(loss for _, loss in ref)
         ref_time, ref_evals = first_reach(ref, ref_best)
         pair = f"{content_name} ← {style_name}"
@@ -332,7 +335,7 @@ def main() -> None:
                   f"last {ref[-1][1]:.4g} | ours {trace[-1][1]:.4g}, reached at eval "
                   f"{reach[1] if reach else '-'} ({reach[0] if reach else math.nan:.1f} s): ratio {ratio:.2f}",
                   flush=True)  # fmt: skip
-            if variant == args.variants[0]:
+            if variant == args.variants[0] and not args.no_curves:
                 # Ours again without the early stop, for the loss-vs-time curve.
                 full, _ = run_ours(m, content, style, args.evals, -math.inf)
                 curves.append((pair, ref, full))
