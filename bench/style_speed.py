@@ -228,46 +228,49 @@ def best_so_far_at(trace, seconds: float) -> float:
 # ----------------------------------------------------------------------------------------------------------
 
 
-def speed(size: int, n: int = 5) -> None:
-    """Seconds per loss evaluation (forward + backward) of our objective: as used, channels_last, compiled."""
+def speed(size: int, rounds: int = 15) -> None:
+    """Seconds per loss evaluation (forward + backward) of our objective: as used, untruncated, channels_last,
+    compiled. The variants take turns, one evaluation each per round, and the median is reported, so a load
+    change on a shared machine hits them all alike."""
     m = StyleTransfer(VGGFeatures("none", pool="max"), content_layers=CONTENT, style_layers=STYLE,
                       normalize_layers=False)  # fmt: skip
     content, style = load("astronaut", size), load("coffee", size)
     t = m.targets(content, style, torch.ones(1), (size, size))
-
-    def per_eval(fn, x) -> float:
-        for _ in range(2):
-            fn(x)
-        start = time.perf_counter()
-        for _ in range(n):
-            fn(x)
-        return (time.perf_counter() - start) / n
-
-    def fb(x):
-        x = x.detach().requires_grad_(True)
-        m.objective(x, t)["loss"].backward()
-
-    print(f"\nSeconds per loss evaluation, {size} px, tutorial layers, {torch.get_num_threads()} thread(s)")
-    print(f"as used (truncated after conv3_1): {per_eval(fb, content):.4f}")
     full = VGGFeatures(
         "none", pool="max"
-    )  # not truncated: forward still stops at the deepest requested layer
-    m_full_features, m.features = m.features, full
-    print(f"untruncated VGG19:                 {per_eval(fb, content):.4f}")
-    m.features = m_full_features.to(memory_format=torch.channels_last)
-    print(
-        f"channels_last:                     {per_eval(fb, content.contiguous(memory_format=torch.channels_last)):.4f}"
-    )
-    m.features = m_full_features.to(memory_format=torch.contiguous_format)
+    )  # not truncated (its forward still stops at the deepest layer asked)
+    last = StyleTransfer(VGGFeatures("none", pool="max").to(memory_format=torch.channels_last),
+                         content_layers=CONTENT, style_layers=STYLE, normalize_layers=False)  # fmt: skip
+
+    def fb(module, x):
+        x = x.detach().requires_grad_(True)
+        module.objective(x, t)["loss"].backward()
+
     compiled = torch.compile(lambda x: m.objective(x, t)["loss"])
     start = time.perf_counter()
     compiled(content.clone().requires_grad_(True)).backward()
     warmup = time.perf_counter() - start
-
-    def fbc(x):
-        compiled(x.detach().requires_grad_(True)).backward()
-
-    print(f"torch.compile:                     {per_eval(fbc, content):.4f}  (+ {warmup:.1f} s compile)")
+    untruncated = StyleTransfer(full, content_layers=CONTENT, style_layers=STYLE, normalize_layers=False)
+    untruncated.features = full  # the constructor truncates; put the whole net back
+    variants = {
+        "as used (truncated after conv3_1)": lambda: fb(m, content),
+        "untruncated VGG19": lambda: fb(untruncated, content),
+        "channels_last": lambda: fb(last, content.contiguous(memory_format=torch.channels_last)),
+        f"torch.compile (+ {warmup:.0f} s compile)": lambda: compiled(
+            content.clone().requires_grad_(True)
+        ).backward(),
+    }
+    times: dict[str, list[float]] = {k: [] for k in variants}
+    for r in range(rounds + 2):
+        for name, fn in variants.items():
+            start = time.perf_counter()
+            fn()
+            if r >= 2:  # two warm-up rounds
+                times[name].append(time.perf_counter() - start)
+    print(f"\nSeconds per loss evaluation, {size} px, tutorial layers, {torch.get_num_threads()} thread(s), "
+          f"median of {rounds} interleaved rounds")  # fmt: skip
+    for name, values in times.items():
+        print(f"{name:40s} {statistics.median(values):.4f}")
 
 
 def main() -> None:
