@@ -233,14 +233,14 @@ def test_box_lbfgs_retries_a_non_finite_step_shorter():
 def test_more_steps_never_give_a_worse_image(pair):
     # The tutorial's setting (max pooling, its layers, style weight 1e6) where the old loop got worse with more
     # steps or diverged (issue #16): the result's loss must not rise with the step count.
-    content, style = sample(pair[0], 40), sample(pair[1], 40)
+    content, style = sample(pair[0], 32), sample(pair[1], 32)
     losses = []
-    for steps in (1, 3, 6):
+    for steps in (1, 2, 4):
         m = StyleTransfer(VGGFeatures("none", pool="max"), content_layers=("conv2_2",),
                           style_layers=("conv1_1", "conv1_2", "conv2_1", "conv2_2", "conv3_1"), normalize_layers=False,
                           style_weight=1e6, scale_steps=(steps,), optimizer=lambda p: BoxLBFGS(p, max_iter=5))  # fmt: skip
         out = m.stylize(content, style)
-        t = m.targets(content, style, torch.ones(1), (40, 40))
+        t = m.targets(content, style, torch.ones(1), (32, 32))
         assert out.min() >= 0 and out.max() <= 1
         with torch.no_grad():
             losses.append(m.objective(out, t)["loss"].item())
