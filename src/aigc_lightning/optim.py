@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import torch
+from jsonargparse.typing import NonNegativeFloat, PositiveFloat, PositiveInt
 from torch import Tensor
 
 
@@ -47,13 +48,13 @@ class BoxLBFGS(torch.optim.Optimizer):
     def __init__(
         self,
         params: Iterable[Tensor],
-        lr: float = 1.0,
-        max_iter: int = 20,
-        history_size: int = 100,
+        lr: PositiveFloat = 1.0,
+        max_iter: PositiveInt = 20,
+        history_size: PositiveInt = 100,
         lower: float = 0.0,
         upper: float = 1.0,
-        nonmonotone: int = 1,
-        tolerance_grad: float = 0.0,
+        nonmonotone: PositiveInt = 1,
+        tolerance_grad: NonNegativeFloat = 0.0,
     ) -> None:
         if lr <= 0 or max_iter < 1 or history_size < 1 or nonmonotone < 1 or not lower < upper:
             raise ValueError(
