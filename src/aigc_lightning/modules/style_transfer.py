@@ -347,7 +347,8 @@ class StyleTransfer(LightningModule):
             state.setdefault(key, value)
         if "image" in state:  # the checkpoint's image may be at a coarser scale than a fresh setup's
             self.image.data = torch.empty_like(state["image"])
-        counters = checkpoint.get("counters", {})
+        old_buffer = int(state.pop("evaluations", 0))  # older checkpoints: a buffer
+        counters = checkpoint.get("counters", {"evaluations": old_buffer})
         self.batches, self.evaluations, self.restarts = (
             counters.get(k, 0) for k in ("batches", "evaluations", "restarts")
         )
