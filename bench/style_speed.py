@@ -1,41 +1,81 @@
-"""Style transfer speed: time to reach the PyTorch tutorial's final loss, and seconds per loss evaluation.
+"""Style transfer: time to reach the PyTorch tutorial's *best* loss, over several image pairs (issue #16).
 
-Reference (measured in the same run): the PyTorch "Neural Transfer" tutorial's recipe, verbatim in spirit — a
-``nn.Sequential`` with loss modules inserted after the conv layers (trimmed after the last one), target Grams
-computed once, ``optim.LBFGS([input_img])`` with defaults, the image clamped *inside* the closure, content init,
-``num_steps`` evaluations, style weight 1e6, the tutorial's layers (conv_4 = conv2_2 for content, conv_1…conv_5 =
-conv1_1…conv3_1 for style).
+Reference: a plain-PyTorch reimplementation of the loop of the PyTorch "Neural Transfer" tutorial
+(pytorch.org/tutorials/advanced/neural_style_tutorial.html): a ``nn.Sequential`` with loss modules after the conv
+layers (trimmed after the last one), target Grams computed once, ``optim.LBFGS([input_img])`` with its defaults
+(lr 1, max_iter 20, history 100, no line search), the image clamped *inside* the closure, content init, style
+weight 1e6, content weight 1, its layers ``conv_4`` (= conv2_2) for content and ``conv_1…conv_5`` (= conv1_1,
+conv1_2, conv2_1, conv2_2, conv3_1) for style, ``--evals`` loss evaluations. Its closure evaluates the clamped
+image, so each value it returns is the loss of a valid image; the target is the *lowest* of them (not the last:
+the tutorial sometimes runs away from its best) and the time it first reached it.
 
-Ours: ``StyleTransfer`` with the same features, image, layers, loss definitions and weights, run until its
-clamped image's total loss is at or below the reference's final loss (checked after every LBFGS step; the check's
-forward pass is counted in our time). Variants: clamp after the step (single scale), plus coarse-to-fine.
+Ours: ``StyleTransfer`` with the same layers and weights, through its own optimisation loop
+(``new_optimizer`` + ``optimizer_step_on``, exactly what ``fit`` and ``stylize`` run), timed from the target
+computation on, until its best-so-far loss reaches the tutorial's best or ``--evals`` evaluations pass.
 
-No pretrained weights can be downloaded here, so both sides use the same seeded random VGG19 filters with max
-pooling (``VGGFeatures("none", pool="max")`` copied into torchvision's ``vgg19().features`` layout).
+Both sides use the SAME network: seeded random VGG19 filters (no weights can be downloaded here) written by this
+script as a local torchvision-layout ``.pth``, loaded by torchvision's ``vgg19().features`` for the reference and
+by ``VGGFeatures(path)`` (max pooling) for ours. Both run in the same process, one thread, one after the other
+for each pair; the objective is checked to be the same function on both sides.
 
-    python bench/style_speed.py                 # 128 px, 300 reference evaluations, + s/eval at 128/256/512
-    python bench/style_speed.py --size 64 --steps 100 --eval-sizes 64   # a quick check
+    OMP_NUM_THREADS=1 python bench/style_speed.py --size 128                 # the 128 px table (docs)
+    OMP_NUM_THREADS=1 python bench/style_speed.py --size 256 --evals 150 --no-curves     # 256 px
+    OMP_NUM_THREADS=1 python bench/style_speed.py --size 64 --variants box box_h10 box_nm5 lbfgs_sw lbfgs
+    OMP_NUM_THREADS=1 python bench/style_speed.py --speed 128                # s/eval: fp32, channels_last, compile
 """
 
 from __future__ import annotations
 
 import argparse
+import math
+import statistics
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+import torchvision
 from torch import nn
 
+from aigc_lightning.datamodules.style import cover_crop
 from aigc_lightning.modules import StyleTransfer
+from aigc_lightning.modules.style_transfer import resize
 from aigc_lightning.nets import VGGFeatures
-from aigc_lightning.nets.vgg import IMAGENET_MEAN, IMAGENET_STD, VGG19_CFG, vgg19_layer_names
+from aigc_lightning.nets.vgg import IMAGENET_MEAN, IMAGENET_STD, vgg19_layer_names
+from aigc_lightning.optim import BestImage, BoxLBFGS
 
 CONTENT, STYLE = ["conv2_2"], ["conv1_1", "conv1_2", "conv2_1", "conv2_2", "conv3_1"]  # the tutorial's layers
+# (content, style) from scikit-image's bundled samples, fixed before any measurement.
+PAIRS = [("astronaut", "coffee"), ("chelsea", "astronaut"), ("rocket", "immunohistochemistry"),
+         ("coffee", "brick"), ("immunohistochemistry", "grass"), ("camera", "gravel")]  # fmt: skip
+VARIANTS = {  # name -> (optimizer factory over the image, StyleTransfer options)
+    "box": (lambda p: BoxLBFGS(p, lr=1.0, max_iter=20, history_size=100), {}),  # the configs' optimizer
+    "box_h10": (lambda p: BoxLBFGS(p, max_iter=20, history_size=10), {}),
+    "box_nm5": (lambda p: BoxLBFGS(p, max_iter=20, history_size=100, nonmonotone=5), {}),
+    # coarse-to-fine: 3 steps (≤ 60 evaluations at a quarter of the cost) at half size first
+    "box_ms": (lambda p: BoxLBFGS(p, max_iter=20), {"scales": (0.5, 1.0), "scale_steps": (3, 1)}),
+    "lbfgs_sw": (
+        lambda p: torch.optim.LBFGS(p, max_iter=20, line_search_fn="strong_wolfe"),
+        {},
+    ),  # clamp after
+    "lbfgs": (lambda p: torch.optim.LBFGS(p, max_iter=20), {}),  # the previous default: clamp after each step
+}
+
+
+def load(name: str, size: int) -> torch.Tensor:
+    """A scikit-image sample as (1, 3, size, size) RGB in [0, 1] (grey images repeated, centre square)."""
+    from skimage import data
+
+    a = getattr(data, name)()
+    a = np.stack([a] * 3, -1) if a.ndim == 2 else a[..., :3]
+    x = torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1).float() / 255  # (3, H, W)
+    return cover_crop(x, (size, size))[None]
 
 
 # ----------------------------------------------------------------------------------------------------------
-# The tutorial's recipe (pytorch.org/tutorials/advanced/neural_style_tutorial.html)
+# The tutorial's recipe
 
 
 def tutorial_gram(x):
@@ -84,8 +124,10 @@ def tutorial_model(cnn, style_img, content_img):
             name = f"conv_{i}"
         elif isinstance(layer, nn.ReLU):
             name, layer = f"relu_{i}", nn.ReLU(inplace=False)
-        else:
+        elif isinstance(layer, nn.MaxPool2d):
             name = f"pool_{i}"
+        else:
+            name = f"bn_{i}"
         model.add_module(name, layer)
         if name == "conv_4":
             cl = ContentLoss(model(content_img).detach())
@@ -102,6 +144,8 @@ def tutorial_model(cnn, style_img, content_img):
 
 
 def run_tutorial(cnn, content_img, style_img, num_steps, style_weight=1e6, content_weight=1):
+    """The tutorial's ``run_style_transfer``; returns [(seconds, loss)] per evaluation and the final image."""
+    trace, start = [], time.perf_counter()
     input_img = content_img.clone()
     model, style_losses, content_losses = tutorial_model(cnn, style_img, content_img)
     input_img.requires_grad_(True)
@@ -109,7 +153,7 @@ def run_tutorial(cnn, content_img, style_img, num_steps, style_weight=1e6, conte
     model.requires_grad_(False)
     optimizer = torch.optim.LBFGS([input_img])
     run = [0]
-    while run[0] <= num_steps:
+    while run[0] < num_steps:
 
         def closure():
             with torch.no_grad():
@@ -121,131 +165,208 @@ def run_tutorial(cnn, content_img, style_img, num_steps, style_weight=1e6, conte
             loss = style_score + content_score
             loss.backward()
             run[0] += 1
+            trace.append((time.perf_counter() - start, loss.item()))
             return loss
 
         optimizer.step(closure)
-    with torch.no_grad():
-        input_img.clamp_(0, 1)
-    return input_img, run[0]
+    return trace
 
 
 # ----------------------------------------------------------------------------------------------------------
 # Ours
 
 
-def run_ours(m: StyleTransfer, content, style, target_loss: float, max_steps: int = 200):
-    """LBFGS steps (clamp after each) per scale until the full-size clamped image's loss ≤ ``target_loss``."""
-    weights = torch.ones(1)
+class TracedBest(BestImage):
+    """``BestImage`` that also records (seconds, best-so-far loss) at every evaluation."""
+
+    def __init__(self, start: float) -> None:
+        super().__init__()
+        self.start, self.trace = start, []
+
+    def offer(self, losses, image) -> None:
+        super().offer(losses, image)
+        self.trace.append((time.perf_counter() - self.start, self.loss))
+
+
+def run_ours(m: StyleTransfer, content, style, evals: int, target: float):
+    """``StyleTransfer``'s loop (the code fit and stylize run) until ``target`` or ``evals`` full-size evaluations.
+
+    Coarse scales (if any) run their ``scale_steps`` first; their time counts, their losses (another objective)
+    do not enter the trace.
+    """
+    start, best, restarts = time.perf_counter(), None, 0
     sizes = m.scale_sizes(tuple(content.shape[-2:]))
-    full = m.targets(content, style, weights, sizes[-1])
-    image, evals = None, 0
-    for k, (size, steps) in enumerate(zip(sizes, m.scale_steps)):
-        t = full if k == len(sizes) - 1 else m.targets(content, style, weights, size)
-        x = m.initial_image(t) if image is None else F.interpolate(image.detach(), size=size, mode="bilinear")
-        image = nn.Parameter(x.clamp(0, 1).contiguous())
-        opt = m.optimizer([image])
-
-        def closure(opt=opt, image=image, t=t):
-            nonlocal evals
-            opt.zero_grad()
-            loss = m.objective(image, t)["loss"]
-            loss.backward()
-            evals += 1
-            return loss
-
+    for k, size in enumerate(sizes):
+        t = m.targets(content, style, torch.ones(1), size)
+        x = m.initial_image(t) if best is None else resize(best.image, size)
+        image, best, restarts = nn.Parameter(x.clamp(0, 1).contiguous()), TracedBest(start), 0
+        opt, steps = m.new_optimizer(image), 0
         last = k == len(sizes) - 1
-        for _ in range(max_steps if last else steps):
-            opt.step(closure)
-            with torch.no_grad():
-                image.clamp_(0, 1)
-                if last and m.objective(image, full)["loss"].item() <= target_loss:
-                    return image, evals, True
-    return image, evals, False
+        while (last and len(best.trace) < evals and best.loss > target) or (
+            not last and steps < m.hparams.scale_steps[k]
+        ):
+            r = m.optimizer_step_on(image, opt, t, best, torch.Tensor.backward, restarts)
+            if r != restarts:  # a rejected (non-finite) step: retried from the best image with a smaller step
+                restarts, opt = r, m.new_optimizer(image, r)
+            steps += 1
+    return best.trace[:evals], restarts
 
 
-def images(size: int):
-    from skimage import data
-
-    def prep(a):
-        x = torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1)[None].float() / 255
-        return F.interpolate(x, size=(size, size), mode="bilinear", antialias=True)
-
-    return prep(data.astronaut()), prep(data.coffee())
+def first_reach(trace, target: float) -> tuple[float, int] | None:
+    """(seconds, evaluation number) of the first loss ≤ target in a trace of (seconds, loss)."""
+    for i, (t, loss) in enumerate(trace):
+        if loss <= target:
+            return t, i + 1
+    return None
 
 
-def seconds_per_eval(m: StyleTransfer, size: int, n: int = 3) -> float:
-    content, style = images(size)
+def best_so_far_at(trace, seconds: float) -> float:
+    values = [loss for t, loss in trace if t <= seconds]
+    return min(values) if values else math.inf
+
+
+# ----------------------------------------------------------------------------------------------------------
+
+
+def speed(size: int, rounds: int = 15) -> None:
+    """Seconds per loss evaluation (forward + backward) of our objective: as used, untruncated, channels_last,
+    compiled. The variants take turns, one evaluation each per round, and the median is reported, so a load
+    change on a shared machine hits them all alike."""
+    m = StyleTransfer(VGGFeatures("none", pool="max"), content_layers=CONTENT, style_layers=STYLE,
+                      normalize_layers=False)  # fmt: skip
+    content, style = load("astronaut", size), load("coffee", size)
     t = m.targets(content, style, torch.ones(1), (size, size))
-    x = nn.Parameter(content.clone())
-    m.objective(x, t)["loss"].backward()  # warm-up
+    full = VGGFeatures(
+        "none", pool="max"
+    )  # not truncated (its forward still stops at the deepest layer asked)
+    last = StyleTransfer(VGGFeatures("none", pool="max").to(memory_format=torch.channels_last),
+                         content_layers=CONTENT, style_layers=STYLE, normalize_layers=False)  # fmt: skip
+
+    def fb(module, x):
+        x = x.detach().requires_grad_(True)
+        module.objective(x, t)["loss"].backward()
+
+    compiled = torch.compile(lambda x: m.objective(x, t)["loss"])
     start = time.perf_counter()
-    for _ in range(n):
-        m.objective(x, t)["loss"].backward()
-    return (time.perf_counter() - start) / n
+    compiled(content.clone().requires_grad_(True)).backward()
+    warmup = time.perf_counter() - start
+    untruncated = StyleTransfer(full, content_layers=CONTENT, style_layers=STYLE, normalize_layers=False)
+    untruncated.features = full  # the constructor truncates; put the whole net back
+    variants = {
+        "as used (truncated after conv3_1)": lambda: fb(m, content),
+        "untruncated VGG19": lambda: fb(untruncated, content),
+        "channels_last": lambda: fb(last, content.contiguous(memory_format=torch.channels_last)),
+        f"torch.compile (+ {warmup:.0f} s compile)": lambda: compiled(
+            content.clone().requires_grad_(True)
+        ).backward(),
+    }
+    times: dict[str, list[float]] = {k: [] for k in variants}
+    for r in range(rounds + 2):
+        for name, fn in variants.items():
+            start = time.perf_counter()
+            fn()
+            if r >= 2:  # two warm-up rounds
+                times[name].append(time.perf_counter() - start)
+    print(f"\nSeconds per loss evaluation, {size} px, tutorial layers, {torch.get_num_threads()} thread(s), "
+          f"median of {rounds} interleaved rounds")  # fmt: skip
+    for name, values in times.items():
+        print(f"{name:40s} {statistics.median(values):.4f}")
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument(
-        "--size", type=int, default=128, help="image size of the time-to-loss race (tutorial's CPU size)"
+        "--size", type=int, default=128, help="image side in pixels (the tutorial's CPU size: 128)"
     )
-    p.add_argument("--steps", type=int, default=300, help="reference evaluations (the tutorial's num_steps)")
-    p.add_argument("--eval-sizes", type=int, nargs="*", default=[128, 256, 512])
-    p.add_argument("--threads", type=int, default=torch.get_num_threads())
+    p.add_argument("--evals", type=int, default=300, help="loss evaluations per run (both sides)")
+    p.add_argument("--pairs", type=int, nargs="+", default=range(len(PAIRS)), help="indices into PAIRS (all)")
+    p.add_argument("--variants", nargs="+", default=["box"], choices=sorted(VARIANTS))
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument(
+        "--no-curves", action="store_true", help="skip the full-length runs behind the curve table"
+    )
+    p.add_argument("--speed", type=int, nargs="*", help="only print seconds per evaluation at these sizes")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
+    if args.speed:
+        for s in args.speed:
+            speed(s)
+        return
 
-    features = VGGFeatures("none", pool="max")
-    cnn = nn.Sequential()  # torchvision's vgg19().features layout with the very same weights
-    for name, module in zip(vgg19_layer_names(), features.layers.values()):
-        cnn.add_module(str(len(cnn)), module if not isinstance(module, nn.ReLU) else nn.ReLU(inplace=True))
-    assert len(cnn) == len(VGG19_CFG) + sum(v != "M" for v in VGG19_CFG)
-
-    def ours(**kw):
-        return StyleTransfer(VGGFeatures("none", pool="max"), content_layers=CONTENT, style_layers=STYLE,
-                             normalize_layers=False, style_weight=1e6, content_weight=1.0, **kw)  # fmt: skip
-
-    content, style = images(args.size)
-    judge = ours()
-    full = judge.targets(content, style, torch.ones(1), (args.size, args.size))
-
-    start = time.perf_counter()
-    ref_img, ref_evals = run_tutorial(cnn, content, style, args.steps)
-    ref_time = time.perf_counter() - start
-    with torch.no_grad():
-        ref_loss = judge.objective(ref_img, full)["loss"].item()
-
-    rows = [("tutorial recipe (clamp inside closure)", ref_time, ref_evals, ref_loss, True)]
-    variants = {
-        "ours: clamp after step, 1 scale": {},
-        "ours: + coarse-to-fine (0.5 x 5 steps)": {"scales": (0.5, 1.0), "scale_steps": (5, 1)},
+    # The same seeded random VGG19 on both sides, through a local torchvision-layout .pth.
+    index = {n: i for i, n in enumerate(vgg19_layer_names())}
+    source = VGGFeatures("none", pool="max", seed=0)
+    state = {
+        f"features.{index[k.split('.')[0]]}.{k.split('.')[1]}": v
+        for k, v in source.layers.state_dict().items()
     }
-    for label, kw in variants.items():
-        m = ours(**kw)
-        start = time.perf_counter()
-        img, evals, reached = run_ours(m, content, style, ref_loss)
-        elapsed = time.perf_counter() - start
-        with torch.no_grad():
-            rows.append((label, elapsed, evals, judge.objective(img, full)["loss"].item(), reached))
+    pth = Path(tempfile.mkdtemp()) / "vgg19_random.pth"
+    torch.save(state, pth)
+    vgg = torchvision.models.vgg19(weights=None)
+    vgg.load_state_dict(state, strict=False)
+    cnn = vgg.features.eval()
 
-    print(f"\nStyle transfer, {args.size} px, random VGG19 (seed 0, max pool), {args.threads} CPU threads, "
-          f"target = tutorial's loss after {args.steps} evaluations")  # fmt: skip
-    print(
-        f"{'run':44s} {'seconds':>8s} {'evals':>6s} {'final loss':>11s} {'reached':>8s} {'time ratio':>10s}"
-    )
-    for label, secs, evals, loss, reached in rows:
-        print(f"{label:44s} {secs:8.2f} {evals:6d} {loss:11.4g} {reached!s:>8s} {secs / ref_time:10.2f}")
+    def ours_model(variant: str) -> StyleTransfer:
+        return StyleTransfer(VGGFeatures(str(pth)), content_layers=CONTENT, style_layers=STYLE, normalize_layers=False,
+                             style_weight=1e6, content_weight=1.0, optimizer=VARIANTS[variant][0],
+                             **VARIANTS[variant][1])  # fmt: skip
 
-    if args.eval_sizes:
-        paper = StyleTransfer(
-            VGGFeatures("none", pool="max"), normalize_layers=False
-        )  # conv4_2 / conv1_1…conv5_1
-        tut = ours()
-        print(f"\nSeconds per loss evaluation (forward + backward), {args.threads} CPU threads")
-        print(f"{'size':>6s} {'tutorial layers':>16s} {'paper layers':>13s}")
-        for s in args.eval_sizes:
-            print(f"{s:6d} {seconds_per_eval(tut, s):16.3f} {seconds_per_eval(paper, s):13.3f}")
+    # Warm-up (oneDNN primitives, allocator) on a small run of each side, so neither pays it inside the race.
+    warm_c, warm_s = load(PAIRS[0][0], args.size), load(PAIRS[0][1], args.size)
+    run_tutorial(cnn, warm_c, warm_s, 5)
+    run_ours(ours_model(args.variants[0]), warm_c, warm_s, 5, -math.inf)
+
+    rows, curves = [], []
+    for content_name, style_name in [PAIRS[i] for i in args.pairs]:
+        content, style = load(content_name, args.size), load(style_name, args.size)
+        ref = run_tutorial(cnn, content, style, args.evals)[: args.evals]  # its best *within* --evals
+        ref_best = min(loss for _, loss in ref)
+        ref_time, ref_evals = first_reach(ref, ref_best)
+        pair = f"{content_name} ← {style_name}"
+        for variant in args.variants:
+            m = ours_model(variant)
+            with torch.no_grad():  # the same objective on both sides, at the content image
+                t = m.targets(content, style, torch.ones(1), (args.size, args.size))
+                ours0 = m.objective(content, t)["loss"].item()
+            assert math.isclose(ours0, ref[0][1], rel_tol=1e-4), (ours0, ref[0][1])
+            trace, restarts = run_ours(m, content, style, args.evals, ref_best)
+            reach = first_reach(trace, ref_best)
+            ratio = reach[0] / ref_time if reach else math.inf
+            rows.append((pair, variant, ref_best, ref_evals, ref_time, ref[-1][1], trace[-1][1],
+                         reach[1] if reach else None, reach[0] if reach else None, ratio, restarts))  # fmt: skip
+            print(f"{pair:34s} {variant:8s} tutorial best {ref_best:.4g} at eval {ref_evals} ({ref_time:.1f} s), "
+                  f"last {ref[-1][1]:.4g} | ours {trace[-1][1]:.4g}, reached at eval "
+                  f"{reach[1] if reach else '-'} ({reach[0] if reach else math.nan:.1f} s): ratio {ratio:.2f}",
+                  flush=True)  # fmt: skip
+            if variant == args.variants[0] and not args.no_curves:
+                # Ours again without the early stop, for the loss-vs-time curve.
+                full, _ = run_ours(m, content, style, args.evals, -math.inf)
+                curves.append((pair, ref, full))
+
+    print(f"\n{args.size} px, {args.evals} evaluations per run, {args.threads} thread(s)\n")
+    print("| pair | optimizer | tutorial best (eval, s) | tutorial last | ours: evals, s to reach it | time ratio |"
+          " eval ratio |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|")
+    for pair, variant, best, ref_evals, ref_time, last, ours_last, evals, secs, ratio, restarts in rows:
+        reached = f"{evals}, {secs:.1f}" if evals else f"not in {args.evals} (best {ours_last:.4g})"
+        eval_ratio = f"{evals / ref_evals:.2f}" if evals else "∞"
+        print(f"| {pair} | {variant} | {best:.4g} ({ref_evals}, {ref_time:.1f}) | {last:.4g} | {reached} | "
+              f"{ratio:.2f} | {eval_ratio} |")  # fmt: skip
+    for variant in args.variants:
+        ratios = [r[9] for r in rows if r[1] == variant]
+        print(f"\n{variant}: median time ratio {statistics.median(ratios):.2f} over {len(ratios)} pairs; "
+              f"pairs at ≤ 0.5: {sum(r <= 0.5 for r in ratios)}")  # fmt: skip
+
+    print("\nBest-so-far loss at fractions of the tutorial's run time (tutorial / ours, first variant)\n")
+    fractions = (0.05, 0.1, 0.25, 0.5, 1.0)
+    print("| pair | " + " | ".join(f"{f:g}·T" for f in fractions) + " | T (s) |")
+    print("|---|" + "---|" * (len(fractions) + 1))
+    for pair, ref, full in curves:
+        total = ref[-1][0]
+        cells = [
+            f"{best_so_far_at(ref, f * total):.4g} / {best_so_far_at(full, f * total):.4g}" for f in fractions
+        ]
+        print(f"| {pair} | " + " | ".join(cells) + f" | {total:.1f} |")
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ import pytest
 import torch
 from PIL import Image
 
+from aigc_lightning.callbacks.style import StylizedImageSaver
 from aigc_lightning.cli import main
 from aigc_lightning.datamodules import StyleDataModule
 from aigc_lightning.errors import UserError
@@ -25,6 +26,7 @@ from aigc_lightning.modules import StyleTransfer
 from aigc_lightning.modules.style_transfer import rgb_to_yiq
 from aigc_lightning.nets import VGGFeatures
 from aigc_lightning.nets.vgg import vgg19_layer_names
+from aigc_lightning.optim import BoxLBFGS
 
 skdata = pytest.importorskip("skimage.data")
 REPO = Path(__file__).resolve().parents[1]
@@ -184,6 +186,86 @@ def test_multiscale_blended_styles_and_noise_init(images):
         model(scales=(1.0, 0.5), scale_steps=(1, 1))
 
 
+def sample(name: str, size: int) -> torch.Tensor:
+    a = __import__("numpy").asarray(
+        Image.fromarray(getattr(skdata, name)()).convert("RGB").resize((size, size))
+    )
+    return torch.from_numpy(a.copy()).permute(2, 0, 1)[None].float() / 255
+
+
+def test_box_lbfgs_stays_in_the_box_and_reaches_the_bounded_minimum():
+    c = torch.tensor([-0.5, 0.3, 0.7, 1.8])  # minimiser of |x - c|² in [0, 1]⁴: clamp(c)
+    x = torch.nn.Parameter(torch.full((4,), 0.5))
+    opt, seen = BoxLBFGS([x], max_iter=15), []
+
+    def closure():
+        opt.zero_grad()
+        seen.append(x.detach().clone())
+        loss = ((x - c) ** 2).sum()
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    assert all(0 <= v.min() and v.max() <= 1 for v in seen)  # never evaluated outside the box
+    assert torch.allclose(x.detach(), c.clamp(0, 1), atol=1e-4)
+
+
+def test_box_lbfgs_retries_a_non_finite_step_shorter():
+    x = torch.nn.Parameter(torch.zeros(1))
+    opt, values = BoxLBFGS([x], max_iter=30), []
+
+    def closure():  # minimum at 0.8, but the loss is infinite beyond 0.6: the answer is just below 0.6
+        opt.zero_grad()
+        loss = (x - 0.8).pow(2).sum() + torch.where(x > 0.6, torch.inf, 0.0).sum()
+        loss.backward()
+        values.append(loss.item())
+        return loss
+
+    for _ in range(3):
+        opt.step(closure)
+    assert any(v == float("inf") for v in values)  # it did try a non-finite point ...
+    assert torch.isfinite(x).all() and 0.5 < float(x) <= 0.6  # ... rejected it and kept going
+
+
+@pytest.mark.parametrize(
+    "pair", [("astronaut", "coffee"), ("chelsea", "astronaut"), ("rocket", "immunohistochemistry")]
+)
+def test_more_steps_never_give_a_worse_image(pair):
+    # The tutorial's setting (max pooling, its layers, style weight 1e6) where the old loop got worse with more
+    # steps or diverged (issue #16): the result's loss must not rise with the step count.
+    content, style = sample(pair[0], 32), sample(pair[1], 32)
+    losses = []
+    for steps in (1, 2, 4):
+        m = StyleTransfer(VGGFeatures("none", pool="max"), content_layers=("conv2_2",),
+                          style_layers=("conv1_1", "conv1_2", "conv2_1", "conv2_2", "conv3_1"), normalize_layers=False,
+                          style_weight=1e6, scale_steps=(steps,), optimizer=lambda p: BoxLBFGS(p, max_iter=5))  # fmt: skip
+        out = m.stylize(content, style)
+        t = m.targets(content, style, torch.ones(1), (32, 32))
+        assert out.min() >= 0 and out.max() <= 1
+        with torch.no_grad():
+            losses.append(m.objective(out, t)["loss"].item())
+        start = m.objective(content, t)["loss"].item()
+    assert losses[0] < start and losses[2] <= losses[1] <= losses[0], losses
+
+
+def test_a_nan_step_is_rejected_and_the_run_goes_on(images):
+    content, style = load01(images["astronaut"]), load01(images["style"])
+    m = model(scale_steps=(4,), optimizer=lambda p: torch.optim.LBFGS(p, max_iter=3))
+    objective, calls = m.objective, []
+
+    def flaky(image, t):  # the 5th evaluation is NaN: plain LBFGS would carry the NaN into the image
+        calls.append(1)
+        losses = objective(image, t)
+        return {k: v * torch.nan for k, v in losses.items()} if len(calls) == 5 else losses
+
+    m.objective = flaky
+    out = m.stylize(content, style)
+    m.objective = objective
+    t = m.targets(content, style, torch.ones(1), (24, 24))
+    assert torch.isfinite(out).all() and len(calls) > 6  # it went on after the NaN
+    assert m.objective(out, t)["loss"] < m.objective(content, t)["loss"]
+
+
 # ----------------------------------------------------------------------------------------------------------
 # fit, resume, precision
 
@@ -196,21 +278,27 @@ def data(images, **kwargs) -> StyleDataModule:
 
 
 def test_fit_writes_png_and_resumes_exactly(images, tmp_path):
-    run = trainer(tmp_path / "a", 4)
-    m = model(scales=(0.5, 1.0), scale_steps=(2, 2), log_every_n_steps=2)
+    run = trainer(tmp_path / "a", 4, callbacks=[StylizedImageSaver(every_n_batches=2)])
+    m = model(scales=(0.5, 1.0), scale_steps=(2, 2))
     run.fit(m, data(images))
     png = Path(run.log_dir) / "stylized.png"
     assert png.is_file() and Image.open(png).size == (24, 24)
     assert int(m.evaluations) > 4 and run.logged_metrics["train/evals"] == m.evaluations
+    shown = m.images_to_log(4)["stylized"]  # what the image logger shows: the best image, in [0, 1]
+    assert shown.shape == (1, 3, 24, 24) and 0 <= shown.min() and shown.max() <= 1
+    assert torch.equal(shown, m.stylized()) and run.logged_metrics["hp_metric"] == pytest.approx(m.best.loss)
 
     first = trainer(tmp_path / "b", 2)
     first.fit(model(scales=(0.5, 1.0), scale_steps=(2, 2)), data(images))
     ckpt = Path(first.checkpoint_callback.best_model_path)  # after step 2: the coarse scale's end
-    state = torch.load(ckpt, weights_only=False)["state_dict"]
+    saved = torch.load(ckpt, weights_only=False)
+    state = saved["state_dict"]
+    assert saved["counters"]["batches"] == 2 and saved["counters"]["evaluations"] > 2
     assert "image" in state and not any(k.startswith("features.") for k in state)  # frozen VGG is rebuilt
     resumed = model(scales=(0.5, 1.0), scale_steps=(2, 2))
     trainer(tmp_path / "b", 4).fit(resumed, data(images), ckpt_path=str(ckpt))
     assert torch.equal(resumed.image, m.image) and int(resumed.evaluations) == int(m.evaluations)
+    assert torch.equal(resumed.stylized(), m.stylized())
 
 
 def test_fp16_is_one_clear_message_and_mixed_precision_runs_in_fp32(images, tmp_path):
@@ -257,6 +345,18 @@ def test_cli_fit_and_predict_offline_config(images, tmp_path):
         "chelsea.png",
     ]  # sizes differ: no grid
     assert Image.open(out / "chelsea.png").size == (24, 19)  # aspect kept, longer side = image_size
+
+
+@pytest.mark.parametrize(
+    "option, value",
+    [("--model.init_args.style_weight", "-1"), ("--model.init_args.scale_steps", "[0]"),
+     ("--model.init_args.init", "zeros"), ("--data.steps_per_epoch", "0"), ("--data.image_size", "0")],
+)  # fmt: skip
+def test_cli_refuses_bad_numbers_naming_the_option(images, tmp_path, option, value, capsys):
+    with pytest.raises(SystemExit):
+        main(["fit", "--config", str(REPO / "configs/style/gatys_offline.yaml"), "--data.content",
+              str(images["astronaut"]), "--data.style", str(images["style"]), option, value])  # fmt: skip
+    assert option.split(".")[-1] in capsys.readouterr().err
 
 
 def test_cli_imagenet_config_offline_is_one_line(images, tmp_path, monkeypatch, capsys):

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from jsonargparse.typing import NonNegativeFloat, NonNegativeInt, PositiveInt
 from lightning.pytorch import LightningDataModule
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
@@ -124,10 +125,10 @@ class StyleDataModule(LightningDataModule):
         self,
         content: str = "",
         style: str | list[str] = "",
-        style_weights: list[float] | None = None,
-        image_size: int | None = 256,
-        steps_per_epoch: int = 10,
-        num_workers: int = 0,
+        style_weights: list[NonNegativeFloat] | None = None,
+        image_size: PositiveInt | None = 256,
+        steps_per_epoch: PositiveInt = 10,
+        num_workers: NonNegativeInt = 0,
     ) -> None:
         super().__init__()
         self.content, self.style = content, style

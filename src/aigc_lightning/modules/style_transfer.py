@@ -1,38 +1,43 @@
 """Neural style transfer (Gatys, Ecker & Bethge 2016): the parameter *is* the output image.
 
-``fit`` stylises one content image: every training step is one optimizer step (LBFGS: up to ``max_iter``
-loss evaluations, shown as ``evals`` in the progress bar), the image is clamped to [0, 1] after the step (never
-inside the closure: that breaks LBFGS's curvature pairs), the stylised image goes to TensorBoard every
-``log_every_n_steps`` steps and to ``<log_dir>/stylized.png``. ``predict`` stylises every image its DataModule
-serves with the same recipe, inside ``predict_step``.
+``fit`` stylises one content image, ``predict`` / ``stylize`` every image their data serves; both run the same
+loop, ``optimizer_step_on``: one optimizer step (``BoxLBFGS`` by default: up to ``max_iter`` loss evaluations inside
+the [0, 1] pixel box, see ``aigc_lightning.optim``), the best image seen so far kept, a step that reaches a NaN or
+infinite image restarted from that best image with half the step size (a rejected step, not the end of the run).
+Every loss is that of a displayable (clamped) image; the best-so-far never rises. ``torch.optim.LBFGS`` or Adam
+work too (clamped after each step).
 
 Quality options: several blended styles (their target Grams are averaged with the blend weights), colour
 preservation by luminance-only transfer (Gatys et al. 2017, "Controlling perceptual factors in neural style
 transfer", sec. 5), coarse-to-fine scales (optimise small, upsample, continue), total variation.
 
 ``max_steps`` counts optimizer steps (one per training step); with ``scales``, step s runs at the scale whose
-``scale_steps`` cover it and the last scale continues until ``max_steps``.
+``scale_steps`` cover it and the last scale continues until ``max_steps``. Observers are callbacks: the image
+logger asks ``images_to_log``, ``callbacks.StylizedImageSaver`` writes ``stylized()`` as a PNG.
 """
 
 from __future__ import annotations
 
+import math
 import warnings
-from collections.abc import Sequence
-from pathlib import Path
+from collections.abc import Callable, Sequence
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
+from jsonargparse.typing import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
 from lightning.pytorch import LightningModule
 from lightning.pytorch.cli import OptimizerCallable
 from torch import Tensor, nn
-from torchvision.utils import save_image
+from torch.optim import Optimizer
 
-from aigc_lightning.callbacks import log_image_grid
-from aigc_lightning.errors import UserError, check_finite
+from aigc_lightning.errors import NonFiniteLossError, UserError
 from aigc_lightning.losses import content_loss, gram_matrix, style_loss, total_variation
+from aigc_lightning.optim import BestImage, BoxLBFGS
 
 # RGB → YIQ (NTSC): Y is luma, I/Q the chroma that colour preservation keeps from the content.
 RGB_TO_YIQ = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
+MAX_RESTARTS = 20  # rejected (non-finite) steps, each retried with half the step size, before giving up
 
 
 def rgb_to_yiq(x: Tensor) -> Tensor:
@@ -72,8 +77,9 @@ class StyleTransfer(LightningModule):
         scales: coarse-to-fine image scales (fractions of the content size, ascending, last 1.0).
         scale_steps: optimizer steps at each scale; ``predict`` runs ``sum(scale_steps)`` per image, ``fit``
             continues the last scale until ``trainer.max_steps``.
-        optimizer: optimizer factory over the image; LBFGS (``max_iter`` evaluations per step) or e.g. Adam.
-        log_every_n_steps: TensorBoard image / ``stylized.png`` period, in optimizer steps.
+        optimizer: optimizer factory over the image: ``aigc_lightning.optim.BoxLBFGS`` (bounded, never
+            diverges; ``max_iter`` evaluations per step), or e.g. ``torch.optim.LBFGS`` / Adam (clamped after
+            each step).
         seed: seed of the ``noise`` initialisation.
     """
 
@@ -82,27 +88,24 @@ class StyleTransfer(LightningModule):
         features: nn.Module,
         content_layers: Sequence[str] = ("conv4_2",),
         style_layers: Sequence[str] = ("conv1_1", "conv2_1", "conv3_1", "conv4_1", "conv5_1"),
-        style_layer_weights: Sequence[float] | None = None,
-        content_weight: float = 1.0,
-        style_weight: float = 1e6,
-        tv_weight: float = 0.0,
+        style_layer_weights: Sequence[NonNegativeFloat] | None = None,
+        content_weight: NonNegativeFloat = 1.0,
+        style_weight: NonNegativeFloat = 1e6,
+        tv_weight: NonNegativeFloat = 0.0,
         normalize_layers: bool | None = None,
-        init: str = "content",
+        init: Literal["content", "noise", "style"] = "content",
         preserve_color: bool = False,
-        scales: Sequence[float] = (1.0,),
-        scale_steps: Sequence[int] = (50,),
-        optimizer: OptimizerCallable = torch.optim.LBFGS,
-        log_every_n_steps: int = 10,
-        seed: int = 0,
+        scales: Sequence[PositiveFloat] = (1.0,),
+        scale_steps: Sequence[PositiveInt] = (50,),
+        optimizer: OptimizerCallable = BoxLBFGS,
+        seed: NonNegativeInt = 0,
     ) -> None:
         super().__init__()
         # truncated before saving hyperparameters: their copy is then the small net too
         if hasattr(features, "truncate"):
             features = features.truncate(list(content_layers) + list(style_layers))
         self.save_hyperparameters()
-        self.automatic_optimization = False  # LBFGS needs a closure; one training step = one LBFGS step
-        if init not in ("content", "noise", "style"):
-            raise UserError(f"model.init must be 'content', 'noise' or 'style', got {init!r}")
+        self.automatic_optimization = False  # LBFGS needs a closure; one training step = one optimizer step
         if style_layer_weights is not None and len(style_layer_weights) != len(style_layers):
             raise UserError(f"style_layer_weights needs {len(style_layers)} numbers (one per style layer)")
         if (
@@ -115,25 +118,19 @@ class StyleTransfer(LightningModule):
                 f"scales {list(scales)} must ascend to 1.0 and pair with scale_steps {list(scale_steps)} "
                 "(one step count per scale)"
             )
-        self.content_layers, self.style_layers = list(content_layers), list(style_layers)
         self.features = features
+        self.optimizer = optimizer
+        self.content_layers, self.style_layers = list(content_layers), list(style_layers)
         self.layer_weights = (
             list(style_layer_weights) if style_layer_weights is not None else [1.0] * len(style_layers)
         )
-        self.content_weight, self.style_weight, self.tv_weight = content_weight, style_weight, tv_weight
-        self.normalize_layers = (
-            bool(getattr(features, "random_features", False))
-            if normalize_layers is None
-            else normalize_layers
-        )
-        self.init, self.preserve_color, self.seed = init, preserve_color, seed
-        self.scales, self.scale_steps = list(scales), list(scale_steps)
-        self.optimizer, self.log_every_n_steps = optimizer, log_every_n_steps
+        random_features = bool(getattr(features, "random_features", False))
+        self.normalize = random_features if normalize_layers is None else normalize_layers
         # The image being optimised (fit): sized from the first batch in ``setup``, resized by multi-scale.
         self.image = nn.Parameter(torch.empty(0))
-        self.register_buffer("evaluations", torch.zeros((), dtype=torch.long))  # loss evaluations, for resume
+        self.batches = self.evaluations = self.restarts = 0  # optimizer steps, loss evaluations, rejections
+        self.best = BestImage()  # fit's best image at the current scale (saved in checkpoint["best"])
         self._targets: dict[tuple[int, int], dict] = {}  # per image size; recomputed from the data on resume
-        self._warned_fp32 = False
 
     # ------------------------------------------------------------------------------------------------------
     # Targets and objective (shared by fit and predict)
@@ -145,7 +142,7 @@ class StyleTransfer(LightningModule):
         """
         content, styles = resize(content, size), resize(styles, size)
         chroma = None
-        if self.preserve_color:
+        if self.hparams.preserve_color:
             yiq_c, yiq_s = rgb_to_yiq(content), rgb_to_yiq(styles)
             chroma = yiq_c[:, 1:]  # (1, 2, h, w)
             y_c, y_s = yiq_c[:, :1], yiq_s[:, :1]
@@ -160,10 +157,11 @@ class StyleTransfer(LightningModule):
                 n: (gram_matrix(f_s[n]) * weights.view(-1, 1, 1)).sum(0, keepdim=True)
                 for n in self.style_layers
             }
-        norm_c = {n: f_c[n].pow(2).mean().clamp_min(1e-12) if self.normalize_layers else 1.0 for n in f_c}
-        norm_s = {n: grams[n].pow(2).mean().clamp_min(1e-12) if self.normalize_layers else 1.0 for n in grams}
+        norm_c = {n: f_c[n].pow(2).mean().clamp_min(1e-12) if self.normalize else 1.0 for n in f_c}
+        norm_s = {n: grams[n].pow(2).mean().clamp_min(1e-12) if self.normalize else 1.0 for n in grams}
         return {"content": f_c, "grams": grams, "norm_c": norm_c, "norm_s": norm_s, "chroma": chroma,
-                "content_image": content[:, :1] if self.preserve_color else content, "style_image": styles[:1]}  # fmt: skip
+                "content_image": content[:, :1] if self.hparams.preserve_color else content,
+                "style_image": styles[:1]}  # fmt: skip
 
     def objective(self, image: Tensor, t: dict) -> dict[str, Tensor]:
         """Weighted losses of ``image`` (1, C, h, w) in [0, 1] against targets ``t``; ``"loss"`` is their sum."""
@@ -172,20 +170,20 @@ class StyleTransfer(LightningModule):
         c = sum(content_loss(f[n], t["content"][n]) / t["norm_c"][n] for n in self.content_layers)
         s = sum(w * style_loss(gram_matrix(f[n]), t["grams"][n]) / t["norm_s"][n]
                 for n, w in zip(self.style_layers, self.layer_weights))  # fmt: skip
-        tv = total_variation(image) if self.tv_weight else torch.zeros_like(c)
-        losses = {"content": self.content_weight * c.sum(), "style": self.style_weight * s.sum(),
-                  "tv": self.tv_weight * tv.sum()}  # fmt: skip
+        tv = total_variation(image) if self.hparams.tv_weight else torch.zeros_like(c)
+        losses = {"content": self.hparams.content_weight * c.sum(), "style": self.hparams.style_weight * s.sum(),
+                  "tv": self.hparams.tv_weight * tv.sum()}  # fmt: skip
         losses["loss"] = losses["content"] + losses["style"] + losses["tv"]
         return losses
 
     def initial_image(self, t: dict) -> Tensor:
         """The start image for targets ``t``: content, seeded uniform noise or the style (luma when preserving)."""
-        if self.init == "content":
+        if self.hparams.init == "content":
             x = t["content_image"]
-        elif self.init == "style":
-            x = t["style_image"][:, :1] if self.preserve_color else t["style_image"]
+        elif self.hparams.init == "style":
+            x = t["style_image"][:, :1] if self.hparams.preserve_color else t["style_image"]
         else:
-            g = torch.Generator().manual_seed(self.seed)
+            g = torch.Generator().manual_seed(self.hparams.seed)
             x = torch.rand(t["content_image"].shape, generator=g).to(t["content_image"])
         return x.detach().clone().contiguous()  # LBFGS flattens grads with .view(-1): must be contiguous
 
@@ -197,7 +195,56 @@ class StyleTransfer(LightningModule):
 
     def scale_sizes(self, size: tuple[int, int]) -> list[tuple[int, int]]:
         """Image size at each scale; at least 16 px a side so five VGG blocks still see a pixel."""
-        return [(max(16, round(size[0] * s)), max(16, round(size[1] * s))) for s in self.scales]
+        return [(max(16, round(size[0] * s)), max(16, round(size[1] * s))) for s in self.hparams.scales]
+
+    # ------------------------------------------------------------------------------------------------------
+    # The one optimisation loop (fit's training_step and stylize both call these)
+
+    def new_optimizer(self, image: Tensor, restarts: int = 0) -> Optimizer:
+        """A fresh optimizer over ``image``, its step size halved once per non-finite restart so far."""
+        opt = self.optimizer([image])
+        for group in opt.param_groups:
+            group["lr"] *= 0.5**restarts
+        return opt
+
+    def optimizer_step_on(
+        self, image: Tensor, opt, t: dict, best: BestImage, backward: Callable[[Tensor], None], restarts: int
+    ) -> int:
+        """One step of ``opt`` (a torch or Lightning optimizer over ``image``) against targets ``t``.
+
+        Every evaluation offers its image to ``best``. Returns ``restarts``, plus one when the step is rejected
+        (the image or its last loss is NaN/inf): ``image`` is then reset to ``best`` and the caller makes a fresh
+        optimizer with a smaller step, ``new_optimizer(image, restarts)``.
+        """
+        last: dict[str, Tensor] = {}
+
+        def closure() -> Tensor:
+            opt.zero_grad()
+            # fp32 losses: the line search compares values that bf16 rounding would make noise. The loss is that
+            # of the clamped image, but clamp only when needed: clamp's gradient is 0 *at* the bounds, which would
+            # freeze every saturated pixel of BoxLBFGS's in-box image.
+            inside = bool(((image >= 0) & (image <= 1)).all())
+            with torch.autocast(image.device.type, enabled=False):
+                losses = self.objective(image if inside else image.clamp(0, 1), t)
+            backward(losses["loss"])
+            self.evaluations += 1
+            best.offer(losses, image)
+            last["loss"] = losses["loss"].detach()
+            return losses["loss"]
+
+        opt.step(closure=closure)
+        with torch.no_grad():
+            finite = bool(torch.isfinite(image).all()) and math.isfinite(float(last["loss"]))
+            if finite:
+                image.clamp_(0, 1)  # after the step, never inside the closure; BoxLBFGS's image already is
+                return restarts
+            if best.image is None or restarts >= MAX_RESTARTS:
+                raise NonFiniteLossError(
+                    f"the style transfer loss became {float(last['loss'])} after {restarts} retries with ever "
+                    "smaller steps; check the content/style images, lower the optimizer's lr or the style weight"
+                )
+            image.copy_(best.image)
+        return restarts + 1
 
     # ------------------------------------------------------------------------------------------------------
     # fit
@@ -220,19 +267,16 @@ class StyleTransfer(LightningModule):
     def check_precision(self, precision: str) -> None:
         """Refuse fp16 with LBFGS in one message (Lightning's GradScaler path raises for LBFGS). Every loss is
         computed in fp32 anyway (autocast is off in the closure), so bf16-mixed runs, in fp32."""
-        if precision in ("16-mixed", "16-true", "16", "half") and self._is_lbfgs():
+        lbfgs = isinstance(self.optimizer([nn.Parameter(torch.zeros(1))]), (torch.optim.LBFGS, BoxLBFGS))
+        if precision in ("16-mixed", "16-true", "16", "half") and lbfgs:
             raise UserError(
                 f"--trainer.precision {precision} cannot drive LBFGS (fp16 needs a GradScaler, which LBFGS's "
                 "line search cannot use) and style transfer optimises the pixels in fp32 anyway: use precision "
                 "32-true (default), or an Adam optimizer"
             )
 
-    def _is_lbfgs(self) -> bool:
-        probe = self.optimizer([nn.Parameter(torch.zeros(1))])
-        return isinstance(probe, torch.optim.LBFGS)
-
     def configure_optimizers(self):
-        return self.optimizer([self.image])
+        return self.new_optimizer(self.image, self.restarts)
 
     @staticmethod
     def _unpack(batch) -> tuple[Tensor, Tensor, Tensor]:
@@ -240,66 +284,51 @@ class StyleTransfer(LightningModule):
         content, styles, weights = batch[:3]
         return (content[:1].float() + 1) / 2, (styles[0].float() + 1) / 2, weights[0].float()
 
-    def _scale_index(self, step: int) -> int:
-        ends = torch.tensor(self.scale_steps).cumsum(0)
-        return min(int((ends <= step).sum()), len(self.scales) - 1)
+    def _fit_targets(self, batch) -> dict:
+        content, styles, weights = self._unpack(batch)
+        ends = torch.tensor(self.hparams.scale_steps).cumsum(0)
+        scale = min(int((ends <= self.batches).sum()), len(self.hparams.scales) - 1)
+        size = self.scale_sizes(tuple(content.shape[-2:]))[scale]
+        if size not in self._targets:
+            self._targets[size] = self.targets(content, styles, weights, size)
+        return self._targets[size]
+
+    def on_train_batch_start(self, batch, batch_idx: int) -> None:
+        t = self._fit_targets(batch)
+        size = tuple(t["content_image"].shape[-2:])
+        if tuple(self.image.shape[-2:]) != size:
+            # Coarse-to-fine: upsample the best image and start a fresh optimizer (its history has the old size).
+            # Swapped in before Lightning's manual-optimization loop wraps this batch's optimizers.
+            start = self.best.image if self.best.image is not None else self.image.data
+            self.image.data = resize(start, size).clamp(0, 1).contiguous()
+            self.best, self.restarts = BestImage(), 0
+            self.trainer.optimizers = [self.new_optimizer(self.image)]
 
     def training_step(self, batch, batch_idx: int) -> None:
-        content, styles, weights = self._unpack(batch)
-        size = self.scale_sizes(tuple(content.shape[-2:]))[self._scale_index(self.global_step)]
-        t = self._targets.get(size)
-        if t is None:
-            t = self._targets[size] = self.targets(content, styles, weights, size)
-        opt = self.optimizers()
-        if tuple(self.image.shape[-2:]) != size:
-            # Coarse-to-fine: upsample the result and start the optimizer afresh (its history has the old size).
-            self.image.data = resize(self.image.data, size).clamp(0, 1).contiguous()
-            opt.optimizer.state.clear()
-            if hasattr(opt.optimizer, "_numel_cache"):
-                opt.optimizer._numel_cache = None  # LBFGS caches the parameter count; it has no public reset
+        t = self._fit_targets(batch)
+        restarts = self.optimizer_step_on(
+            self.image, self.optimizers(), t, self.best, self.manual_backward, self.restarts
+        )
+        if (
+            restarts != self.restarts
+        ):  # rejected: from the next batch on, a fresh optimizer with a smaller step
+            self.restarts = restarts
+            self.trainer.optimizers = [self.new_optimizer(self.image, restarts)]
+        self.batches += 1
+        for name, value in self.best.losses.items():
+            self.log("train/loss" if name == "loss" else f"train/{name}_loss", value, prog_bar=name == "loss")
+        self.log("train/evals", float(self.evaluations), prog_bar=True)
+        self.log("hp_metric", self.best.loss)  # the run's headline number in TensorBoard's HParams tab
 
-        last: dict[str, Tensor] = {}
+    def stylized(self) -> Tensor:
+        """fit's current result: the best image so far, rendered, (1, 3, H, W) in [0, 1]."""
+        image = self.best.image if self.best.image is not None else self.image.detach()
+        t = self._targets.get(tuple(image.shape[-2:]))
+        return self.render(image, t) if t is not None else image.clamp(0, 1)
 
-        def closure() -> Tensor:
-            opt.zero_grad()
-            # fp32 losses: LBFGS's line search compares values that bf16 rounding would make noise.
-            with torch.autocast(self.device.type, enabled=False):
-                losses = self.objective(self.image, t)
-            check_finite(losses["loss"], "train/loss", self.global_step)
-            self.manual_backward(losses["loss"])
-            self.evaluations += 1
-            last.update(losses)
-            return losses["loss"]
-
-        opt.step(closure=closure)
-        with torch.no_grad():
-            self.image.clamp_(0, 1)  # after the step, never inside the closure (see the module docstring)
-        for name, value in last.items():
-            self.log(
-                f"train/{name}_loss" if name != "loss" else "train/loss",
-                value.detach(),
-                prog_bar=name == "loss",
-            )
-        self.log("train/evals", self.evaluations.float(), prog_bar=True)
-        if (self.global_step + 1) % self.log_every_n_steps == 0:
-            self._save_output(t)
-
-    def on_train_end(self) -> None:
-        if self.image.numel():
-            size = tuple(self.image.shape[-2:])
-            t = self._targets.get(size)
-            if t is not None:
-                self._save_output(t)
-
-    def _save_output(self, t: dict) -> None:
-        if self.trainer.global_rank != 0:
-            return
-        image = self.render(self.image, t)
-        log_image_grid(self, "train/stylized", image, self.global_step, nrow=1)
-        # The contract: fit leaves the stylised image as a PNG in the run's log dir (rewritten as it improves).
-        log_dir = Path(self.trainer.log_dir or self.trainer.default_root_dir)
-        log_dir.mkdir(parents=True, exist_ok=True)
-        save_image(image, log_dir / "stylized.png")
+    def images_to_log(self, n: int) -> dict[str, Tensor]:
+        """The image logger's view of fit: the stylised image so far (one image whatever ``n``)."""
+        return {"stylized": self.stylized()} if self.image.numel() else {}
 
     # ------------------------------------------------------------------------------------------------------
     # Checkpoints: the frozen features are rebuilt from the config, so only the image and counters are saved.
@@ -308,6 +337,9 @@ class StyleTransfer(LightningModule):
         state = checkpoint["state_dict"]
         for key in [k for k in state if k.startswith("features.")]:
             del state[key]
+        checkpoint["counters"] = {"batches": self.batches, "evaluations": self.evaluations,
+                                  "restarts": self.restarts}  # fmt: skip
+        checkpoint["best"] = {"loss": self.best.loss, "image": self.best.image, "losses": self.best.losses}
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         state = checkpoint["state_dict"]
@@ -315,6 +347,13 @@ class StyleTransfer(LightningModule):
             state.setdefault(key, value)
         if "image" in state:  # the checkpoint's image may be at a coarser scale than a fresh setup's
             self.image.data = torch.empty_like(state["image"])
+        old_buffer = int(state.pop("evaluations", 0))  # older checkpoints: a buffer
+        counters = checkpoint.get("counters", {"evaluations": old_buffer})
+        self.batches, self.evaluations, self.restarts = (
+            counters.get(k, 0) for k in ("batches", "evaluations", "restarts")
+        )
+        if "best" in checkpoint:
+            self.best = BestImage(**checkpoint["best"])
 
     # ------------------------------------------------------------------------------------------------------
     # predict / Python API
@@ -322,37 +361,29 @@ class StyleTransfer(LightningModule):
     def stylize(self, content: Tensor, styles: Tensor, weights: Tensor | None = None) -> Tensor:
         """Stylise content (1, 3, H, W) in [0, 1] with styles (S, 3, H, W) in [0, 1] → (1, 3, H, W) in [0, 1].
 
-        Runs every scale for its ``scale_steps`` with a fresh optimizer from ``optimizer``, in fp32.
+        Runs every scale for its ``scale_steps`` with a fresh optimizer from ``optimizer``, in fp32, and
+        returns the best image of the last scale.
         """
         weights = (
             torch.full((len(styles),), 1 / len(styles), device=content.device) if weights is None else weights
         )
-        sizes, image, t = self.scale_sizes(tuple(content.shape[-2:])), None, None
-        for size, steps in zip(sizes, self.scale_steps):
+        sizes, best, t = self.scale_sizes(tuple(content.shape[-2:])), None, None
+        for size, steps in zip(sizes, self.hparams.scale_steps):
             t = self.targets(content, styles, weights, size)
-            x = self.initial_image(t) if image is None else resize(image, size).clamp(0, 1).contiguous()
-            image = nn.Parameter(x)
-            opt = self.optimizer([image])
-
-            def closure(opt=opt, image=image, t=t) -> Tensor:  # bound now: runs inside this iteration
-                opt.zero_grad()
-                loss = self.objective(image, t)["loss"]
-                check_finite(loss, "predict/loss", 0)
-                loss.backward()
-                return loss
-
+            x = self.initial_image(t) if best is None else resize(best.image, size).clamp(0, 1).contiguous()
+            image, best, restarts = nn.Parameter(x), BestImage(), 0
+            opt = self.new_optimizer(image)
             for _ in range(steps):
-                opt.step(closure)
-                with torch.no_grad():
-                    image.clamp_(0, 1)
-        return self.render(image, t)
+                r = self.optimizer_step_on(image, opt, t, best, Tensor.backward, restarts)
+                if r != restarts:
+                    restarts, opt = r, self.new_optimizer(image, r)
+        return self.render(best.image, t)
 
     def predict_step(self, batch, batch_idx: int) -> dict:
-        if torch.is_autocast_enabled(batch[0].device.type) and not self._warned_fp32:
+        if torch.is_autocast_enabled(batch[0].device.type):  # Python shows a warning once per place
             warnings.warn(
                 "style transfer optimises in fp32: autocast is disabled inside predict", stacklevel=1
             )
-            self._warned_fp32 = True
         outputs = []
         # Lightning predicts under inference_mode / no_grad: the optimisation needs autograd back, and tensors
         # made in inference mode must be cloned outside it before autograd may save them.
@@ -363,10 +394,7 @@ class StyleTransfer(LightningModule):
         ):
             content, styles, weights = (x.clone() for x in batch[:3])
             for i in range(len(content)):
-                c, s, w = (
-                    (content[i : i + 1].float() + 1) / 2,
-                    (styles[i].float() + 1) / 2,
-                    weights[i].float(),
+                outputs.append(
+                    self.stylize(*self._unpack((content[i : i + 1], styles[i : i + 1], weights[i : i + 1])))
                 )
-                outputs.append(self.stylize(c, s, w))
         return {"images": torch.cat(outputs), "names": list(batch[3])}
