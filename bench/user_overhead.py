@@ -50,6 +50,11 @@ def timed(cmd: list[str], cwd: Path) -> dict[str, float]:
     return {"wall": wall, "cpu": usage.ru_utime + usage.ru_stime, "rss": usage.ru_maxrss / 1024}
 
 
+def load() -> str:
+    """The 1/5/15-minute load averages: over ~0 on an idle machine, other processes are inflating the times."""
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
 def commands(job: str, epochs: int | None, workdir: Path) -> tuple[list[str], list[str]]:
     config, script, default_epochs = JOBS[job]
     framework = [sys.executable, "-m", "aigc_lightning", "fit", "--config", str(ROOT / config),
@@ -81,6 +86,10 @@ def main() -> None:
     parser.add_argument("--help_repeats", type=int, default=3, help="timings of --help vs import (0: skip)")
     args = parser.parse_args()
 
+    threads = subprocess.run([sys.executable, "-c", "import torch; print(torch.get_num_threads())"],
+                             capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
+    print(f"torch intra-op threads (both sides): {threads}; OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}; "
+          f"load average before: {load()}", flush=True)  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         for job in args.jobs.split(","):
@@ -94,6 +103,7 @@ def main() -> None:
                 pairs.append((f, p))
                 print(f"{job} pair {i}: framework {f['wall']:.1f} s, plain {p['wall']:.1f} s", flush=True)
             report(job, pairs)
+            print(f"load average after {job}: {load()}", flush=True)
         if args.help_repeats:
             cli = [timed([sys.executable, "-m", "aigc_lightning", "--help"], ROOT)["wall"]
                    for _ in range(args.help_repeats)]  # fmt: skip
