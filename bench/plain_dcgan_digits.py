@@ -37,7 +37,7 @@ def main() -> None:
     torch.manual_seed(0)
     x = digits(32)
     order = torch.randperm(len(x), generator=torch.Generator().manual_seed(0))
-    train = x[order[len(x) // 10 :]]  # the 90 % training split
+    train = x[order[round(len(x) * 0.1) :]]  # the 90 % training split (DigitsDataModule's val_fraction 0.1)
     g, d = Generator(latent_dim=100, channels=1, image_size=32, width=32), Discriminator(channels=1, width=32)
     g_ema = copy.deepcopy(g).requires_grad_(False)
     opt_g = torch.optim.Adam(g.parameters(), lr=2e-4, betas=(0.5, 0.999))

@@ -10,6 +10,11 @@ Also: ``python -m aigc_lightning --help`` against ``import torch, torchvision`` 
     python bench/user_overhead.py                        # GAN main job + VAE digits, 3 pairs each, + --help
     python bench/user_overhead.py --jobs gan --pairs 5
     python bench/user_overhead.py --epochs 4             # quick check: 4 epochs on both sides
+    python bench/user_overhead.py --bare                 # also the framework with every convenience off
+
+``--bare`` adds a third process per pair: the same ``fit`` with validation, logger, checkpoints, image grids and
+progress bar off. framework - bare is what the conveniences cost; bare - plain is Lightning's loop and start-up.
+The last section splits ``--help``'s start-up into the imports and the parser (CPU seconds, in one process).
 
 Run it on a quiet machine: the ratio is what the issue's goal (≤ 1.10×) is about, and other processes inflate
 whichever side they overlap.
@@ -50,6 +55,49 @@ def timed(cmd: list[str], cwd: Path) -> dict[str, float]:
     return {"wall": wall, "cpu": usage.ru_utime + usage.ru_stime, "rss": usage.ru_maxrss / 1024}
 
 
+def load() -> str:
+    """The 1/5/15-minute load averages: over ~0 on an idle machine, other processes are inflating the times."""
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+# every convenience off: what Lightning's loop + the CLI cost on their own
+BARE = ["--trainer.limit_val_batches", "0", "--trainer.logger", "false", "--trainer.enable_progress_bar", "false",
+        "--trainer.enable_model_summary", "false", "--trainer.callbacks", "[]", "--images.log_images_every_n_batches",
+        "0", "--checkpoint.save_last", "false", "--checkpoint.save_top_k", "0", "--checkpoint.every_n_batches", "0"]  # fmt: skip
+
+STARTUP = """
+import contextlib, io, sys, time
+marks = [("start", time.process_time())]
+def mark(name): marks.append((name, time.process_time()))
+import torch; mark("torch")
+import torchvision; mark("torchvision")
+import scipy.signal; mark("scipy.signal (torchmetrics imports it)")
+import torchmetrics; mark("torchmetrics")
+import lightning.pytorch; mark("lightning.pytorch")
+import lightning.pytorch.cli; mark("jsonargparse + LightningCLI")
+import aigc_lightning.cli as cli; mark("aigc_lightning.cli")
+sys.argv = ["aigc_lightning", "--help"]
+with contextlib.redirect_stdout(io.StringIO()):
+    try:
+        cli.main()
+    except SystemExit:
+        pass
+mark("--help: parsers")
+print(";".join(f"{n}={b - a:.3f}" for (_, a), (n, b) in zip(marks, marks[1:])))
+"""
+
+
+def startup_breakdown(repeats: int) -> None:
+    """CPU seconds of each start-up stage of ``--help`` (median over ``repeats`` fresh processes)."""
+    runs = []
+    for _ in range(repeats):
+        out = subprocess.run([sys.executable, "-c", STARTUP], capture_output=True, text=True, check=True)
+        runs.append(dict(item.split("=") for item in out.stdout.strip().splitlines()[-1].split(";")))
+    print("start-up CPU seconds by stage (median):")
+    for name in runs[0]:
+        print(f"  {name:<42} {statistics.median(float(r[name]) for r in runs):6.2f}")
+
+
 def commands(job: str, epochs: int | None, workdir: Path) -> tuple[list[str], list[str]]:
     config, script, default_epochs = JOBS[job]
     framework = [sys.executable, "-m", "aigc_lightning", "fit", "--config", str(ROOT / config),
@@ -61,7 +109,7 @@ def commands(job: str, epochs: int | None, workdir: Path) -> tuple[list[str], li
     return framework, plain
 
 
-def report(name: str, pairs: list[tuple[dict, dict]]) -> None:
+def report(name: str, pairs: list[tuple[dict, dict]], bare: list[dict]) -> None:
     print(f"\n{name}: framework vs plain, {len(pairs)} pairs")
     print(f"{'pair':>4} {'fw wall':>8} {'plain wall':>10} {'ratio':>6} {'fw cpu':>7} {'plain cpu':>9} {'ratio':>6}"
           f" {'fw MiB':>7} {'plain MiB':>9}")  # fmt: skip
@@ -71,6 +119,10 @@ def report(name: str, pairs: list[tuple[dict, dict]]) -> None:
     for key, label in (("wall", "wall"), ("cpu", "CPU"), ("rss", "peak memory")):
         ratio = statistics.median(f[key] / p[key] for f, p in pairs)
         print(f"{name} framework/plain {label} ratio (median): {ratio:.3f}")
+    if bare:
+        for key, label in (("wall", "wall"), ("cpu", "CPU")):
+            ratio = statistics.median(b[key] / p[key] for b, (_, p) in zip(bare, pairs))
+            print(f"{name} bare framework (conveniences off)/plain {label} ratio (median): {ratio:.3f}")
 
 
 def main() -> None:
@@ -79,13 +131,18 @@ def main() -> None:
     parser.add_argument("--pairs", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=None, help="override both sides' epochs (quick checks)")
     parser.add_argument("--help_repeats", type=int, default=3, help="timings of --help vs import (0: skip)")
+    parser.add_argument("--bare", action="store_true", help="also time the framework with every convenience off")
     args = parser.parse_args()
 
+    threads = subprocess.run([sys.executable, "-c", "import torch; print(torch.get_num_threads())"],
+                             capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
+    print(f"torch intra-op threads (both sides): {threads}; OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}; "
+          f"load average before: {load()}", flush=True)  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         for job in args.jobs.split(","):
             framework, plain = commands(job, args.epochs, workdir)
-            pairs = []
+            pairs, bare = [], []
             for i in range(args.pairs):
                 if i % 2 == 0:
                     f, p = timed(framework, ROOT), timed(plain, ROOT)
@@ -93,7 +150,11 @@ def main() -> None:
                     p, f = timed(plain, ROOT), timed(framework, ROOT)
                 pairs.append((f, p))
                 print(f"{job} pair {i}: framework {f['wall']:.1f} s, plain {p['wall']:.1f} s", flush=True)
-            report(job, pairs)
+                if args.bare:
+                    bare.append(timed(framework + BARE, ROOT))
+                    print(f"{job} pair {i}: bare framework {bare[-1]['wall']:.1f} s", flush=True)
+            report(job, pairs, bare)
+            print(f"load average after {job}: {load()}", flush=True)
         if args.help_repeats:
             cli = [timed([sys.executable, "-m", "aigc_lightning", "--help"], ROOT)["wall"]
                    for _ in range(args.help_repeats)]  # fmt: skip
@@ -102,6 +163,7 @@ def main() -> None:
             cli_s, import_s = statistics.median(cli), statistics.median(imports)
             print(f"\n--help {cli_s:.2f} s, import torch + torchvision {import_s:.2f} s: "
                   f"start-up overhead {cli_s - import_s:.2f} s (goal <= 1.5 s)")  # fmt: skip
+            startup_breakdown(args.help_repeats)
 
 
 if __name__ == "__main__":

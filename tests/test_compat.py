@@ -52,6 +52,7 @@ def test_model_checkpoint_internals():
     assert params(ModelCheckpoint._save_last_checkpoint) == ["self", "trainer", "monitor_candidates"]
     assert params(ModelCheckpoint._monitor_candidates) == ["self", "trainer"]
     assert hasattr(callback, "_last_global_step_saved")
+    assert compat.last_saved_step(callback) == 0
 
 
 def test_ddp_kwargs_are_a_dict_that_find_unused_parameters_fills():

@@ -133,6 +133,7 @@ VAE_ARGS = [
     "--config", str(ROOT / "configs/vae/vae_digits.yaml"),
     "--model.encoder.init_args.hidden_dim", "16", "--model.decoder.init_args.hidden_dim", "16",
     "--model.val_importance_samples", "2", "--images.log_images_every_n_batches", "0",
+    "--trainer.check_val_every_n_epoch", "1",
     "--data.batch_size", "30", "--data.val_fraction", "0.0495", *QUIET,
 ]  # fmt: skip
 

@@ -135,3 +135,12 @@ def test_nan_weights_are_never_written(tmp_path):
         tmp_path / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt", weights_only=False
     )
     assert last["global_step"] == 4 and finite(last["state_dict"])  # batch 1's save, not the poisoned one
+
+
+def test_last_checkpoint_holds_the_final_weights_when_the_last_epoch_has_no_validation(tmp_path):
+    # validation (and with it the epoch-end saves) every 2nd epoch, 3 epochs: the end of training saves last.ckpt
+    main(toy_fit_args(tmp_path, 3, 2, "--trainer.check_val_every_n_epoch", "2", "--checkpoint.every_n_batches", "0"))
+    folder = tmp_path / "lightning_logs" / "version_0" / "checkpoints"
+    last = torch.load(folder / "last.ckpt", weights_only=False)
+    assert last["global_step"] == 2 * 3 * 2 and int(last["state_dict"]["batches"]) == 6
+    assert sorted(p.name for p in folder.iterdir()) == ["epoch=1-step=8.ckpt", "last.ckpt"]  # nothing half-written

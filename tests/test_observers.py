@@ -32,7 +32,7 @@ def test_gan_fit_shows_grids_and_best_fid_as_hparams_metric(tmp_path):
         "--model.generator.init_args.width", "4", "--model.discriminator.init_args.width", "4",
         "--model.mean_latent_samples", "64", "--model.bn_stat_batches", "1",
         "--trainer.max_epochs", "2", "--trainer.limit_train_batches", "2", "--trainer.limit_val_batches", "1",
-        "--trainer.callbacks", METRICS,
+        "--trainer.check_val_every_n_epoch", "1", "--trainer.callbacks", METRICS,
         "--images.log_images_every_n_batches", "3", "--images.num_images", "16",
         "--data.batch_size", "16", "--trainer.default_root_dir", str(tmp_path),
     ])  # fmt: skip
@@ -51,6 +51,7 @@ def test_vae_grids_reconstruct_fixed_validation_images_and_hparams_metric_is_iw_
         "fit", "--config", str(ROOT / "configs/vae/vae_digits.yaml"), *QUIET,
         "--model.encoder.init_args.hidden_dim", "16", "--model.decoder.init_args.hidden_dim", "16",
         "--model.val_importance_samples", "2", "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2",
+        "--trainer.check_val_every_n_epoch", "1",
         "--trainer.limit_val_batches", "1", "--images.log_images_every_n_batches", "2", "--images.num_images", "8",
         "--data.batch_size", "16", "--trainer.default_root_dir", str(tmp_path),
     ])  # fmt: skip

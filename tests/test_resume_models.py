@@ -34,7 +34,8 @@ MODELS = {
             ],
     "vae": ["--config", str(ROOT / "configs/vae/vae_digits.yaml"), "--model.encoder.init_args.hidden_dim", "16",
             "--model.decoder.init_args.hidden_dim", "16", "--model.val_importance_samples", "2",
-            "--model.warmup_batches", "4", "--images.log_images_every_n_batches", "2", "--data.batch_size", "16"],
+            "--model.warmup_batches", "4", "--images.log_images_every_n_batches", "2", "--data.batch_size", "16",
+            "--trainer.check_val_every_n_epoch", "1"],
 }  # fmt: skip
 
 

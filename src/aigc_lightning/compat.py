@@ -84,6 +84,13 @@ def save_last_now(callback: ModelCheckpoint, trainer: Trainer) -> None:
     callback._last_global_step_saved = marker
 
 
+def last_saved_step(callback: ModelCheckpoint) -> int:
+    """The ``global_step`` of ModelCheckpoint's latest scheduled save (top-k and ``last.ckpt`` at epoch or
+    validation end); ``save_last_now`` leaves it alone. No public attribute says whether ``last.ckpt`` is current
+    (``last_model_path`` names the file, not the step)."""
+    return callback._last_global_step_saved
+
+
 # ----------------------------------------------------------------------------------------------------------
 # LightningCLI
 
@@ -119,6 +126,7 @@ __all__ = [
     "batches_processed",
     "disable_gradient_sync",
     "find_unused_parameters",
+    "last_saved_step",
     "logger_records_batch",
     "save_last_now",
 ]

@@ -48,16 +48,19 @@ class DigitsDataModule(ImageDataModule):
             binarize=binarize,
             seed=seed,
         )
+        self._decoded: tuple[Tensor, Tensor] | None = None
 
     def load(self, train: bool, binarize: bool, seed: int | None) -> Dataset | None:
         if not train:
             return None
-        from sklearn.datasets import load_digits
+        if self._decoded is None:  # once: binarised data loads the set twice (training and fixed validation draws)
+            from sklearn.datasets import load_digits
 
-        digits = load_digits()
-        x = torch.from_numpy(digits.images).float().mul(255 / 16).round().to(torch.uint8)[:, None]  # (N, 1, 8, 8)
-        images = fit_uint8(x, self.image_size, self.channels)
-        return TensorImages(images, torch.from_numpy(digits.target).long(), binarize, seed)
+            digits = load_digits()
+            x = torch.from_numpy(digits.images).float().mul(255 / 16).round().to(torch.uint8)[:, None]  # (N, 1, 8, 8)
+            images = fit_uint8(x, self.image_size, self.channels)
+            self._decoded = (images, torch.from_numpy(digits.target).long())
+        return TensorImages(*self._decoded, binarize, seed)
 
 
 class ImageFolderDataModule(ImageDataModule):
