@@ -15,7 +15,9 @@ seed=0)``: 8,000 training images, 2,000 held out as the FID reference.
    ``--width``, batch 64, ``--batches`` batches, data pointed at the folder, its own metric callback removed.
 3. plain: the same ``Generator`` / ``Discriminator`` classes, same seed, loss, data and number of batches in a
    hand-written loop (D step on detached fakes, then G step), Adam 2e-4 / 0.5, no EMA — the PyTorch DCGAN example.
-   When the config's learning rate differs, the plain loop runs once more at that rate (an ablation row).
+   It runs again until it has used the framework run's process CPU time (the equal-seconds comparison; one thread by
+   default, so CPU time equals wall time on a quiet machine). Steps 2-3 repeat for each of ``--seeds`` (0 1), and a
+   table per seed prints both FID ratios. ``--lr_ablation``: the plain loop once more at the config's learning rate.
 
 Both are scored by ``aigc_lightning.callbacks.evaluate_images`` on ``--num_samples`` samples (eval-mode generator)
 against the held-out 2,000; "real" scores 2,000 training images the same way (the floor).
