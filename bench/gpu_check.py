@@ -1,0 +1,246 @@
+"""One-command accelerator check: each model config trained for N batches in each precision, DDP over all GPUs.
+
+    python bench/gpu_check.py [--batches 50] [--warmup 10] [--precisions 32-true bf16-mixed 16-mixed]
+        [--jobs gan vae stylegan2] [--channels_last] [--compile] [--devices N] [--cpu] [--set "CLI OVERRIDES"]
+
+Jobs (offline data, nothing downloaded): ``gan`` = configs/gan/dcgan_digits.yaml, ``vae`` =
+configs/vae/vae_digits.yaml, ``stylegan2`` = configs/gan/stylegan2_digits.yaml (skipped with a note while that file
+is absent). Every run is the config as shipped through the project's CLI parser, with its metric/checkpoint
+callbacks, image grids and logger off, stopped after ``--batches`` training batches.
+
+On CUDA all visible GPUs train together under ``ddp`` (``--devices`` to choose fewer); each run is then its own
+``python bench/gpu_check.py --worker …`` process, so Lightning's launcher can start the other ranks and every run
+starts with clean memory and compile caches. With one device the run happens in this process.
+
+Per run it prints: images per second over all ranks after ``--warmup`` batches (compilation and allocator
+warm-up excluded), peak memory (CUDA: the largest ``max_memory_allocated`` over ranks; CPU: the process's peak
+RSS so far), whether every logged training value and every weight stayed finite (a non-finite loss stops the run
+with the module's own error), and whether the ranks end with identical weights (the largest absolute difference
+of any parameter between rank 0 and any other rank; 0 means DDP kept them in step).
+
+``--channels_last`` and ``--compile`` add measured rows (the model moved to ``torch.channels_last``; its networks
+compiled with ``nn.Module.compile``) next to the plain row of every job and precision.
+
+``--cpu``: the same on the CPU, one process unless ``--devices N`` (then ``ddp`` over N processes, gloo). The CPU
+runs ``32-true`` and ``bf16-mixed``; ``16-mixed`` is skipped there (on a CPU Lightning runs it as ``bf16-mixed``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+
+import torch
+from lightning.pytorch import Callback
+
+REPO = Path(__file__).resolve().parents[1]
+JOBS = {
+    "gan": REPO / "configs/gan/dcgan_digits.yaml",
+    "vae": REPO / "configs/vae/vae_digits.yaml",
+    "stylegan2": REPO / "configs/gan/stylegan2_digits.yaml",
+}
+CPU_PRECISIONS = ("32-true", "bf16-mixed")  # on a CPU Lightning turns 16-mixed into bf16-mixed
+
+
+class Probe(Callback):
+    """Counts batches, times the ones after ``warmup``, watches logged values, stops after ``batches``."""
+
+    def __init__(self, batches: int, warmup: int) -> None:
+        self.batches, self.warmup = batches, warmup
+        self.done, self.images, self.start, self.seconds, self.finite = 0, 0, None, 0.0, True
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self.done += 1
+        if self.done == self.warmup:
+            sync(pl_module.device)
+            self.start = time.perf_counter()
+        elif self.done > self.warmup:
+            self.images += batch[0].shape[0] * trainer.world_size
+        for name, value in trainer.callback_metrics.items():
+            if name.startswith("train/") and not bool(torch.isfinite(value).all()):
+                self.finite = False
+        if self.done >= self.batches:
+            sync(pl_module.device)
+            if self.start is not None:
+                self.seconds = time.perf_counter() - self.start
+            trainer.should_stop = True
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def parameter_vector(module: torch.nn.Module) -> torch.Tensor:
+    return torch.cat([p.detach().float().flatten() for p in module.parameters()])
+
+
+def peak_memory_mib(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+
+
+def train_once(spec: dict) -> dict | None:
+    """One run of ``spec`` (job, precision, options); returns the row on global rank 0, ``None`` on other ranks."""
+    from aigc_lightning.cli import AigcCLI  # imported here: ``--help`` stays fast
+
+    probe = Probe(spec["batches"], spec["warmup"])
+    devices = spec["devices"]
+    args = [
+        "--config", str(JOBS[spec["job"]]),
+        "--trainer.accelerator", spec["accelerator"], "--trainer.devices", str(devices),
+        "--trainer.strategy", "ddp" if devices > 1 else "auto",
+        "--trainer.precision", spec["precision"],
+        "--trainer.max_epochs", "-1", "--trainer.limit_val_batches", "0", "--trainer.callbacks", "[]",
+        "--trainer.logger", "false", "--trainer.enable_progress_bar", "false",
+        "--trainer.enable_model_summary", "false", "--trainer.default_root_dir", spec["folder"],
+        "--images.log_images_every_n_batches", "0", "--checkpoint.save_last", "false",
+        *spec["extra"],
+    ]  # fmt: skip
+    cli = AigcCLI(args=args, run=False)
+    cli.trainer.callbacks.append(probe)
+    model = cli.model
+    if spec["channels_last"]:
+        model = model.to(memory_format=torch.channels_last)
+    if spec["compile"]:
+        for child in model.children():
+            if any(True for _ in child.parameters()):
+                child.compile()
+    device = cli.trainer.strategy.root_device
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    error = None
+    try:
+        cli.trainer.fit(model, cli.datamodule)
+    except Exception as exc:  # a non-finite loss (NonFiniteLossError) or a precision the kernels lack
+        error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        if cli.trainer.world_size > 1:
+            raise  # the other ranks would wait forever in the next collective
+    params = parameter_vector(model).to(device)
+    finite = probe.finite and error is None and bool(torch.isfinite(params).all())
+    memory = torch.tensor([peak_memory_mib(device)], device=device)
+    if cli.trainer.world_size > 1:
+        gathered = cli.trainer.strategy.all_gather(params)  # (world, P)
+        rank_diff = (gathered - gathered[0]).abs().max().item()
+        memory = cli.trainer.strategy.all_gather(memory).max()
+    else:
+        rank_diff = 0.0
+    if cli.trainer.global_rank != 0:
+        return None
+    return {
+        "job": spec["job"], "precision": spec["precision"], "options": spec["label"],
+        "ranks": cli.trainer.world_size, "batches": probe.done,
+        "img_per_s": probe.images / probe.seconds if probe.seconds > 0 else float("nan"),
+        "peak_mib": float(memory.max()), "finite": finite, "rank_max_abs_diff": rank_diff, "error": error,
+    }  # fmt: skip
+
+
+def run_spec(spec: dict) -> dict:
+    """In this process for one device; otherwise a ``--worker`` process that Lightning's launcher fans out."""
+    if spec["devices"] == 1:
+        return train_once(spec)
+    with tempfile.NamedTemporaryFile("r", suffix=".json") as out:
+        command = [sys.executable, __file__, "--worker", json.dumps(spec), "--worker_out", out.name]
+        done = subprocess.run(command, check=False, capture_output=True, text=True)
+        text = Path(out.name).read_text()
+        if done.returncode != 0 or not text:
+            tail = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]
+            return {**spec, "options": spec["label"], "error": f"exit {done.returncode}: {tail[0]}"}
+        return json.loads(text)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--batches", type=int, default=50, help="training batches per run")
+    parser.add_argument("--warmup", type=int, default=10, help="batches left out of the img/s timing")
+    parser.add_argument("--precisions", nargs="+", default=["32-true", "bf16-mixed", "16-mixed"])
+    parser.add_argument("--jobs", nargs="+", default=list(JOBS), choices=list(JOBS))
+    parser.add_argument("--channels_last", action="store_true", help="add channels_last rows")
+    parser.add_argument("--compile", action="store_true", help="add torch.compile rows")
+    parser.add_argument("--devices", type=int, default=None, help="default: all visible GPUs (1 on --cpu)")
+    parser.add_argument("--cpu", action="store_true", help="run on the CPU (32-true and bf16-mixed)")
+    parser.add_argument(
+        "--set",
+        default="",
+        metavar="ARGS",
+        help='CLI overrides for every run, one string: "--data.batch_size 256"',
+    )
+    parser.add_argument("--json", default=None, help="also write the rows to this JSON file")
+    parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--worker_out", default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+
+    if args.worker:  # one run, on every rank; rank 0 writes its row
+        try:
+            row = train_once(json.loads(args.worker))
+        except Exception:
+            traceback.print_exc()
+            raise
+        if row is not None:
+            Path(args.worker_out).write_text(json.dumps(row))
+        return
+
+    if not args.cpu and not torch.cuda.is_available():
+        sys.exit("error: no CUDA device is visible; run with --cpu to check the CPU path")
+    accelerator = "cpu" if args.cpu else "cuda"
+    devices = args.devices or (1 if args.cpu else torch.cuda.device_count())
+    if args.batches <= args.warmup:
+        sys.exit(f"error: --batches {args.batches} must exceed --warmup {args.warmup} to time anything")
+    variants = [("plain", False, False)]
+    variants += [("channels_last", True, False)] if args.channels_last else []
+    variants += [("compile", False, True)] if args.compile else []
+    notes, rows = [], []
+    with tempfile.TemporaryDirectory() as folder:
+        for job in args.jobs:
+            if not JOBS[job].exists():
+                notes.append(f"{job}: skipped, {JOBS[job].relative_to(REPO)} does not exist in this checkout")
+                continue
+            for precision in args.precisions:
+                if args.cpu and precision not in CPU_PRECISIONS:
+                    notes.append(f"{job} {precision}: skipped on CPU (Lightning runs it as bf16-mixed there)")
+                    continue
+                for label, channels_last, compile_ in variants:
+                    spec = {
+                        "job": job, "precision": precision, "label": label, "channels_last": channels_last,
+                        "compile": compile_, "batches": args.batches, "warmup": args.warmup,
+                        "accelerator": accelerator, "devices": devices, "folder": folder, "extra": args.set.split(),
+                    }  # fmt: skip
+                    rows.append(run_spec(spec))
+                    print(format_row(rows[-1]), flush=True)
+
+    name = "CPU" if args.cpu else torch.cuda.get_device_name(0)
+    print(f"\n{name}, {devices} device(s), {args.batches} batches per run ({args.warmup} untimed warm-up)")
+    print("| job | precision | options | ranks | img/s | peak MiB | finite | ranks agree | error |")
+    print("|---|---|---|---|---:|---:|---|---|---|")
+    for row in rows:
+        print(format_row(row))
+    for note in notes:
+        print(note)
+    if args.json:
+        Path(args.json).write_text(json.dumps({"rows": rows, "notes": notes}, indent=1))
+
+
+def format_row(row: dict) -> str:
+    diff = row.get("rank_max_abs_diff", float("nan"))
+    agree = "n/a (1 rank)" if row.get("ranks") == 1 else ("yes" if diff == 0 else f"no (max diff {diff:.2g})")
+    ips, mib = row.get("img_per_s", float("nan")), row.get("peak_mib", float("nan"))
+    finite = row.get("finite")
+    return (
+        f"| {row['job']} | {row['precision']} | {row['options']} | {row.get('ranks', '?')} | "
+        f"{ips:.0f} | {mib:.0f} | {'yes' if finite else 'no' if finite is not None else '?'} | {agree} | "
+        f"{row.get('error') or ''} |"
+    )
+
+
+if __name__ == "__main__":
+    main()

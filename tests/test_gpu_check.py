@@ -1,0 +1,43 @@
+"""bench/gpu_check.py --cpu: the one-command accelerator check runs its jobs and reports what it measured."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+
+from conftest import ROOT
+
+
+def run_check(monkeypatch, tmp_path, *args: str) -> dict:
+    spec = importlib.util.spec_from_file_location("gpu_check", ROOT / "bench/gpu_check.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    out = tmp_path / "rows.json"
+    monkeypatch.setattr(sys, "argv", ["gpu_check.py", "--cpu", "--json", str(out), *args])
+    module.main()
+    return json.loads(out.read_text())
+
+
+def test_cpu_run_times_each_precision_and_skips_fp16(monkeypatch, tmp_path):
+    result = run_check(
+        monkeypatch, tmp_path, "--jobs", "vae", "--batches", "3", "--warmup", "1",
+        "--precisions", "32-true", "bf16-mixed", "16-mixed", "--set", "--data.batch_size 16",
+    )  # fmt: skip
+    rows = {row["precision"]: row for row in result["rows"]}
+    assert set(rows) == {"32-true", "bf16-mixed"}
+    for row in rows.values():
+        assert row["job"] == "vae" and row["batches"] == 3 and row["ranks"] == 1
+        assert row["finite"] and row["error"] is None
+        assert row["img_per_s"] > 0 and row["peak_mib"] > 0
+    assert any("16-mixed: skipped on CPU" in note for note in result["notes"])
+
+
+def test_cpu_run_reports_a_diverging_loss(monkeypatch, tmp_path):
+    result = run_check(
+        monkeypatch, tmp_path, "--jobs", "vae", "--batches", "3", "--warmup", "1", "--precisions", "32-true",
+        "--set", "--data.batch_size 16 --model.init_args.optimizer.init_args.lr 1e30",
+    )  # fmt: skip
+    (row,) = result["rows"]
+    assert not row["finite"]
+    assert "NonFiniteLossError" in row["error"]
