@@ -22,37 +22,10 @@ from lightning.pytorch import LightningDataModule
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
-from aigc_lightning.datamodules.io import IMAGE_EXTENSIONS
+from aigc_lightning.datamodules.io import IMAGE_EXTENSIONS, list_files, output_names
 from aigc_lightning.datamodules.style import list_images, read_rgb, resize_longer
 from aigc_lightning.datamodules.video import VIDEO_EXTENSIONS, VideoClip
 from aigc_lightning.errors import UserError
-
-
-def list_media(path: str, option: str) -> list[Path]:
-    """``[path]`` for an image or video file, else the sorted image and video files under the folder."""
-    if not path:
-        raise UserError(f"{option} is not set; pass an image, a video or a folder of them with {option} PATH")
-    p = Path(path).expanduser()
-    if not p.exists():
-        raise UserError(f"{option} {path!r} does not exist; pass an image, a video or a folder of them")
-    media = IMAGE_EXTENSIONS + VIDEO_EXTENSIONS
-    if p.is_file():
-        if p.suffix.lower() not in media:
-            raise UserError(f"{option} {p} is neither an image nor a video (expected {', '.join(media)})")
-        return [p]
-    files = sorted(f for f in p.rglob("*") if f.suffix.lower() in media and f.is_file())
-    if not files:
-        raise UserError(f"no images or videos found in {p} (looked for {', '.join(media)}); pass {option} a "
-                        "folder that contains some")  # fmt: skip
-    return files
-
-
-def output_names(root: str, files: list[Path]) -> list[str]:
-    """Output names: file stems; files in sub-folders are prefixed ``sub_dir_stem`` (as ``StyleDataModule``)."""
-    base = Path(root).expanduser()
-    if base.is_file():
-        return [files[0].stem]
-    return ["_".join(f.relative_to(base).with_suffix("").parts) for f in files]
 
 
 def resize_shorter(x: Tensor, size: int) -> Tensor:
@@ -205,6 +178,6 @@ class ContentDataModule(LightningDataModule):
         return DataLoader(dataset, batch_size=len(self.val_files), collate_fn=self.collate)
 
     def predict_dataloader(self) -> DataLoader:
-        files = list_media(self.hparams.content, "--data.content")
-        dataset = MediaFiles(files, output_names(self.hparams.content, files), self.hparams.predict_size)
+        files = list_files(self.hparams.content, IMAGE_EXTENSIONS + VIDEO_EXTENSIONS, "--data.content", "an image or a video")
+        dataset = MediaFiles(files, output_names(files, self.hparams.content), self.hparams.predict_size)
         return DataLoader(dataset, batch_size=1, collate_fn=_single, num_workers=self.hparams.num_workers)

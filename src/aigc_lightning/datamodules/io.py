@@ -74,3 +74,31 @@ def find_images(root: Path) -> tuple[list[Path], list[int], list[str]]:
 
 
 __all__ = ["IMAGE_EXTENSIONS", "find_images", "fit_uint8", "load_image", "pil_to_uint8"]
+
+
+def list_files(path: str, suffixes: tuple[str, ...], option: str, what: str) -> list[Path]:
+    """``[path]`` for one file, the sorted matching files under a folder; ``UserError`` naming ``option``.
+
+    Shared by every input that takes "a file or a folder of them" (style, content, projection targets, latents).
+    """
+    if not path:
+        raise UserError(f"{option} is not set; pass {what} or a folder of them with {option} PATH")
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise UserError(f"{option} {p} does not exist; pass {what} or a folder of them")
+    if p.is_file():
+        if p.suffix.lower() not in suffixes:
+            raise UserError(f"{option} {p} is not {what} (expected {', '.join(suffixes)})")
+        return [p]
+    files = sorted(f for f in p.rglob("*") if f.suffix.lower() in suffixes and f.is_file())
+    if not files:
+        raise UserError(f"no files ({', '.join(suffixes)}) found in {p}; pass {option} a folder that holds {what}")
+    return files
+
+
+def output_names(files: list[Path], root: str) -> list[str]:
+    """Output names: file stems, with the sub-folder path (``a/b.png`` → ``a_b``) inside a folder."""
+    base = Path(root).expanduser()
+    if base.is_file():
+        return [files[0].stem]
+    return ["_".join(f.relative_to(base).with_suffix("").parts) for f in files]

@@ -18,26 +18,13 @@ from lightning.pytorch import LightningDataModule
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
-from aigc_lightning.datamodules.io import IMAGE_EXTENSIONS, load_image, pil_to_uint8
+from aigc_lightning.datamodules.io import IMAGE_EXTENSIONS, list_files, load_image, output_names, pil_to_uint8
 from aigc_lightning.errors import UserError
 
 
 def list_images(path: str, option: str) -> list[Path]:
     """``[path]`` for an image file, the sorted image files under a folder; ``UserError`` naming ``option``."""
-    if not path:
-        raise UserError(f"{option} is not set; pass an image file (or a folder of images) with {option} PATH")
-    p = Path(path).expanduser()
-    if not p.exists():
-        raise UserError(f"{option} {p} does not exist; pass an existing image file or folder")
-    if p.is_file():
-        if p.suffix.lower() not in IMAGE_EXTENSIONS:
-            raise UserError(f"{option} {p} is not an image file (expected {', '.join(IMAGE_EXTENSIONS)})")
-        return [p]
-    files = sorted(f for f in p.rglob("*") if f.suffix.lower() in IMAGE_EXTENSIONS and f.is_file())
-    if not files:
-        raise UserError(f"no images found in {p} (looked for {', '.join(IMAGE_EXTENSIONS)}); pass {option} a "
-                        "folder that contains images")  # fmt: skip
-    return files
+    return list_files(path, IMAGE_EXTENSIONS, option, "an image file")
 
 
 def read_rgb(path: Path) -> Tensor:
@@ -168,10 +155,7 @@ class StyleDataModule(LightningDataModule):
 
     def names(self) -> list[str]:
         """Output names: the content file stems; files in sub-folders are prefixed ``sub_dir_stem``."""
-        root = Path(self.content).expanduser()
-        if root.is_file():
-            return [self.content_files[0].stem]
-        return ["_".join(f.relative_to(root).with_suffix("").parts) for f in self.content_files]
+        return output_names(self.content_files, self.content)
 
     def _dataset(self, repeats: int) -> StyleImages:
         self.setup()
