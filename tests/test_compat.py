@@ -82,3 +82,25 @@ def test_checkpoint_io_plugin_is_lightnings_public_extension_point(tmp_path):
     io.save_checkpoint({"x": torch.ones(2)}, tmp_path / "a.ckpt")
     assert torch.equal(io.load_checkpoint(tmp_path / "a.ckpt")["x"], torch.ones(2))
     assert [p.name for p in tmp_path.iterdir()] == ["a.ckpt"]  # no temporary file left behind
+
+
+def test_lightning_still_sets_the_nvml_check_that_skip_failing_nvml_check_undoes(monkeypatch):
+    import ctypes
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "PYTORCH_NVML_BASED_CUDA_CHECK"}
+    code = "import os, lightning; print(os.environ.get('PYTORCH_NVML_BASED_CUDA_CHECK'))"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "1", "Lightning no longer sets PYTORCH_NVML_BASED_CUDA_CHECK: drop skip_failing_nvml_check"
+    monkeypatch.setenv("PYTORCH_NVML_BASED_CUDA_CHECK", "1")
+    try:
+        ctypes.CDLL("libnvidia-ml.so.1")
+        has_driver = True
+    except OSError:
+        has_driver = False
+    assert compat.skip_failing_nvml_check() is not has_driver
+    assert os.environ["PYTORCH_NVML_BASED_CUDA_CHECK"] == ("1" if has_driver else "0")
+    assert torch.cuda.is_available() is (has_driver and torch.cuda.device_count() > 0)
+    assert compat.skip_failing_nvml_check() is False  # once is enough

@@ -62,3 +62,44 @@ def test_vae_grids_reconstruct_fixed_validation_images_and_hparams_metric_is_iw_
     logger = next(c for c in cli.trainer.callbacks if isinstance(c, ImageLogger))
     first_val = next(iter(cli.datamodule.val_dataloader()))[0][:8]
     assert torch.equal(logger.fixed_batch, first_val)  # the sanity check's first validation images, kept
+
+
+def test_progress_bar_redraws_at_most_every_min_interval_and_always_at_an_epoch_end(tmp_path, monkeypatch):
+    from lightning.pytorch.callbacks import TQDMProgressBar
+
+    from aigc_lightning.callbacks import ProgressBar
+
+    draws: list[int] = []
+    original = TQDMProgressBar.on_train_batch_end
+
+    def spy(self, trainer, pl_module, outputs, batch, batch_idx):
+        draws.append(batch_idx)
+        original(self, trainer, pl_module, outputs, batch, batch_idx)
+
+    monkeypatch.setattr(TQDMProgressBar, "on_train_batch_end", spy)
+
+    def fit(*extra: str) -> AigcCLI:
+        draws.clear()
+        return AigcCLI(args=[
+            "fit", "--config", str(ROOT / "configs/vae/vae_digits.yaml"), "--trainer.accelerator", "cpu",
+            "--trainer.enable_model_summary", "false", "--trainer.logger", "false",
+            "--model.encoder.init_args.hidden_dim", "8", "--model.decoder.init_args.hidden_dim", "8",
+            "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "12", "--trainer.limit_val_batches", "0",
+            "--images.log_images_every_n_batches", "0", "--data.batch_size", "8",
+            "--trainer.default_root_dir", str(tmp_path), *extra,
+        ])  # fmt: skip
+
+    cli = fit()
+    bar = cli.trainer.progress_bar_callback
+    assert type(bar) is ProgressBar  # the CLI put it in place of Lightning's default bar
+    # 12 batches of a tiny MLP take far less than 0.1 s: the first draws, then only the epoch's last batch
+    assert draws == [0, 11]
+    # without the time limit it is Lightning's bar: a redraw every batch
+    fit("--trainer.callbacks", '[{"class_path": "aigc_lightning.callbacks.ProgressBar", '
+        '"init_args": {"min_interval": 0}}]')  # fmt: skip
+    assert draws == list(range(12))
+    # a bar the user configured is kept as configured
+    cli = fit("--trainer.callbacks", '[{"class_path": "lightning.pytorch.callbacks.TQDMProgressBar", '
+              '"init_args": {"refresh_rate": 4}}]')  # fmt: skip
+    assert type(cli.trainer.progress_bar_callback) is TQDMProgressBar
+    assert draws == list(range(12))  # TQDMProgressBar's own hook, which decides per refresh_rate

@@ -16,6 +16,7 @@ from torchvision.io import decode_image
 import aigc_lightning.modules.vae as vae_module
 from aigc_lightning.cli import AigcCLI
 from aigc_lightning.datamodules import DigitsDataModule
+from aigc_lightning.datamodules.datasets import binarized
 from aigc_lightning.datamodules.seeds import SeedDataModule
 from aigc_lightning.errors import UserError
 from aigc_lightning.losses import (
@@ -223,6 +224,17 @@ def test_binarize_statistics():
     assert abs(((v1 + 1) / 2).mean() - ((g + 1) / 2).mean()) < 0.01
     # Dynamic for training: a fresh draw every time the data is served (shuffled, so compare the means).
     assert not torch.equal(x1, x2)
+
+
+def test_binarized_is_a_bernoulli_draw_of_each_pixel():
+    p = torch.tensor([0.0, 0.1, 0.5, 0.9, 1.0]).repeat(40_000, 1)  # (40000, 5)
+    x = binarized(p, torch.Generator().manual_seed(0))
+    assert set(x.unique().tolist()) == {0.0, 1.0}
+    # the mean of 40,000 draws is within 4 standard errors (<= 0.01) of each pixel's probability, exactly at 0 and 1
+    assert torch.allclose(x.mean(0), p[0], atol=0.01)
+    assert x[:, 0].max() == 0 and x[:, -1].min() == 1
+    assert torch.equal(x, binarized(p, torch.Generator().manual_seed(0)))  # a seeded generator fixes the draw
+    assert not torch.equal(x, binarized(p))
 
 
 class TargetSpy:

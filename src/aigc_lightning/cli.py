@@ -12,6 +12,7 @@ What this adds to a plain LightningCLI:
   ``ImageWriter`` saves the PNGs and ``grid.png``.
 - no ``--optimizer`` / ``--lr_scheduler``: models declare one ``OptimizerCallable`` per network instead (a GAN
   needs two; LightningCLI's automatic optimizer would put all parameters under one).
+- Lightning's default progress bar becomes ``ProgressBar``: redrawn at most every 0.1 s, not every batch.
 - ``UserError`` (bad data, files, options) ends with one ``error: …`` line instead of a traceback.
 - a number outside its constrained type (``--model.n_critic 0``) ends with one ``error: --model.n_critic 0 is out
   of range …`` line instead of jsonargparse's usage and nested union errors (``AigcParser``).
@@ -30,10 +31,13 @@ import yaml
 from jsonargparse import Namespace
 from jsonargparse.typing import PositiveInt
 from lightning.pytorch import LightningDataModule, LightningModule, Trainer
+from lightning.pytorch.callbacks import TQDMProgressBar
 from lightning.pytorch.cli import LightningArgumentParser
 
+from aigc_lightning import compat
 from aigc_lightning.callbacks.checkpoint import AtomicCheckpoint, check_checkpoint_file
 from aigc_lightning.callbacks.images import ImageLogger
+from aigc_lightning.callbacks.progress import ProgressBar
 from aigc_lightning.callbacks.resume import RNGState
 from aigc_lightning.callbacks.writer import ImageWriter
 from aigc_lightning.compat import SubcommandHooks
@@ -149,6 +153,7 @@ class AigcCLI(SubcommandHooks):
     """The project's LightningCLI; see the module docstring for what it adds."""
 
     def __init__(self, args: Any = None, run: bool = True, **kwargs: Any) -> None:
+        compat.skip_failing_nvml_check()  # lightning's import made every optimizer step probe for NVML
         super().__init__(
             LightningModule,
             LightningDataModule,
@@ -211,6 +216,9 @@ class AigcCLI(SubcommandHooks):
         if not any(isinstance(c, RNGState) for c in trainer.callbacks):
             # RNG states in every checkpoint (exact resume); it has nothing to configure
             trainer.callbacks.append(RNGState())
+        bar = trainer.progress_bar_callback
+        if type(bar) is TQDMProgressBar and bar.refresh_rate == 1:  # Lightning's default bar, not a configured one
+            trainer.callbacks[trainer.callbacks.index(bar)] = ProgressBar()
         return trainer
 
     def before_instantiate_classes(self) -> None:

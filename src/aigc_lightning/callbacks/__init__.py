@@ -1,8 +1,9 @@
-"""Callbacks: observers wired by config (image grids, metrics, prediction files, checkpoint safety, RNG state)."""
+"""Callbacks: observers wired by config (image grids, metrics, progress bar, prediction files, checkpoint safety, RNG state)."""
 
 from aigc_lightning.callbacks.checkpoint import AtomicCheckpoint, AtomicCheckpointIO
 from aigc_lightning.callbacks.images import ImageLogger, log_image_grid
 from aigc_lightning.callbacks.metrics import GenerativeMetrics, evaluate_images
+from aigc_lightning.callbacks.progress import ProgressBar
 from aigc_lightning.callbacks.projection import ProjectionWriter
 from aigc_lightning.callbacks.resume import RNGState
 from aigc_lightning.callbacks.writer import ImageWriter
@@ -13,6 +14,7 @@ __all__ = [
     "GenerativeMetrics",
     "ImageLogger",
     "ImageWriter",
+    "ProgressBar",
     "ProjectionWriter",
     "RNGState",
     "evaluate_images",

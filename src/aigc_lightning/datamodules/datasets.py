@@ -19,8 +19,14 @@ from aigc_lightning.pixels import to_signed
 
 
 def binarized(x01: Tensor, generator: torch.Generator | None = None) -> Tensor:
-    """Bernoulli(x01): each pixel 1 with probability x01, else 0."""
-    return torch.bernoulli(x01, generator=generator)
+    """Bernoulli(x01): each pixel 1 with probability x01, else 0.
+
+    Drawn as ``U < x01`` with U ~ Uniform[0, 1), which is exactly Bernoulli(x01): on the CPU this is 3.6x faster
+    than ``torch.bernoulli`` (140 vs 500 us for a batch of 64 MNIST images, one thread), which was ~8 % of the
+    MLP VAE's training step (docs/benchmarks.md, "What a user pays").
+    """
+    u = torch.rand(x01.shape, generator=generator, dtype=x01.dtype, device=x01.device)
+    return (u < x01).to(x01.dtype)
 
 
 class TensorImages(Dataset):
