@@ -11,6 +11,7 @@ Also: ``python -m aigc_lightning --help`` against ``import torch, torchvision`` 
     python bench/user_overhead.py --jobs gan --pairs 5
     python bench/user_overhead.py --epochs 4             # quick check: 4 epochs on both sides
     python bench/user_overhead.py --bare                 # also the framework with every convenience off
+    python bench/user_overhead.py --jobs vae --plain_args "--fused --uniform_binarize"  # plain with our kernels
 
 ``--bare`` adds a third process per pair: the same ``fit`` with validation, logger, checkpoints, image grids and
 progress bar off. framework - bare is what the conveniences cost; bare - plain is Lightning's loop and start-up.
@@ -132,6 +133,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=None, help="override both sides' epochs (quick checks)")
     parser.add_argument("--help_repeats", type=int, default=3, help="timings of --help vs import (0: skip)")
     parser.add_argument("--bare", action="store_true", help="also time the framework with every convenience off")
+    parser.add_argument("--plain_args", default="", help='extra options of the plain scripts, e.g. "--fused"')
     args = parser.parse_args()
 
     threads = subprocess.run([sys.executable, "-c", "import torch; print(torch.get_num_threads())"],
@@ -142,6 +144,7 @@ def main() -> None:
         workdir = Path(tmp)
         for job in args.jobs.split(","):
             framework, plain = commands(job, args.epochs, workdir)
+            plain += args.plain_args.split()
             pairs, bare = [], []
             for i in range(args.pairs):
                 if i % 2 == 0:
