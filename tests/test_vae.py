@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from lightning.pytorch import Trainer
-from torch import Tensor
+from lightning.pytorch import Callback, Trainer, seed_everything
+from torch import Tensor, nn
 from torch.distributions import Bernoulli, Normal, kl_divergence
 from torchvision.io import decode_image
 
@@ -444,3 +444,61 @@ def test_download_configs_run_on_an_image_folder(config, channels, image_size, p
     cli = AigcCLI(args=["fit", *args])
     assert cli.model.decoder.image_shape == (channels, image_size, image_size)
     assert cli.trainer.global_step == 2
+
+
+class FirstBatch(Callback):
+    """Records the first training batch's images and the decoder's output bias as training starts."""
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if batch_idx == 0:
+            self.images = batch[0].clone()
+            self.bias = pl_module.decoder.fc4.bias.detach().clone()
+
+
+def test_output_bias_from_data_starts_at_the_mean_training_image_and_leaves_the_run_rng_alone(tmp_path):
+    def run(init: bool) -> FirstBatch:
+        seed_everything(0)
+        spy = FirstBatch()
+        dm = digits(val_fraction=0.2)
+        model = tiny_vae(output_bias_from_data=init)
+        tiny_trainer(tmp_path, max_steps=1, limit_val_batches=0, logger=False, callbacks=[spy]).fit(model, dm)
+        spy.grey = dm.train_set.dataset.images[dm.train_set.indices].float().div(255).mean(0).flatten()
+        return spy
+
+    plain, init = run(False), run(True)
+    assert torch.equal(plain.images, init.images)  # the peek at 16 batches drew none of the run's random numbers
+    # p = sigmoid(bias) is the mean of 16 x 32 binarised training digits: within ~4 standard errors of the grey
+    # level (<= 0.09) everywhere, and far from the untrained decoder's p ~ 0.5
+    p = torch.sigmoid(init.bias)
+    assert (p - init.grey).abs().max() < 0.09
+    assert (torch.sigmoid(plain.bias) - init.grey).abs().max() > 0.3
+
+
+def test_output_bias_from_data_needs_a_decoder_that_supports_it(tmp_path):
+    decoder = nn.Sequential(nn.Linear(4, 64), nn.Unflatten(1, (1, 8, 8)))  # no init_output_bias
+    decoder.latent_dim = 4
+    model = VAE(MLPEncoder(1, 8, 8, 4), decoder, output_bias_from_data=True)
+    with pytest.raises(UserError, match="init_output_bias"):
+        tiny_trainer(tmp_path, max_steps=1, limit_val_batches=0, logger=False).fit(model, digits())
+
+
+def test_one_cycle_schedule_per_step_gets_the_runs_length(tmp_path):
+    model = tiny_vae(
+        optimizer=functools.partial(torch.optim.Adam, lr=1e-3),
+        lr_scheduler=functools.partial(torch.optim.lr_scheduler.OneCycleLR, max_lr=1e-2, total_steps=None,
+                                       epochs=None, cycle_momentum=False),
+        lr_scheduler_interval="step",
+    )  # fmt: skip
+    lrs: list[float] = []
+
+    class LRs(Callback):
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+            lrs.append(trainer.optimizers[0].param_groups[0]["lr"])
+
+    trainer = tiny_trainer(tmp_path, max_epochs=2, limit_train_batches=5, limit_val_batches=0, logger=False,
+                           callbacks=[LRs()])  # fmt: skip
+    trainer.fit(model, digits())
+    assert trainer.lr_scheduler_configs[0].scheduler.total_steps == 10  # 2 epochs x 5 batches
+    # one learning rate per batch: warm-up from max_lr / 25 to max_lr (30 % of the run), then down to its floor
+    assert len(set(lrs)) == 10 and lrs[0] == pytest.approx(1e-2 / 25)
+    assert max(lrs) == lrs[2] == pytest.approx(1e-2) and lrs[-1] < 1e-2 / 1000

@@ -63,6 +63,12 @@ class MLPDecoder(nn.Module):
         out = self.fc4(torch.relu(self.fc3(z)))  # (B, C*H*W)
         return out.view(-1, *self.image_shape)  # (B, C, H, W)
 
+    @torch.no_grad()
+    def init_output_bias(self, value: Tensor) -> None:
+        """Set the per-pixel output bias to ``value`` (C, H, W): what the decoder outputs where the hidden layer
+        contributes nothing (``VAE(output_bias_from_data=True)``)."""
+        self.fc4.bias.copy_(value.reshape(-1))
+
 
 def _num_downsamples(image_size: int) -> int:
     """Stride-2 stages from ``image_size`` down to 4 px; the conv nets need a power of two ≥ 8."""
@@ -138,6 +144,12 @@ class ConvDecoder(nn.Module):
     def forward(self, z: Tensor) -> Tensor:
         h = torch.nn.functional.leaky_relu(self.fc(z), 0.2).view(-1, self.c0, 4, 4)  # (B, c0, 4, 4)
         return self.features(h)  # (B, C, H, W)
+
+    @torch.no_grad()
+    def init_output_bias(self, value: Tensor) -> None:
+        """Set the last layer's bias from ``value`` (C, H, W): a convolution has one bias per channel, so the
+        channel's mean over pixels."""
+        self.features[-1].bias.copy_(value.mean((1, 2)))
 
 
 __all__ = ["ConvDecoder", "ConvEncoder", "MLPDecoder", "MLPEncoder"]
