@@ -502,3 +502,47 @@ def test_one_cycle_schedule_per_step_gets_the_runs_length(tmp_path):
     # one learning rate per batch: warm-up from max_lr / 25 to max_lr (30 % of the run), then down to its floor
     assert len(set(lrs)) == 10 and lrs[0] == pytest.approx(1e-2 / 25)
     assert max(lrs) == lrs[2] == pytest.approx(1e-2) and lrs[-1] < 1e-2 / 1000
+
+
+def test_warmup_cosine_scales_each_groups_own_lr_and_resumes():
+    from aigc_lightning.schedules import WarmupCosine
+
+    def opt():
+        a, b = nn.Parameter(torch.zeros(1)), nn.Parameter(torch.zeros(1))
+        return torch.optim.SGD([{"params": [a], "lr": 0.1}, {"params": [b], "lr": 1.0}])
+
+    o = opt()
+    s = WarmupCosine(o, warmup_steps=4, total_steps=12, final_factor=0.1)
+    lrs = []
+    for _ in range(14):
+        lrs.append([g["lr"] for g in o.param_groups])
+        o.step()
+        s.step()
+    factors = [b for _, b in lrs]
+    assert factors[:4] == pytest.approx([0.25, 0.5, 0.75, 1.0])  # linear warm-up to each group's own lr
+    assert factors[8] == pytest.approx(0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * 0.5)))  # half-way down
+    assert factors[12:] == pytest.approx([0.1, 0.1])  # the floor at total_steps and after
+    assert all(a == pytest.approx(0.1 * b) for a, b in lrs)  # the groups keep their ratio
+    resumed = WarmupCosine(opt(), warmup_steps=4, total_steps=12, final_factor=0.1)
+    resumed.load_state_dict({**s.state_dict()})
+    assert resumed.get_last_lr() == s.get_last_lr() and resumed.last_epoch == 14
+    with pytest.raises(UserError, match="total_steps"):
+        WarmupCosine(opt())
+
+
+def test_encoder_lr_scale_puts_the_encoder_in_its_own_slower_group(tmp_path):
+    from aigc_lightning.schedules import WarmupCosine
+
+    model = tiny_vae(
+        optimizer=functools.partial(torch.optim.Adam, lr=1e-2),
+        encoder_lr_scale=0.25,
+        lr_scheduler=functools.partial(WarmupCosine, warmup_steps=2, total_steps=None),
+        lr_scheduler_interval="step",
+    )
+    trainer = tiny_trainer(tmp_path, max_epochs=1, limit_train_batches=4, limit_val_batches=0, logger=False)
+    trainer.fit(model, digits())
+    encoder, rest = trainer.optimizers[0].param_groups
+    assert {id(p) for p in encoder["params"]} == {id(p) for p in model.encoder.parameters()}
+    assert len(rest["params"]) == len(list(model.decoder.parameters()))
+    assert trainer.lr_scheduler_configs[0].scheduler.total_steps == 4
+    assert encoder["initial_lr"] == pytest.approx(0.25e-2) and rest["initial_lr"] == pytest.approx(1e-2)
