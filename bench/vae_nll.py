@@ -1,7 +1,7 @@
 """VAE quality: importance-weighted NLL of the MLP config vs a plain-PyTorch VAE of the same size and budget.
 
     python bench/vae_nll.py [--root MNIST_PNGS] [--epochs 20] [--k 1000]
-        [--variant "CLI OVERRIDES" ...] [--variants_only] [--seed_recipe] [--reference_epochs N]
+        [--variant "CLI OVERRIDES" ...] [--variants_only] [--seed_recipe] [--reference_epochs N] [--seed S]
 
 Data: the 10,000 real MNIST test PNGs through ``ImageFolderDataModule(image_size=28, channels=1, binarize=True,
 val_fraction=0.2, seed=0)``: a seeded 8,000 images train (dynamically binarised every epoch), the other 2,000 are
@@ -19,6 +19,8 @@ the held-out evaluation set (binarised once, seeded). Both models see the same l
 - ``--variant "ARGS"`` (repeatable): another row, the config as shipped plus these CLI overrides, e.g.
   ``--variant "--model.init_args.train_importance_samples 5"``; ``--variants_only`` skips the as-shipped row.
 - ``--reference_epochs N``: the reference once more, trained N epochs (compares at equal training time).
+- ``--seed S``: the training seed of every row (framework ``seed_everything``, the reference's torch seed); the
+  split and the held-out binarisation stay fixed.
 - ``--seed_recipe``: also the same config with the seed's batch 128, Adam 1e-3, no warm-up, schedule, IWAE or
   extra callbacks (checks the framework itself: with the same seed it reproduces the reference's numbers).
 
@@ -179,6 +181,7 @@ def main() -> None:
     )  # fmt: skip
     parser.add_argument("--variants_only", action="store_true", help="skip the as-shipped row")
     parser.add_argument("--seed_recipe", action="store_true", help="add the framework/seed-recipe row")
+    parser.add_argument("--seed", type=int, default=0, help="training seed of every row (the data split stays)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -186,7 +189,8 @@ def main() -> None:
     runs += [(v, False) for v in args.variant]
     rows, dm, xs, framework_test, shipped = [], None, None, None, None
     for extra, test in runs:
-        model, seconds, result = train_framework(args.root, args.epochs, True, extra.split(), test)
+        seed = ["--seed_everything", str(args.seed)]
+        model, seconds, result = train_framework(args.root, args.epochs, True, seed + extra.split(), test)
         if dm is None:
             dm = model.trainer.datamodule
             # the held-out 2,000, binarised once (seeded): the same images for every row
@@ -203,7 +207,7 @@ def main() -> None:
         root=args.root, image_size=28, channels=1, binarize=True, val_fraction=0.2, batch_size=128, seed=0
     )
     dm.setup("fit")
-    torch.manual_seed(0)
+    torch.manual_seed(args.seed)
     reference, seconds, epochs = train_reference(dm, args.epochs)
     rows.insert(
         0,
@@ -217,7 +221,7 @@ def main() -> None:
     equal_time = None
     if shipped is not None:
         # the plain recipe given the CPU time the as-shipped config took for its epochs
-        torch.manual_seed(0)
+        torch.manual_seed(args.seed)
         longer, seconds, epochs = train_reference(dm, args.epochs, cpu_seconds=shipped[1])
         equal_time = (
             "reference: seed recipe, the config's CPU seconds",
@@ -227,12 +231,12 @@ def main() -> None:
         )
         rows.insert(1, equal_time)
     if args.reference_epochs:
-        torch.manual_seed(0)
+        torch.manual_seed(args.seed)
         longer, seconds, epochs = train_reference(dm, args.reference_epochs)
         name = f"reference: seed recipe, {args.reference_epochs} epochs"
         rows.insert(1, (name, seconds, epochs, *iw_nll(longer.encode, longer.decode, xs, args.k)))
     if args.seed_recipe:
-        model2, seconds, _ = train_framework(args.root, args.epochs, False, [], test=False)
+        model2, seconds, _ = train_framework(args.root, args.epochs, False, ["--seed_everything", str(args.seed)], False)
         enc2 = lambda x: model2.encode(x.view(-1, 1, 28, 28))
         dec2 = lambda z: model2.decode(z).view(-1, 784)
         rows.append(
