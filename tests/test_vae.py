@@ -528,6 +528,8 @@ def test_warmup_cosine_scales_each_groups_own_lr_and_resumes():
     assert resumed.get_last_lr() == s.get_last_lr() and resumed.last_epoch == 14
     with pytest.raises(UserError, match="total_steps"):
         WarmupCosine(opt())
+    short = WarmupCosine(opt(), warmup_steps=300, total_steps=3)  # a smoke-test run shorter than the warm-up
+    assert [short.factor(t) for t in range(3)] == pytest.approx([0.5, 1.0, 1.0])  # warmed up by its last step
 
 
 def test_encoder_lr_scale_puts_the_encoder_in_its_own_slower_group(tmp_path):

@@ -25,7 +25,7 @@ class WarmupCosine(LambdaLR):
 
     Args:
         optimizer: the optimizer whose groups it scales.
-        warmup_steps: steps of linear warm-up (0: start at the full learning rate).
+        warmup_steps: steps of linear warm-up (0: start at the full learning rate); at most ``total_steps`` - 1.
         total_steps: steps until the end of the decay; left unset, a module that steps per batch fills in the
             run's length (``trainer.estimated_stepping_batches``).
         final_factor: the learning rate at ``total_steps`` (and after) as a fraction of the group's own.
@@ -45,9 +45,9 @@ class WarmupCosine(LambdaLR):
                 "WarmupCosine needs total_steps: set it, or step it per batch in a module that fills in the run's "
                 "length (model.lr_scheduler_interval: step)"
             )
-        if warmup_steps >= total_steps:
-            raise UserError(f"WarmupCosine: warmup_steps {warmup_steps} must be below total_steps {total_steps}")
-        self.warmup_steps, self.total_steps, self.final_factor = warmup_steps, total_steps, final_factor
+        # a run shorter than the warm-up (a smoke test with --trainer.max_steps 10) warms up over all but its last step
+        self.warmup_steps = min(warmup_steps, total_steps - 1)
+        self.total_steps, self.final_factor = total_steps, final_factor
         super().__init__(optimizer, self.factor, last_epoch)
 
     def factor(self, step: int) -> float:
