@@ -40,7 +40,7 @@ from torch.optim import Optimizer
 
 from aigc_lightning.errors import NonFiniteLossError, UserError
 from aigc_lightning.losses import content_loss, gram_matrix, gram_matrix_fp32, style_loss, total_variation
-from aigc_lightning.modules.style_precision import RESCORE_DROP, Schedule, fast_bfloat16
+from aigc_lightning.modules.style_precision import RESCORE_DROP, RESCORE_EVERY, Schedule, fast_bfloat16
 from aigc_lightning.optim import BestImage, BoxLBFGS
 
 # RGB → YIQ (NTSC): Y is luma, I/Q the chroma that colour preservation keeps from the content.
@@ -280,9 +280,11 @@ class StyleTransfer(LightningModule):
             last["loss"] = losses["loss"].detach()
             if not bf16:
                 best.offer(losses, image)
-            elif float(last["loss"]) < (1 - RESCORE_DROP) * schedule.scored:  # NaN: False
-                schedule.scored = float(last["loss"])
-                self.rescore(image, t, best)
+            else:
+                schedule.since += 1
+                if schedule.since >= RESCORE_EVERY and float(last["loss"]) < (1 - RESCORE_DROP) * schedule.scored:
+                    schedule.scored, schedule.since = float(last["loss"]), 0  # NaN compares False: not scored
+                    self.rescore(image, t, best)
             return losses["loss"]
 
         opt.step(closure=closure)
