@@ -40,7 +40,7 @@ from torch.optim import Optimizer
 
 from aigc_lightning.errors import NonFiniteLossError, UserError
 from aigc_lightning.losses import content_loss, gram_matrix, gram_matrix_fp32, style_loss, total_variation
-from aigc_lightning.modules.style_precision import RESCORE_DROP, RESCORE_EVERY, Schedule, fast_bfloat16
+from aigc_lightning.modules.style_precision import Schedule
 from aigc_lightning.optim import BestImage, BoxLBFGS
 
 # RGB → YIQ (NTSC): Y is luma, I/Q the chroma that colour preservation keeps from the content.
@@ -261,10 +261,8 @@ class StyleTransfer(LightningModule):
         image or its last loss is NaN/inf): ``image`` is then reset to ``best`` and the caller makes a fresh
         optimizer with a smaller step, ``new_optimizer(image, restarts)``.
         """
-        if schedule is not None and schedule.bf16 is None:
-            p = self.hparams.feature_precision
-            schedule.bf16 = p == "bf16" or (p == "auto" and fast_bfloat16(image.device))
-        bf16 = schedule is not None and bool(schedule.bf16)
+        schedule = schedule or Schedule(bf16=False)
+        bf16 = schedule.start_step(self.hparams.feature_precision, image.device)
         last: dict[str, Tensor] = {}
 
         def closure() -> Tensor:
@@ -280,11 +278,8 @@ class StyleTransfer(LightningModule):
             last["loss"] = losses["loss"].detach()
             if not bf16:
                 best.offer(losses, image)
-            else:
-                schedule.since += 1
-                if schedule.since >= RESCORE_EVERY and float(last["loss"]) < (1 - RESCORE_DROP) * schedule.scored:
-                    schedule.scored, schedule.since = float(last["loss"]), 0  # NaN compares False: not scored
-                    self.rescore(image, t, best)
+            elif schedule.rescore_now(float(last["loss"])):
+                self.rescore(image, t, best)
             return losses["loss"]
 
         opt.step(closure=closure)
@@ -292,13 +287,9 @@ class StyleTransfer(LightningModule):
             finite = bool(torch.isfinite(image).all()) and math.isfinite(float(last["loss"]))
             if finite:
                 image.clamp_(0, 1)  # after the step, never inside the closure; BoxLBFGS's image already is
-                if bf16:
-                    loss = self.rescore(image, t, best)
-                    if schedule.last - loss < self.hparams.bf16_until * schedule.last:  # a crawl: go float32
-                        schedule.bf16 = False
-                        if hasattr(opt, "refresh"):  # BoxLBFGS: re-evaluate here in float32, keep the history
-                            opt.refresh()
-                    schedule.last = loss
+                loss = self.rescore(image, t, best) if bf16 else None  # the step's image, scored in float32
+                if bf16 and schedule.end_step(loss, self.hparams.bf16_until) and hasattr(opt, "refresh"):
+                    opt.refresh()  # BoxLBFGS: re-evaluate here in float32, keep the (bfloat16) history
                 return restarts
             if best.image is None or restarts >= MAX_RESTARTS:
                 raise NonFiniteLossError(
