@@ -318,9 +318,9 @@ def test_a_nan_step_is_rejected_and_the_run_goes_on(images):
     m = model(scale_steps=(4,), optimizer=lambda p: torch.optim.LBFGS(p, max_iter=3))
     objective, calls = m.objective, []
 
-    def flaky(image, t):  # the 5th evaluation is NaN: plain LBFGS would carry the NaN into the image
+    def flaky(image, t, bf16=False):  # the 5th evaluation is NaN: plain LBFGS would carry the NaN into the image
         calls.append(1)
-        losses = objective(image, t)
+        losses = objective(image, t, bf16)
         return {k: v * torch.nan for k, v in losses.items()} if len(calls) == 5 else losses
 
     m.objective = flaky

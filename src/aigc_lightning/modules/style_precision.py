@@ -36,7 +36,7 @@ class Schedule:
             and the device.
         scored: bfloat16 loss of the last image re-scored in float32.
         since: evaluations since that re-score.
-        last: float32 loss of the image at the end of the previous bfloat16 step.
+        last: float32 loss of the image at the end of the previous bfloat16 step (first: of the start image).
     """
 
     bf16: bool | None = None
@@ -57,6 +57,12 @@ class Schedule:
             self.scored, self.since = loss, 0
             return True
         return False
+
+    def first_score(self, loss: float) -> None:
+        """A float32 re-score made inside a step: the run's first one (its start image) is the reference of the
+        first step's gain."""
+        if self.last == math.inf:
+            self.last = loss
 
     def end_step(self, loss: float, until: float) -> bool:
         """After a bfloat16 step whose image scores ``loss`` in float32: True when it gained less than ``until``

@@ -279,7 +279,7 @@ class StyleTransfer(LightningModule):
             if not bf16:
                 best.offer(losses, image)
             elif schedule.rescore_now(float(last["loss"])):
-                self.rescore(image, t, best)
+                schedule.first_score(self.rescore(image, t, best))
             return losses["loss"]
 
         opt.step(closure=closure)
