@@ -25,7 +25,6 @@ from dataclasses import asdict
 from typing import Literal
 
 import torch
-import torch.nn.functional as F
 from jsonargparse.typing import (
     ClosedUnitInterval,
     NonNegativeFloat,
@@ -40,29 +39,11 @@ from torch.optim import Optimizer
 
 from aigc_lightning.errors import NonFiniteLossError, UserError
 from aigc_lightning.losses import content_loss, gram_matrix, gram_matrix_fp32, style_loss, total_variation
+from aigc_lightning.modules.style_images import resize, rgb_to_yiq, yiq_to_rgb
 from aigc_lightning.modules.style_precision import Schedule
 from aigc_lightning.optim import BestImage, BoxLBFGS
 
-# RGB → YIQ (NTSC): Y is luma, I/Q the chroma that colour preservation keeps from the content.
-RGB_TO_YIQ = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
 MAX_RESTARTS = 20  # rejected (non-finite) steps, each retried with half the step size, before giving up
-
-
-def rgb_to_yiq(x: Tensor) -> Tensor:
-    """(B, 3, H, W) RGB → YIQ."""
-    return torch.einsum("ij,bjhw->bihw", RGB_TO_YIQ.to(x), x)
-
-
-def yiq_to_rgb(x: Tensor) -> Tensor:
-    """(B, 3, H, W) YIQ → RGB (the exact inverse of ``rgb_to_yiq``)."""
-    return torch.einsum("ij,bjhw->bihw", torch.linalg.inv(RGB_TO_YIQ).to(x), x)
-
-
-def resize(x: Tensor, size: tuple[int, int]) -> Tensor:
-    """Bilinear, antialiased resize of (B, C, H, W) to ``size``; a no-op when the size already matches."""
-    if tuple(x.shape[-2:]) == tuple(size):
-        return x
-    return F.interpolate(x, size=size, mode="bilinear", antialias=True, align_corners=False)
 
 
 class StyleTransfer(LightningModule):
