@@ -5,7 +5,8 @@ loop, ``optimizer_step_on``: one optimizer step (``BoxLBFGS`` by default: up to 
 the [0, 1] pixel box, see ``aigc_lightning.optim``), the best image seen so far kept, a step that reaches a NaN or
 infinite image restarted from that best image with half the step size (a rejected step, not the end of the run).
 Every loss is that of a displayable (clamped) image; the best-so-far never rises. ``torch.optim.LBFGS`` or Adam
-work too (clamped after each step).
+work too (clamped after each step). ``feature_precision`` runs the VGG in bfloat16 while steps gain much, then
+float32; the kept image is always chosen by float32 losses (``style_precision``).
 
 Quality options: several blended styles (their target Grams are averaged with the blend weights), colour
 preservation by luminance-only transfer (Gatys et al. 2017, "Controlling perceptual factors in neural style
