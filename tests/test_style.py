@@ -6,6 +6,7 @@ few seconds on a shared 2-core CPU. Images are scikit-image's bundled samples (n
 
 from __future__ import annotations
 
+import itertools
 import os
 import subprocess
 import sys
@@ -21,12 +22,13 @@ from aigc_lightning.callbacks.style import StylizedImageSaver
 from aigc_lightning.cli import main
 from aigc_lightning.datamodules import StyleDataModule
 from aigc_lightning.errors import UserError
-from aigc_lightning.losses import content_loss, gram_matrix, style_loss, total_variation
+from aigc_lightning.losses import content_loss, gram_matrix, gram_matrix_fp32, style_loss, total_variation
 from aigc_lightning.modules import StyleTransfer
+from aigc_lightning.modules.style_precision import Schedule
 from aigc_lightning.modules.style_transfer import rgb_to_yiq
 from aigc_lightning.nets import VGGFeatures
 from aigc_lightning.nets.vgg import vgg19_layer_names
-from aigc_lightning.optim import BoxLBFGS
+from aigc_lightning.optim import BestImage, BoxLBFGS
 
 skdata = pytest.importorskip("skimage.data")
 REPO = Path(__file__).resolve().parents[1]
@@ -86,6 +88,19 @@ def test_gram_matrix_of_known_features():
     expected = torch.tensor([[1 + 4, 3 + 8], [3 + 8, 9 + 16]]) / (2 * 1 * 2)
     assert torch.allclose(gram_matrix(f)[0], expected)
     assert gram_matrix(torch.randn(3, 4, 5, 6)).shape == (3, 4, 4)
+
+
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+def test_gram_matrix_fp32_has_the_value_and_gradient_of_gram_matrix(layout):
+    f = torch.randn(2, 5, 6, 7).contiguous(memory_format=layout)
+    a, b = f.clone().requires_grad_(True), f.clone().requires_grad_(True)
+    weight = torch.randn(2, 5, 5)  # a non-symmetric upstream gradient: the backward must symmetrise it
+    (gram_matrix(a) * weight).sum().backward()
+    (gram_matrix_fp32(b) * weight).sum().backward()
+    assert torch.allclose(gram_matrix_fp32(f), gram_matrix(f), atol=1e-6)
+    assert torch.allclose(b.grad, a.grad, atol=1e-5)
+    half = gram_matrix_fp32(f.bfloat16().requires_grad_(True))  # bfloat16 features: a float32 Gram
+    assert half.dtype == torch.float32 and torch.allclose(half, gram_matrix(f.bfloat16().float()), atol=1e-5)
 
 
 def test_losses_are_per_sample_and_zero_at_target():
@@ -248,14 +263,64 @@ def test_more_steps_never_give_a_worse_image(pair):
     assert losses[0] < start and losses[2] <= losses[1] <= losses[0], losses
 
 
+def test_box_lbfgs_refresh_re_evaluates_in_place_and_keeps_its_history():
+    c = torch.tensor([0.2, 0.4, 0.9])
+    x = torch.nn.Parameter(torch.full((3,), 0.5))
+    opt, seen, scale = BoxLBFGS([x], max_iter=3), [], [1.0]
+
+    def closure():
+        opt.zero_grad()
+        seen.append(x.detach().clone())
+        loss = scale[0] * (((x - c) * torch.tensor([1.0, 3.0, 9.0])) ** 2).sum()
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    history, where = len(opt.state[x]["s"]), x.detach().clone()
+    scale[0] = 1.001  # "the closure now computes a slightly different function" (float32 after bfloat16)
+    opt.refresh()
+    seen.clear()
+    opt.step(closure)
+    assert history > 0 and torch.equal(seen[0], where)  # first: the same point, re-evaluated
+    assert len(opt.state[x]["s"]) >= history  # the curvature pairs survived
+    opt.refresh(keep_history=False)
+    assert opt.state[x]["s"] == []
+
+
+@pytest.mark.parametrize("until", [0.0, 1.0])
+def test_bf16_features_keep_float32_scored_best_and_reach_the_float32_result(until):
+    # The tutorial's setting at 32 px: bfloat16 features (until 0: never switch; 1: float32 after one step) must
+    # end within 2 % of the float32-only run, the kept best must carry its float32 loss, and never rise.
+    content, style = sample("astronaut", 32), sample("coffee", 32)
+    kwargs = {"content_layers": ("conv2_2",), "style_layers": ("conv1_1", "conv1_2", "conv2_1", "conv2_2", "conv3_1"),
+              "normalize_layers": False, "optimizer": lambda p: BoxLBFGS(p, max_iter=8)}  # fmt: skip
+    m = StyleTransfer(VGGFeatures("none", pool="max"), feature_precision="bf16", bf16_until=until, **kwargs)
+    t = m.targets(content, style, torch.ones(1), (32, 32))
+    image, best, schedule = torch.nn.Parameter(m.initial_image(t)), BestImage(), Schedule()
+    opt, kept, phases = m.new_optimizer(image), [], []
+    for _ in range(5):
+        phases.append(schedule.bf16 is not False)
+        m.optimizer_step_on(image, opt, t, best, torch.Tensor.backward, 0, schedule)
+        kept.append(best.loss)
+        with torch.no_grad():
+            assert best.loss == pytest.approx(m.objective(best.image, t)["loss"].item(), rel=1e-6)  # float32
+    assert all(b <= a for a, b in itertools.pairwise(kept)) and m.rescores >= 5
+    assert phases == ([True] * 5 if until == 0 else [True] + [False] * 4)
+    ref = StyleTransfer(VGGFeatures("none", pool="max"), feature_precision="32", scale_steps=(5,), **kwargs)
+    ref_out = ref.stylize(content, style)
+    with torch.no_grad():
+        ref_loss, start = ref.objective(ref_out, t)["loss"].item(), m.objective(content, t)["loss"].item()
+    assert ref.rescores == 0 and kept[-1] < 0.1 * start and kept[-1] < 1.02 * ref_loss, (kept, ref_loss)
+
+
 def test_a_nan_step_is_rejected_and_the_run_goes_on(images):
     content, style = load01(images["astronaut"]), load01(images["style"])
     m = model(scale_steps=(4,), optimizer=lambda p: torch.optim.LBFGS(p, max_iter=3))
     objective, calls = m.objective, []
 
-    def flaky(image, t):  # the 5th evaluation is NaN: plain LBFGS would carry the NaN into the image
+    def flaky(image, t, bf16=False):  # the 5th evaluation is NaN: plain LBFGS would carry the NaN into the image
         calls.append(1)
-        losses = objective(image, t)
+        losses = objective(image, t, bf16)
         return {k: v * torch.nan for k, v in losses.items()} if len(calls) == 5 else losses
 
     m.objective = flaky

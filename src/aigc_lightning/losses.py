@@ -146,6 +146,41 @@ def gram_matrix(f: Tensor) -> Tensor:
     return flat @ flat.transpose(1, 2) / (c * h * w)  # (B, C, C)
 
 
+class _Gram32(torch.autograd.Function):
+    """G = F Fᵀ / (C·H·W) in float32 for features of any dtype, with a one-product backward.
+
+    autograd's backward of ``flat @ flat.T`` multiplies twice (once per operand) and adds a transposed copy; here
+    dL/dF = (dG + dGᵀ) F / n is one product, done in the features' dtype (bfloat16 features: a bfloat16 product, as
+    autocast would do it). Channels-last features are read as (B, HW, C) without a copy.
+    """
+
+    @staticmethod
+    def forward(ctx, f: Tensor) -> Tensor:
+        b, c, h, w = f.shape
+        last = f.dim() == 4 and not f.is_contiguous() and f.is_contiguous(memory_format=torch.channels_last)
+        flat = f.permute(0, 2, 3, 1).reshape(b, h * w, c) if last else f.reshape(b, c, h * w)  # (B, HW, C) | (B, C, HW)
+        ctx.save_for_backward(flat)
+        ctx.last, ctx.shape, ctx.n = last, f.shape, c * h * w
+        x = flat.float()
+        return (x.transpose(1, 2) @ x if last else x @ x.transpose(1, 2)) / ctx.n  # (B, C, C)
+
+    @staticmethod
+    def backward(ctx, dg: Tensor) -> Tensor:
+        (flat,) = ctx.saved_tensors
+        b, c, h, w = ctx.shape
+        d = ((dg + dg.transpose(1, 2)) / ctx.n).to(flat.dtype)  # (B, C, C)
+        if ctx.last:
+            return (flat @ d).view(b, h, w, c).permute(0, 3, 1, 2)  # (B, HW, C) → channels-last (B, C, H, W)
+        return (d @ flat).view(b, c, h, w)
+
+
+def gram_matrix_fp32(f: Tensor) -> Tensor:
+    """``gram_matrix`` of features (B, C, H, W) of any dtype, computed and returned in float32 (B, C, C), with a
+    cheaper backward (one matrix product instead of two). For style losses on bfloat16 features: the Gram and the
+    loss keep float32's precision, only the features carry bfloat16 rounding."""
+    return _Gram32.apply(f)
+
+
 def content_loss(f: Tensor, target: Tensor) -> Tensor:
     """Feature reconstruction loss mean((F − P)²) per sample, (B,) (Gatys et al. 2016, eq. 1)."""
     return (f - target).pow(2).flatten(1).mean(1)

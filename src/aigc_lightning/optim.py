@@ -109,6 +109,17 @@ class BoxLBFGS(torch.optim.Optimizer):
             q.add_(s, alpha=a - r * float(y @ q))
         return q
 
+    def refresh(self, keep_history: bool = True) -> None:
+        """Tell the optimizer that the closure now computes a slightly different function (float32 after
+        bfloat16 evaluations): the next ``step`` re-evaluates the loss and gradient at the current point (one
+        evaluation) and compares later losses with that value only. The curvature pairs, made from the old
+        function's gradients, are kept unless ``keep_history`` is False."""
+        state = self.state[self._params[0]]
+        for key in ("f", "g", "recent"):
+            state.pop(key, None)
+        if not keep_history and "x" in state:
+            state["s"], state["y"], state["rho"] = [], [], []
+
     @torch.no_grad()
     def step(self, closure: Callable[[], Tensor]) -> Tensor:  # type: ignore[override]
         """Up to ``max_iter`` evaluations of ``closure`` (which zeroes grads, computes the loss, backwards).
@@ -124,6 +135,10 @@ class BoxLBFGS(torch.optim.Optimizer):
             f, g = self._evaluate(closure, x)
             budget -= 1
             state.update(x=x, f=f, g=g, s=[], y=[], rho=[], recent=[f])
+        elif "f" not in state:  # after ``refresh``: the closure's function changed, re-evaluate where we are
+            f, g = self._evaluate(closure, state["x"])
+            budget -= 1
+            state.update(f=f, g=g, recent=[f])
         x, f, g = state["x"], state["f"], state["g"]
         first = f
         while budget > 0:

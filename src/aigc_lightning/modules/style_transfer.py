@@ -5,7 +5,8 @@ loop, ``optimizer_step_on``: one optimizer step (``BoxLBFGS`` by default: up to 
 the [0, 1] pixel box, see ``aigc_lightning.optim``), the best image seen so far kept, a step that reaches a NaN or
 infinite image restarted from that best image with half the step size (a rejected step, not the end of the run).
 Every loss is that of a displayable (clamped) image; the best-so-far never rises. ``torch.optim.LBFGS`` or Adam
-work too (clamped after each step).
+work too (clamped after each step). ``feature_precision`` runs the VGG in bfloat16 while steps gain much, then
+float32; the kept image is always chosen by float32 losses (``style_precision``).
 
 Quality options: several blended styles (their target Grams are averaged with the blend weights), colour
 preservation by luminance-only transfer (Gatys et al. 2017, "Controlling perceptual factors in neural style
@@ -21,40 +22,29 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Callable, Sequence
+from dataclasses import asdict
 from typing import Literal
 
 import torch
-import torch.nn.functional as F
-from jsonargparse.typing import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
+from jsonargparse.typing import (
+    ClosedUnitInterval,
+    NonNegativeFloat,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+)
 from lightning.pytorch import LightningModule
 from lightning.pytorch.cli import OptimizerCallable
 from torch import Tensor, nn
 from torch.optim import Optimizer
 
 from aigc_lightning.errors import NonFiniteLossError, UserError
-from aigc_lightning.losses import content_loss, gram_matrix, style_loss, total_variation
+from aigc_lightning.losses import content_loss, gram_matrix, gram_matrix_fp32, style_loss, total_variation
+from aigc_lightning.modules.style_images import resize, rgb_to_yiq, yiq_to_rgb
+from aigc_lightning.modules.style_precision import Schedule
 from aigc_lightning.optim import BestImage, BoxLBFGS
 
-# RGB → YIQ (NTSC): Y is luma, I/Q the chroma that colour preservation keeps from the content.
-RGB_TO_YIQ = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
 MAX_RESTARTS = 20  # rejected (non-finite) steps, each retried with half the step size, before giving up
-
-
-def rgb_to_yiq(x: Tensor) -> Tensor:
-    """(B, 3, H, W) RGB → YIQ."""
-    return torch.einsum("ij,bjhw->bihw", RGB_TO_YIQ.to(x), x)
-
-
-def yiq_to_rgb(x: Tensor) -> Tensor:
-    """(B, 3, H, W) YIQ → RGB (the exact inverse of ``rgb_to_yiq``)."""
-    return torch.einsum("ij,bjhw->bihw", torch.linalg.inv(RGB_TO_YIQ).to(x), x)
-
-
-def resize(x: Tensor, size: tuple[int, int]) -> Tensor:
-    """Bilinear, antialiased resize of (B, C, H, W) to ``size``; a no-op when the size already matches."""
-    if tuple(x.shape[-2:]) == tuple(size):
-        return x
-    return F.interpolate(x, size=size, mode="bilinear", antialias=True, align_corners=False)
 
 
 class StyleTransfer(LightningModule):
@@ -81,6 +71,15 @@ class StyleTransfer(LightningModule):
             diverges; ``max_iter`` evaluations per step), or e.g. ``torch.optim.LBFGS`` / Adam (clamped after
             each step).
         seed: seed of the ``noise`` initialisation.
+        feature_precision: precision of the VGG forward/backward inside the optimisation. ``"bf16"``: bfloat16
+            features (autocast) while the loss still falls fast, then float32 to the end (Gram matrices, losses,
+            line search and the kept best image are float32 throughout; each bfloat16 step's image is re-scored
+            in float32). ``"32"``: float32 only. ``"auto"``: bf16 where bfloat16 products are native (a CUDA GPU
+            of compute capability ≥ 8, a CPU with AVX512-BF16 / AMX), else 32. The Trainer's ``precision`` does
+            not change this (16-mixed is refused with LBFGS).
+        bf16_until: the bfloat16 phase ends at the first optimizer step whose float32 loss fell by less than
+            this fraction (bfloat16's rounding makes smaller steps noise); 0: never switch, 1: switch after
+            the first step.
     """
 
     def __init__(
@@ -99,11 +98,15 @@ class StyleTransfer(LightningModule):
         scale_steps: Sequence[PositiveInt] = (50,),
         optimizer: OptimizerCallable = BoxLBFGS,
         seed: NonNegativeInt = 0,
+        feature_precision: Literal["32", "bf16", "auto"] = "auto",
+        bf16_until: ClosedUnitInterval = 0.01,
     ) -> None:
         super().__init__()
         # truncated before saving hyperparameters: their copy is then the small net too
         if hasattr(features, "truncate"):
             features = features.truncate(list(content_layers) + list(style_layers))
+        # channels-last convolutions and pooling are faster (oneDNN, cuDNN), and the Gram reads them without a copy
+        features = features.to(memory_format=torch.channels_last)
         self.save_hyperparameters()
         self.automatic_optimization = False  # LBFGS needs a closure; one training step = one optimizer step
         if style_layer_weights is not None and len(style_layer_weights) != len(style_layers):
@@ -129,7 +132,9 @@ class StyleTransfer(LightningModule):
         # The image being optimised (fit): sized from the first batch in ``setup``, resized by multi-scale.
         self.image = nn.Parameter(torch.empty(0))
         self.batches = self.evaluations = self.restarts = 0  # optimizer steps, loss evaluations, rejections
+        self.rescores = 0  # float32 forward passes that score bfloat16-phase images (no backward)
         self.best = BestImage()  # fit's best image at the current scale (saved in checkpoint["best"])
+        self.schedule = Schedule()  # fit's bfloat16 → float32 schedule at the current scale
         self._targets: dict[tuple[int, int], dict] = {}  # per image size; recomputed from the data on resume
 
     # ------------------------------------------------------------------------------------------------------
@@ -163,12 +168,17 @@ class StyleTransfer(LightningModule):
                 "content_image": content[:, :1] if self.hparams.preserve_color else content,
                 "style_image": styles[:1]}  # fmt: skip
 
-    def objective(self, image: Tensor, t: dict) -> dict[str, Tensor]:
-        """Weighted losses of ``image`` (1, C, h, w) in [0, 1] against targets ``t``; ``"loss"`` is their sum."""
+    def objective(self, image: Tensor, t: dict, bf16: bool = False) -> dict[str, Tensor]:
+        """Weighted losses of ``image`` (1, C, h, w) in [0, 1] against targets ``t``; ``"loss"`` is their sum.
+
+        ``bf16``: the VGG features in bfloat16 (about half the cost); Gram matrices and losses stay float32.
+        """
         rgb = image.expand(-1, 3, -1, -1) if image.shape[1] == 1 else image
-        f = self.features(rgb, self.content_layers + self.style_layers)
-        c = sum(content_loss(f[n], t["content"][n]) / t["norm_c"][n] for n in self.content_layers)
-        s = sum(w * style_loss(gram_matrix(f[n]), t["grams"][n]) / t["norm_s"][n]
+        rgb = rgb.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(image.device.type, dtype=torch.bfloat16, enabled=bf16):
+            f = self.features(rgb, self.content_layers + self.style_layers)
+        c = sum(content_loss(f[n].float(), t["content"][n]) / t["norm_c"][n] for n in self.content_layers)
+        s = sum(w * style_loss(gram_matrix_fp32(f[n]), t["grams"][n]) / t["norm_s"][n]
                 for n, w in zip(self.style_layers, self.layer_weights))  # fmt: skip
         tv = total_variation(image) if self.hparams.tv_weight else torch.zeros_like(c)
         losses = {"content": self.hparams.content_weight * c.sum(), "style": self.hparams.style_weight * s.sum(),
@@ -207,29 +217,51 @@ class StyleTransfer(LightningModule):
             group["lr"] *= 0.5**restarts
         return opt
 
+    def rescore(self, image: Tensor, t: dict, best: BestImage) -> float:
+        """Offer ``image`` to ``best`` with its float32 losses (a forward pass only); returns its float32 loss."""
+        with torch.no_grad(), torch.autocast(image.device.type, enabled=False):
+            losses = self.objective(image.detach().clamp(0, 1), t)
+        self.rescores += 1
+        best.offer(losses, image)
+        return float(losses["loss"])
+
     def optimizer_step_on(
-        self, image: Tensor, opt, t: dict, best: BestImage, backward: Callable[[Tensor], None], restarts: int
+        self,
+        image: Tensor,
+        opt,
+        t: dict,
+        best: BestImage,
+        backward: Callable[[Tensor], None],
+        restarts: int,
+        schedule: Schedule | None = None,
     ) -> int:
         """One step of ``opt`` (a torch or Lightning optimizer over ``image``) against targets ``t``.
 
-        Every evaluation offers its image to ``best``. Returns ``restarts``, plus one when the step is rejected
-        (the image or its last loss is NaN/inf): ``image`` is then reset to ``best`` and the caller makes a fresh
+        Every float32 evaluation offers its image to ``best``; in the bfloat16 phase of ``schedule`` (``None``:
+        float32 only) images are offered with float32 re-scores (``style_precision``), and a step that gains
+        less than ``bf16_until`` ends that phase. Returns ``restarts``, plus one when the step is rejected (the
+        image or its last loss is NaN/inf): ``image`` is then reset to ``best`` and the caller makes a fresh
         optimizer with a smaller step, ``new_optimizer(image, restarts)``.
         """
+        schedule = schedule or Schedule(bf16=False)
+        bf16 = schedule.start_step(self.hparams.feature_precision, image.device)
         last: dict[str, Tensor] = {}
 
         def closure() -> Tensor:
             opt.zero_grad()
-            # fp32 losses: the line search compares values that bf16 rounding would make noise. The loss is that
-            # of the clamped image, but clamp only when needed: clamp's gradient is 0 *at* the bounds, which would
-            # freeze every saturated pixel of BoxLBFGS's in-box image.
+            # The loss is that of the clamped image, but clamp only when needed: clamp's gradient is 0 *at* the
+            # bounds, which would freeze every saturated pixel of BoxLBFGS's in-box image. Autocast is this
+            # module's own choice (bf16), never the Trainer's.
             inside = bool(((image >= 0) & (image <= 1)).all())
             with torch.autocast(image.device.type, enabled=False):
-                losses = self.objective(image if inside else image.clamp(0, 1), t)
+                losses = self.objective(image if inside else image.clamp(0, 1), t, bf16=bf16)
             backward(losses["loss"])
             self.evaluations += 1
-            best.offer(losses, image)
             last["loss"] = losses["loss"].detach()
+            if not bf16:
+                best.offer(losses, image)
+            elif schedule.rescore_now(float(last["loss"])):
+                schedule.first_score(self.rescore(image, t, best))
             return losses["loss"]
 
         opt.step(closure=closure)
@@ -237,6 +269,9 @@ class StyleTransfer(LightningModule):
             finite = bool(torch.isfinite(image).all()) and math.isfinite(float(last["loss"]))
             if finite:
                 image.clamp_(0, 1)  # after the step, never inside the closure; BoxLBFGS's image already is
+                loss = self.rescore(image, t, best) if bf16 else None  # the step's image, scored in float32
+                if bf16 and schedule.end_step(loss, self.hparams.bf16_until) and hasattr(opt, "refresh"):
+                    opt.refresh()  # BoxLBFGS: re-evaluate here in float32, keep the (bfloat16) history
                 return restarts
             if best.image is None or restarts >= MAX_RESTARTS:
                 raise NonFiniteLossError(
@@ -265,14 +300,14 @@ class StyleTransfer(LightningModule):
             self.image.data = self.initial_image(t)
 
     def check_precision(self, precision: str) -> None:
-        """Refuse fp16 with LBFGS in one message (Lightning's GradScaler path raises for LBFGS). Every loss is
-        computed in fp32 anyway (autocast is off in the closure), so bf16-mixed runs, in fp32."""
+        """Refuse fp16 with LBFGS in one message (Lightning's GradScaler path raises for LBFGS). The Trainer's
+        autocast is off in the closure, so bf16-mixed runs, with the numerics ``feature_precision`` sets."""
         lbfgs = isinstance(self.optimizer([nn.Parameter(torch.zeros(1))]), (torch.optim.LBFGS, BoxLBFGS))
         if precision in ("16-mixed", "16-true", "16", "half") and lbfgs:
             raise UserError(
                 f"--trainer.precision {precision} cannot drive LBFGS (fp16 needs a GradScaler, which LBFGS's "
-                "line search cannot use) and style transfer optimises the pixels in fp32 anyway: use precision "
-                "32-true (default), or an Adam optimizer"
+                "line search cannot use) and style transfer sets its own precision (--model.feature_precision, "
+                "bf16 where it is fast): use precision 32-true (default), or an Adam optimizer"
             )
 
     def configure_optimizers(self):
@@ -301,13 +336,13 @@ class StyleTransfer(LightningModule):
             # Swapped in before Lightning's manual-optimization loop wraps this batch's optimizers.
             start = self.best.image if self.best.image is not None else self.image.data
             self.image.data = resize(start, size).clamp(0, 1).contiguous()
-            self.best, self.restarts = BestImage(), 0
+            self.best, self.restarts, self.schedule = BestImage(), 0, Schedule()
             self.trainer.optimizers = [self.new_optimizer(self.image)]
 
     def training_step(self, batch, batch_idx: int) -> None:
         t = self._fit_targets(batch)
         restarts = self.optimizer_step_on(
-            self.image, self.optimizers(), t, self.best, self.manual_backward, self.restarts
+            self.image, self.optimizers(), t, self.best, self.manual_backward, self.restarts, self.schedule
         )
         if (
             restarts != self.restarts
@@ -338,7 +373,8 @@ class StyleTransfer(LightningModule):
         for key in [k for k in state if k.startswith("features.")]:
             del state[key]
         checkpoint["counters"] = {"batches": self.batches, "evaluations": self.evaluations,
-                                  "restarts": self.restarts}  # fmt: skip
+                                  "restarts": self.restarts, "rescores": self.rescores}  # fmt: skip
+        checkpoint["schedule"] = asdict(self.schedule)
         checkpoint["best"] = {"loss": self.best.loss, "image": self.best.image, "losses": self.best.losses}
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
@@ -349,9 +385,10 @@ class StyleTransfer(LightningModule):
             self.image.data = torch.empty_like(state["image"])
         old_buffer = int(state.pop("evaluations", 0))  # older checkpoints: a buffer
         counters = checkpoint.get("counters", {"evaluations": old_buffer})
-        self.batches, self.evaluations, self.restarts = (
-            counters.get(k, 0) for k in ("batches", "evaluations", "restarts")
+        self.batches, self.evaluations, self.restarts, self.rescores = (
+            counters.get(k, 0) for k in ("batches", "evaluations", "restarts", "rescores")
         )
+        self.schedule = Schedule(**checkpoint.get("schedule", {"bf16": False}))  # older runs: float32
         if "best" in checkpoint:
             self.best = BestImage(**checkpoint["best"])
 
@@ -361,8 +398,9 @@ class StyleTransfer(LightningModule):
     def stylize(self, content: Tensor, styles: Tensor, weights: Tensor | None = None) -> Tensor:
         """Stylise content (1, 3, H, W) in [0, 1] with styles (S, 3, H, W) in [0, 1] → (1, 3, H, W) in [0, 1].
 
-        Runs every scale for its ``scale_steps`` with a fresh optimizer from ``optimizer``, in fp32, and
-        returns the best image of the last scale.
+        Runs every scale for its ``scale_steps`` with a fresh optimizer from ``optimizer`` (each scale starts
+        a fresh bfloat16 → float32 schedule, see ``feature_precision``) and returns the best image of the last
+        scale, chosen by float32 losses.
         """
         weights = (
             torch.full((len(styles),), 1 / len(styles), device=content.device) if weights is None else weights
@@ -371,10 +409,10 @@ class StyleTransfer(LightningModule):
         for size, steps in zip(sizes, self.hparams.scale_steps):
             t = self.targets(content, styles, weights, size)
             x = self.initial_image(t) if best is None else resize(best.image, size).clamp(0, 1).contiguous()
-            image, best, restarts = nn.Parameter(x), BestImage(), 0
+            image, best, restarts, schedule = nn.Parameter(x), BestImage(), 0, Schedule()
             opt = self.new_optimizer(image)
             for _ in range(steps):
-                r = self.optimizer_step_on(image, opt, t, best, Tensor.backward, restarts)
+                r = self.optimizer_step_on(image, opt, t, best, Tensor.backward, restarts, schedule)
                 if r != restarts:
                     restarts, opt = r, self.new_optimizer(image, r)
         return self.render(best.image, t)
@@ -382,7 +420,8 @@ class StyleTransfer(LightningModule):
     def predict_step(self, batch, batch_idx: int) -> dict:
         if torch.is_autocast_enabled(batch[0].device.type):  # Python shows a warning once per place
             warnings.warn(
-                "style transfer optimises in fp32: autocast is disabled inside predict", stacklevel=1
+                "style transfer sets its own precision (feature_precision): the Trainer's autocast is off inside "
+                "predict", stacklevel=1
             )
         outputs = []
         # Lightning predicts under inference_mode / no_grad: the optimisation needs autograd back, and tensors
