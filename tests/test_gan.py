@@ -73,6 +73,23 @@ def test_dcgan_init_and_bad_size():
         Discriminator(image_size=48)
 
 
+def test_spectral_norm_discriminator_has_unit_operator_norms():
+    torch.manual_seed(0)
+    d = Discriminator(image_size=28, width=4, norm="none", spectral_norm=True)
+    x = torch.randn(4, 1, 28, 28)
+    for _ in range(30):  # one power iteration per training-mode forward
+        d(x)
+    convs = [m for m in d.modules() if isinstance(m, nn.Conv2d)]
+    assert len(convs) == 3 and all(hasattr(m, "parametrizations") for m in convs)
+    norms = [torch.linalg.matrix_norm(m.weight.detach().flatten(1), 2).item() for m in convs]  # (out, in*k*k)
+    assert all(abs(n - 1) < 1e-3 for n in norms), norms
+    plain = Discriminator(image_size=28, width=4, norm="none")
+    assert all(torch.linalg.matrix_norm(m.weight.flatten(1), 2) < 0.5 for m in plain.modules() if isinstance(m, nn.Conv2d))
+    # R1 differentiates through the parametrization; its power-iteration vectors are checkpointed buffers
+    assert losses.r1_penalty(d, x).shape == (4,)
+    assert sum(k.endswith("_u") for k in d.state_dict()) == 3
+
+
 # ----------------------------------------------------------------------------------------------------------
 # Losses (hand-computed values)
 

@@ -36,6 +36,7 @@ from aigc_lightning.augment import AdaController, augment_with_probability, pars
 from aigc_lightning.constraints import UnitIntervalBelowOne
 from aigc_lightning.errors import UserError, check_finite, checked_optimizer
 from aigc_lightning.lazy import apply_lazy_correction
+from aigc_lightning.lr_decay import linear_decay_factor, run_batches, set_lr_factor
 from aigc_lightning.nets.rosinality import networks_from_rosinality
 from aigc_lightning.nets.stylegan2 import mix_styles
 from aigc_lightning.pixels import to_unit
@@ -61,6 +62,9 @@ class GAN(LightningModule):
         discriminator: maps images to one logit per image, shape (B,).
         optimizer_g: optimizer factory for the generator (DCGAN: Adam, lr 2e-4, betas (0.5, 0.999)).
         optimizer_d: optimizer factory for the discriminator.
+        lr_decay: the last fraction of the run's batches over which both learning rates fall linearly toward 0
+            (BigGAN / StyleGAN-style annealing; ``lr_decay.py``); 0 keeps them constant. The run's length is read
+            off the Trainer (``max_steps`` / (n_critic + 1) or ``max_epochs``, whichever ends first).
         loss: ``nonsaturating`` (the original GAN, in logits form), ``hinge`` or ``wgan-gp`` (Wasserstein critic
             plus gradient penalty; use a discriminator without batch norm).
         n_critic: discriminator steps per batch (each with fresh z, on the same real batch) before one G step.
@@ -104,6 +108,7 @@ class GAN(LightningModule):
         discriminator: nn.Module,
         optimizer_g: OptimizerCallable = torch.optim.Adam,
         optimizer_d: OptimizerCallable = torch.optim.Adam,
+        lr_decay: Unit = 0.0,
         loss: Literal["nonsaturating", "hinge", "wgan-gp"] = "nonsaturating",
         n_critic: PositiveInt = 1,
         gp_weight: NonNegativeFloat = 10.0,
@@ -164,6 +169,7 @@ class GAN(LightningModule):
         self.pl_mean = 0.0  # running mean of path lengths (a Python float: identical on every rank, exact on resume)
         self._ema_stale = True  # EMA weights changed since its BN statistics / mean latent were computed
         self._mean_latent: Tensor | None = None
+        self._run_batches = 0  # the run's length in batches, read off the Trainer at the start of fit (lr_decay)
 
     # ------------------------------------------------------------------------------------------------------
     # Lightning hooks
@@ -185,6 +191,10 @@ class GAN(LightningModule):
             if self.hparams.r1_gamma > 0:
                 apply_lazy_correction(opt_d, self.hparams.r1_every)
         return [opt_g, opt_d]
+
+    def on_train_start(self) -> None:
+        if self.hparams.lr_decay > 0:
+            self._run_batches = run_batches(self.trainer, self.hparams.n_critic + 1)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         ada = {} if self.ada is None else self.ada.state_dict()  # p and its running sums
@@ -280,6 +290,10 @@ class GAN(LightningModule):
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         real = batch[0]
+        if self.hparams.lr_decay > 0:
+            factor = linear_decay_factor(self.batches, self._run_batches, self.hparams.lr_decay)
+            for opt in self.optimizers():
+                set_lr_factor(opt, factor)
         for _ in range(self.hparams.n_critic):
             logs = self.discriminator_step(real)
         logs.update(self.generator_step(real.shape[0], real.device))

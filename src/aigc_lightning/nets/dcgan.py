@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Literal
 
 from torch import Tensor, nn
+from torch.nn.utils import parametrizations
 
 from aigc_lightning.errors import UserError
 
@@ -90,6 +91,8 @@ class Discriminator(nn.Module):
         width: channels of the first level (``ndf``); deeper levels double it.
         norm: normalisation of the hidden levels: ``batch`` (the paper), ``layer`` (for WGAN-GP, whose per-sample
             gradient penalty forbids batch norm), ``instance`` or ``none``. The first level never has one.
+        spectral_norm: divide every convolution's weight by its largest singular value (Miyato et al. 2018; one
+            power iteration per training forward, its vectors kept as buffers, so they are checkpointed).
     """
 
     def __init__(
@@ -98,6 +101,7 @@ class Discriminator(nn.Module):
         image_size: int = 32,
         width: int = 64,
         norm: Literal["batch", "layer", "instance", "none"] = "batch",
+        spectral_norm: bool = False,
     ) -> None:
         super().__init__()
         base, levels = _levels(image_size)
@@ -110,6 +114,10 @@ class Discriminator(nn.Module):
         layers += [nn.Conv2d(c, 1, base, 1, 0, bias=False)]  # (B, 1, 1, 1)
         self.net = nn.Sequential(*layers)
         self.apply(dcgan_init)
+        if spectral_norm:  # after the init: the parametrization normalises whatever weight it is given
+            for i, layer in enumerate(self.net):
+                if isinstance(layer, nn.Conv2d):
+                    self.net[i] = parametrizations.spectral_norm(layer)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.net(x).flatten()  # (B, 1, 1, 1) → (B,)
