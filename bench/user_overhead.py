@@ -4,11 +4,14 @@ Whole processes, timed in turn (framework then plain, then plain then framework,
 sides alike): wall time, CPU time (user + system of the child) and peak resident memory, per pair; the summary is
 the median of the per-pair ratios. The framework runs with every default on (TensorBoard scalars and grids,
 FID/KID/IS, best-FID and last checkpoints, progress bar); the plain scripts (``bench/plain_dcgan_digits.py``,
-``bench/plain_vae_digits.py``) train the same networks on the same data for the same batches and save once.
-Also: ``python -m aigc_lightning --help`` against ``import torch, torchvision`` (start-up cost).
+``bench/plain_vae_digits.py``, ``bench/plain_stylegan2_digits.py``, ``bench/plain_style_network.py``) train the
+same networks on the same data for the same batches and save once. The style network's photos and style image
+are scikit-image samples written to a temporary folder, the same files for both sides. Also: ``python -m
+aigc_lightning --help`` against ``import torch, torchvision`` (start-up cost).
 
     python bench/user_overhead.py                        # GAN main job + VAE digits, 3 pairs each, + --help
     python bench/user_overhead.py --jobs gan --pairs 5
+    python bench/user_overhead.py --jobs sg2,stylenet --epochs 2 --pairs 1 --help_repeats 0   # the new models
     python bench/user_overhead.py --epochs 4             # quick check: 4 epochs on both sides
     python bench/user_overhead.py --bare                 # also the framework with every convenience off
     python bench/user_overhead.py --jobs vae --plain_args "--fused --uniform_binarize"  # plain with our kernels
@@ -31,15 +34,46 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
 
+
+class Job(NamedTuple):
+    """One comparison. Arguments may name the shared inputs as ``{photos}`` (a folder of photos) and ``{style}``."""
+
+    config: str
+    script: str  # the plain script, in bench/
+    epochs: int  # the config's max_epochs (the plain script's default)
+    framework_args: tuple[str, ...] = ()  # what the config leaves to the command line
+    plain_args: tuple[str, ...] = ()  # the same inputs for the plain script
+
+
+STYLE_INPUTS = ("--data.content", "{photos}", "--data.style", "{style}")
 JOBS = {
-    # name: (config, plain script, the config's epochs)
-    "gan": ("configs/gan/dcgan_digits.yaml", "plain_dcgan_digits.py", 40),
-    "vae": ("configs/vae/vae_digits.yaml", "plain_vae_digits.py", 60),
-}
+    "gan": Job("configs/gan/dcgan_digits.yaml", "plain_dcgan_digits.py", 40),
+    "vae": Job("configs/vae/vae_digits.yaml", "plain_vae_digits.py", 60),
+    "sg2": Job("configs/gan/stylegan2_digits.yaml", "plain_stylegan2_digits.py", 30),
+    "stylenet": Job("configs/style/fast_offline.yaml", "plain_style_network.py", 30, STYLE_INPUTS,
+                    ("--content", "{photos}", "--style", "{style}")),
+}  # fmt: skip
+# scikit-image's bundled samples (no download): content photos and the style image of docs/style_network.md
+PHOTOS, STYLE = ("astronaut", "coffee", "rocket", "chelsea"), "immunohistochemistry"
+
+
+def write_inputs(workdir: Path) -> dict[str, Path]:
+    """The photos and the style image as PNG files under ``workdir``: {"photos": folder, "style": file}."""
+    from PIL import Image
+    from skimage import data
+
+    photos = workdir / "photos"
+    photos.mkdir(exist_ok=True)
+    for name in PHOTOS:
+        Image.fromarray(getattr(data, name)()).save(photos / f"{name}.png")
+    style = workdir / "style.png"
+    Image.fromarray(getattr(data, STYLE)()).save(style)
+    return {"photos": photos, "style": style}
 
 
 def timed(cmd: list[str], cwd: Path) -> dict[str, float]:
@@ -100,11 +134,16 @@ def startup_breakdown(repeats: int) -> None:
 
 
 def commands(job: str, epochs: int | None, workdir: Path) -> tuple[list[str], list[str]]:
-    config, script, default_epochs = JOBS[job]
-    framework = [sys.executable, "-m", "aigc_lightning", "fit", "--config", str(ROOT / config),
-                 "--trainer.default_root_dir", str(workdir / f"{job}_runs")]  # fmt: skip
-    plain = [sys.executable, str(BENCH / script), "--out", str(workdir / f"{job}_plain.pt")]
-    if epochs is not None and epochs != default_epochs:
+    """The framework's and the plain script's command lines for ``job``; writes the inputs they name."""
+    spec = JOBS[job]
+    needs = " ".join(spec.framework_args + spec.plain_args)
+    inputs = write_inputs(workdir) if "{photos}" in needs or "{style}" in needs else {}
+    framework = [sys.executable, "-m", "aigc_lightning", "fit", "--config", str(ROOT / spec.config),
+                 "--trainer.default_root_dir", str(workdir / f"{job}_runs"),
+                 *(a.format(**inputs) for a in spec.framework_args)]  # fmt: skip
+    plain = [sys.executable, str(BENCH / spec.script), "--out", str(workdir / f"{job}_plain.pt"),
+             *(a.format(**inputs) for a in spec.plain_args)]  # fmt: skip
+    if epochs is not None and epochs != spec.epochs:
         framework += ["--trainer.max_epochs", str(epochs)]
         plain += ["--epochs", str(epochs)]
     return framework, plain
@@ -128,7 +167,7 @@ def report(name: str, pairs: list[tuple[dict, dict]], bare: list[dict]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--jobs", default="gan,vae", help="comma-separated: gan, vae")
+    parser.add_argument("--jobs", default="gan,vae", help=f"comma-separated: {', '.join(JOBS)}")
     parser.add_argument("--pairs", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=None, help="override both sides' epochs (quick checks)")
     parser.add_argument("--help_repeats", type=int, default=3, help="timings of --help vs import (0: skip)")
