@@ -106,11 +106,9 @@ marks = [("start", time.process_time())]
 def mark(name): marks.append((name, time.process_time()))
 import torch; mark("torch")
 import torchvision; mark("torchvision")
-import scipy.signal; mark("scipy.signal (torchmetrics imports it)")
-import torchmetrics; mark("torchmetrics")
-import lightning.pytorch; mark("lightning.pytorch")
-import lightning.pytorch.cli; mark("jsonargparse + LightningCLI")
+import aigc_lightning.compat; mark("torchmetrics + Lightning + jsonargparse")  # as cli.py: scipy.signal deferred
 import aigc_lightning.cli as cli; mark("aigc_lightning.cli")
+assert type(sys.modules["scipy.signal"]).__name__ == "_DeferredModule"
 sys.argv = ["aigc_lightning", "--help"]
 with contextlib.redirect_stdout(io.StringIO()):
     try:
@@ -181,7 +179,7 @@ def main() -> None:
           f"load average before: {load()}", flush=True)  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
-        for job in args.jobs.split(","):
+        for job in filter(None, args.jobs.split(",")):
             framework, plain = commands(job, args.epochs, workdir)
             plain += args.plain_args.split()
             pairs, bare = [], []

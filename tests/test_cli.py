@@ -44,6 +44,19 @@ def test_fit_on_image_folder_writes_run_directory(png_folder, tmp_path):
     assert ckpt["epoch"] == 1 and ckpt["global_step"] == 4  # 2 epochs × 2 full batches of 11 images
 
 
+def test_only_the_invoked_subcommand_gets_a_parser(png_folder, tmp_path, capfd):
+    cli = AigcCLI(args=["fit", *tiny_args(png_folder, tmp_path), "--trainer.fast_dev_run", "1"])
+    assert list(cli._subcommand_parsers) == ["fit"] and cli.trainer.global_step == 1
+    capfd.readouterr()
+    with pytest.raises(SystemExit):  # no subcommand: all four, listed by --help
+        AigcCLI(args=["--help"])
+    listed = capfd.readouterr().out
+    assert all(name in listed for name in ("fit", "validate", "test", "predict"))
+    with pytest.raises(SystemExit):  # an unknown one: the error lists every choice
+        AigcCLI(args=["fitt"])
+    assert "choose from 'fit', 'validate', 'test', 'predict'" in capfd.readouterr().err
+
+
 def test_fast_dev_run(png_folder, tmp_path):
     cli = AigcCLI(args=["fit", *tiny_args(png_folder, tmp_path), "--trainer.fast_dev_run", "1"])
     assert cli.trainer.global_step == 1

@@ -104,3 +104,39 @@ def test_lightning_still_sets_the_nvml_check_that_skip_failing_nvml_check_undoes
     assert os.environ["PYTORCH_NVML_BASED_CUDA_CHECK"] == ("1" if has_driver else "0")
     assert torch.cuda.is_available() is (has_driver and torch.cuda.device_count() > 0)
     assert compat.skip_failing_nvml_check() is False  # once is enough
+
+
+def test_torchmetrics_still_imports_scipy_signal_that_defer_scipy_signal_defers():
+    from pathlib import Path
+
+    import torchmetrics
+
+    source = Path(torchmetrics.__file__).read_text()
+    assert "import scipy.signal" in source and 'hasattr(scipy.signal, "hamming")' in source, (
+        "torchmetrics no longer imports scipy.signal at import time (issue #3457 fixed): delete "
+        "compat.defer_scipy_signal and its call"
+    )
+
+
+def test_cli_start_up_leaves_scipy_signal_unimported_until_it_is_used():
+    import subprocess
+    import sys
+
+    code = """
+import inspect, sys
+import aigc_lightning.cli, torchmetrics, torchmetrics.audio
+stand_in = sys.modules["scipy.signal"]
+assert type(stand_in).__name__ == "_DeferredModule", type(stand_in)
+inspect.getmodule(inspect.getmodule)  # scans every module's __file__: must not import it
+import scipy, scipy.signal
+assert sys.modules["scipy.signal"] is stand_in and scipy.signal is stand_in
+window = scipy.signal.hamming(5)  # torchmetrics' patch, served by the stand-in: now the real import happens
+real = sys.modules["scipy.signal"]
+assert type(real).__name__ == "module" and scipy.signal is real
+assert real.hamming is real.windows.hamming and list(window) == list(real.windows.hamming(5))
+from scipy.signal import convolve  # any other name comes from the real module
+assert stand_in.convolve is convolve is real.convolve
+print("ok")
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]

@@ -10,11 +10,75 @@ prediction files through a callback, metrics through torchmetrics' ``update``/``
 from __future__ import annotations
 
 import ctypes
+import importlib
+import importlib.util
 import os
+import sys
+import types
 from collections.abc import Callable
 from typing import Any
 
-from lightning.pytorch import Trainer
+# ----------------------------------------------------------------------------------------------------------
+# Start-up: runs when this module is imported, which ``cli.py`` does before anything imports Lightning.
+
+
+class _DeferredModule(types.ModuleType):
+    """Stands in for a module in ``sys.modules`` until one of its attributes is used, then imports the real one
+    (which replaces it everywhere: ``sys.modules`` and the parent package) and forwards to it."""
+
+    def __getattr__(self, attr: str) -> Any:  # only called for attributes the stand-in does not have
+        return getattr(_import_deferred(self.__name__), attr)
+
+
+def _import_deferred(name: str) -> types.ModuleType:
+    if isinstance(sys.modules.get(name), _DeferredModule):
+        del sys.modules[name]
+        module = importlib.import_module(name)
+        if name == "scipy.signal" and not hasattr(module, "hamming"):
+            module.hamming = module.windows.hamming  # the patch torchmetrics would have applied
+        return module
+    return importlib.import_module(name)
+
+
+def _scipy_signal_hamming(*args: Any, **kwargs: Any) -> Any:
+    return _import_deferred("scipy.signal").windows.hamming(*args, **kwargs)
+
+
+def defer_scipy_signal() -> bool:
+    """Import ``scipy.signal`` on first use instead of at ``import lightning``: 0.4-0.5 s of every command's start-up.
+
+    ``torchmetrics/__init__.py`` (and its two ``audio`` packages) runs ``import scipy.signal`` to add
+    ``scipy.signal.hamming`` for SRMRpy, a package torchmetrics itself never imports; Lightning imports torchmetrics
+    to compare versions, so every ``python -m aigc_lightning`` paid for it, ~5 % of the 10-second VAE digits job
+    (torchmetrics issue #3457, PRs #3459 / #3463 move the patch into torchmetrics' tests). This puts a stand-in for
+    ``scipy.signal`` in ``sys.modules`` that already has ``hamming`` (so the ``hasattr`` check passes) and the
+    spec/file attributes tools read without using the module (``inspect.getmodule`` scans every module's
+    ``__file__``); any other attribute imports the real ``scipy.signal`` and forwards to it, with ``hamming``
+    added as torchmetrics would. No-op if ``scipy.signal`` is already imported or SciPy is missing.
+    ``tests/test_compat.py`` fails once torchmetrics stops importing it (then delete this).
+    """
+    if "scipy.signal" in sys.modules:
+        return False
+    try:
+        import scipy
+
+        spec = importlib.util.find_spec("scipy.signal")
+    except ImportError:
+        return False
+    if spec is None:
+        return False
+    stand_in = _DeferredModule("scipy.signal")
+    stand_in.__spec__, stand_in.__loader__, stand_in.__package__ = spec, spec.loader, "scipy.signal"
+    stand_in.__file__ = spec.origin
+    stand_in.hamming = _scipy_signal_hamming
+    sys.modules["scipy.signal"] = stand_in
+    scipy.signal = stand_in
+    return True
+
+
+defer_scipy_signal()
+
+from lightning.pytorch import Trainer  # after the stand-in: Lightning imports torchmetrics
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.strategies import DDPStrategy, Strategy
@@ -148,6 +212,7 @@ class SubcommandHooks(LightningCLI):
 __all__ = [
     "SubcommandHooks",
     "batches_processed",
+    "defer_scipy_signal",
     "disable_gradient_sync",
     "find_unused_parameters",
     "last_saved_step",

@@ -14,11 +14,14 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from fractions import Fraction
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import av
 from torch import Tensor
 
 from aigc_lightning.datamodules.video import VideoClip, VideoInfo, open_video
+
+if TYPE_CHECKING:
+    import av
 
 MP4_AUDIO = {"aac", "mp3", "ac3", "eac3", "alac", "flac", "opus"}  # copied as they are; others become AAC
 
@@ -30,6 +33,8 @@ def _seconds(packet: av.Packet) -> float:
 
 def _audio_packets(source: av.container.InputContainer, output: av.container.OutputContainer) -> Iterator:
     """The source's first audio stream as packets for ``output``: copied or encoded to AAC (see module doc)."""
+    import av  # PyAV: imported where a video is written, not at start-up (~30 ms of every command)
+
     in_audio = source.streams.audio[0]
     if in_audio.codec_context.name in MP4_AUDIO:
         out_audio = output.add_stream_from_template(in_audio)
@@ -65,6 +70,8 @@ def write_video(path: Path, source: VideoClip, frames: Iterable[Tensor], crf: in
 
 
 def _encode(tmp: Path, source: VideoClip, info: VideoInfo, frames: Iterable[Tensor], crf: int) -> int:
+    import av
+
     count = 0
     with av.open(str(tmp), "w") as output:
         video = output.add_stream("libx264", rate=info.fps)

@@ -11,13 +11,16 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
+from typing import TYPE_CHECKING
 
-import av
 import numpy as np
 import torch
 from torch import Tensor
 
 from aigc_lightning.errors import UserError
+
+if TYPE_CHECKING:
+    import av
 
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".ts")
 
@@ -35,6 +38,8 @@ class VideoInfo:
 
 def open_video(path: str) -> av.container.InputContainer:
     """Open ``path`` for reading; a file PyAV cannot read (or one without a video stream) is a ``UserError``."""
+    import av  # PyAV: imported where a video is read, not at start-up (~30 ms of every command)
+
     try:
         container = av.open(str(path))
     except (av.FFmpegError, OSError) as e:
@@ -70,6 +75,8 @@ class VideoClip:
 
     def frames(self, batch_size: int) -> Iterator[Tensor]:
         """uint8 RGB frame batches (B, H, W, 3), B ≤ ``batch_size``, in presentation order."""
+        import av
+
         with open_video(self.path) as container:
             stream = container.streams.video[0]
             stream.thread_type = "AUTO"  # frame + slice threads in FFmpeg's decoder

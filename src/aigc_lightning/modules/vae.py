@@ -287,12 +287,12 @@ class VAE(LightningModule):
         self.batches += 1
         n = x01.shape[0]
         values = torch.stack([loss.detach(), (recon + kl).detach().mean(), recon.detach().mean(), kl.detach().mean()])
-        # Epoch means from a running sum, and per-batch values only on the batches the logger records (six
-        # self.log calls per batch made the MLP VAE's fit 1.3x slower; see compat.logger_records_batch), the first
-        # and each epoch's last.
+        # Epoch means from a running sum, and per-batch values only on the first batch and the batches the logger
+        # records (six self.log calls per batch made the MLP VAE's fit 1.3x slower; see
+        # compat.logger_records_batch), as in GAN.training_step.
         self._epoch_sum = self._epoch_sum + values * n
         self._epoch_count += n
-        if self.batches == 1 or compat.logger_records_batch(self.trainer) or self.trainer.is_last_batch:
+        if self.batches == 1 or compat.logger_records_batch(self.trainer):
             logs = dict(zip(TRAIN_SCALARS, values))
             logs["train/bpd"] = self.bits_per_dim(values[1])
             logs["train/beta"] = torch.tensor(float(beta))
