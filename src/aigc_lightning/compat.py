@@ -1,8 +1,11 @@
-"""The ONE place that touches Lightning / jsonargparse internals (names with a leading underscore).
+"""The ONE place that touches Lightning / jsonargparse internals (names with a leading underscore) and works
+around their (and torchmetrics') side effects.
 
 Each use below says why no public API does the job and names the upstream issue; ``tests/test_compat.py`` checks
 every one against the installed versions, so an upgrade that moves an internal fails there, loudly, instead of
-somewhere in a training run. ``pyproject.toml`` bounds lightning and jsonargparse below the next untested minor.
+somewhere in a training run. ``pyproject.toml`` bounds lightning, jsonargparse and torchmetrics below the next
+untested minor. Importing this module installs ``defer_scipy_signal``'s stand-in, so ``cli.py`` imports it before
+anything imports Lightning.
 Everything else in the package uses public API only (checkpoint writes go through a ``CheckpointIO`` plugin,
 prediction files through a callback, metrics through torchmetrics' ``update``/``compute``).
 """
