@@ -57,6 +57,33 @@ def test_only_the_invoked_subcommand_gets_a_parser(png_folder, tmp_path, capfd):
     assert "choose from 'fit', 'validate', 'test', 'predict'" in capfd.readouterr().err
 
 
+def test_process_entry_points_run_main_then_freeze_the_heap(monkeypatch):
+    """``python -m aigc_lightning`` and the ``aigc-lightning`` script go through ``cli.run``: ``main`` (which tests
+    call in-process and must not freeze), then ``gc.freeze()`` for a fast interpreter exit, also after an error."""
+    import gc
+    import runpy
+    from importlib.metadata import entry_points
+
+    import aigc_lightning.cli as cli_module
+
+    calls = []
+    monkeypatch.setattr(gc, "freeze", lambda: calls.append("freeze"))
+    monkeypatch.setattr(cli_module, "main", lambda: calls.append("main"))
+    runpy.run_module("aigc_lightning", run_name="__main__")
+    assert calls == ["main", "freeze"]
+
+    def fails():
+        calls.append("main")
+        raise SystemExit("error: bad option")
+
+    monkeypatch.setattr(cli_module, "main", fails)
+    with pytest.raises(SystemExit):
+        cli_module.run()
+    assert calls[-2:] == ["main", "freeze"]
+    scripts = {e.name: e.value for e in entry_points(group="console_scripts")}
+    assert scripts["aigc-lightning"] == "aigc_lightning.cli:run"
+
+
 def test_fast_dev_run(png_folder, tmp_path):
     cli = AigcCLI(args=["fit", *tiny_args(png_folder, tmp_path), "--trainer.fast_dev_run", "1"])
     assert cli.trainer.global_step == 1
