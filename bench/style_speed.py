@@ -64,6 +64,7 @@ VARIANTS = {  # name -> (optimizer factory over the image, StyleTransfer options
     "box32": (lambda p: BoxLBFGS(p, lr=1.0, max_iter=20, history_size=100), {"feature_precision": "32"}),
     "box_bf16_only": (lambda p: BoxLBFGS(p, max_iter=20), {"feature_precision": "bf16", "bf16_until": 0.0}),
     "box_h10": (lambda p: BoxLBFGS(p, max_iter=20, history_size=10), {}),
+    "box_h30": (lambda p: BoxLBFGS(p, max_iter=20, history_size=30), {}),  # less two-loop work per evaluation
     "box_nm5": (lambda p: BoxLBFGS(p, max_iter=20, history_size=100, nonmonotone=5), {}),
     # coarse-to-fine: 3 steps (≤ 60 evaluations at a quarter of the cost) at half size first
     "box_ms": (lambda p: BoxLBFGS(p, max_iter=20), {"scales": (0.5, 1.0), "scale_steps": (3, 1)}),
