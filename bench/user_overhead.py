@@ -15,6 +15,8 @@ aigc_lightning --help`` against ``import torch, torchvision`` (start-up cost).
     python bench/user_overhead.py --epochs 4             # quick check: 4 epochs on both sides
     python bench/user_overhead.py --bare                 # also the framework with every convenience off
     python bench/user_overhead.py --jobs vae --plain_args "--fused --uniform_binarize"  # plain with our kernels
+    python bench/user_overhead.py --jobs vae --plain_args=--freeze_at_exit   # plain with cli.run's fast exit
+    python bench/user_overhead.py --jobs ''             # only --help against import torch, torchvision
 
 ``--bare`` adds a third process per pair: the same ``fit`` with validation, logger, checkpoints, image grids and
 progress bar off. framework - bare is what the conveniences cost; bare - plain is Lightning's loop and start-up.
