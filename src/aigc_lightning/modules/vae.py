@@ -29,7 +29,6 @@ from jsonargparse.typing import NonNegativeFloat, NonNegativeInt, PositiveFloat,
 from lightning.pytorch import LightningModule
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import Tensor, nn
-from torchmetrics import MeanMetric, Metric
 
 from aigc_lightning import compat
 from aigc_lightning.errors import UserError, check_finite, checked_optimizer
@@ -41,39 +40,12 @@ from aigc_lightning.losses import (
     kl_normal,
     log_normal_diag,
 )
+from aigc_lightning.modules.vae_metrics import ActiveUnits, VAEMetrics
 from aigc_lightning.pixels import to_unit
 from aigc_lightning.seeds import randn_from_seeds
 
 # exp(±) of these stays finite in fp32 and bf16; an encoder that drifts beyond would give inf/NaN KL.
 LOGVAR_MIN, LOGVAR_MAX = -30.0, 20.0
-
-
-class ActiveUnits(Metric):
-    """Number of latents j with Var_x(E_q[z_j | x]) > ``threshold`` (Burda et al. 2016, section 5.2).
-
-    A torchmetrics ``Metric`` so that the sums are reduced over all DDP processes before the variance is taken.
-    """
-
-    full_state_update = False
-
-    def __init__(self, latent_dim: int, threshold: float = 0.01) -> None:
-        super().__init__()
-        self.threshold = threshold
-        # float64: the variance is E[mu²] − E[mu]², which cancels badly in float32.
-        self.add_state("total", torch.zeros(latent_dim, dtype=torch.float64), dist_reduce_fx="sum")
-        self.add_state("total_sq", torch.zeros(latent_dim, dtype=torch.float64), dist_reduce_fx="sum")
-        self.add_state("count", torch.zeros((), dtype=torch.float64), dist_reduce_fx="sum")
-
-    def update(self, mu: Tensor) -> None:
-        mu = mu.detach().double()
-        self.total += mu.sum(0)
-        self.total_sq += mu.pow(2).sum(0)
-        self.count += mu.shape[0]
-
-    def compute(self) -> Tensor:
-        mean = self.total / self.count.clamp(min=1)
-        var = self.total_sq / self.count.clamp(min=1) - mean.pow(2)
-        return (var > self.threshold).sum().float()
 
 
 TRAIN_SCALARS = ("train/loss", "train/nelbo", "train/recon", "train/kl")  # per image, in nats
@@ -163,14 +135,7 @@ class VAE(LightningModule):
             self.register_buffer("log_std", log_std)
         self.batches = 0  # training batches done: drives the KL warm-up; in checkpoint["counters"]
         self._epoch_sum, self._epoch_count = torch.zeros(len(TRAIN_SCALARS)), 0  # training epoch means
-        self.metrics = nn.ModuleDict(
-            {
-                f"{stage}_{name}": MeanMetric()
-                for stage in ("val", "test")
-                for name in ("nelbo", "recon", "kl", "nll_iw")
-            }
-        )
-        self.active_units = ActiveUnits(self.latent_dim)
+        self.metrics = VAEMetrics(self.latent_dim)  # validation / test numbers (vae_metrics.py)
 
     # ------------------------------------------------------------------------------------------------------
     # Public API (contract): encode, decode, sample
@@ -341,34 +306,15 @@ class VAE(LightningModule):
     def _eval_step(self, stage: str, batch: tuple[Tensor, Tensor], k: int) -> None:
         x01 = self.targets(batch[0])
         recon, kl, mu, _ = self.elbo_terms(x01)
-        for name, value in (("nelbo", recon + kl), ("recon", recon), ("kl", kl)):
-            self.metrics[f"{stage}_{name}"].update(value)
-        if k > 0:
-            self.metrics[f"{stage}_nll_iw"].update(-self.log_likelihood_iw(x01, k))
-        if stage == "val":
-            self.active_units.update(mu)
-
-    def _reset_metrics(self, stage: str) -> None:
-        # Outside inference mode: states created by ``validate``/``test`` (inference mode) would otherwise be
-        # inference tensors that the next ``fit`` validation (plain no_grad) cannot update in place.
-        with torch.inference_mode(False):
-            for name in ("nelbo", "recon", "kl", "nll_iw"):
-                self.metrics[f"{stage}_{name}"].reset()
-            self.active_units.reset()
+        self.metrics.update(stage, recon, kl, mu, -self.log_likelihood_iw(x01, k) if k > 0 else None)
 
     def _eval_epoch_end(self, stage: str) -> None:
-        logs = {}
-        for name in ("nelbo", "recon", "kl", "nll_iw"):
-            metric = self.metrics[f"{stage}_{name}"]
-            if metric.update_count > 0:  # nll_iw stays empty when k = 0
-                logs[f"{stage}/{name}"] = metric.compute()
+        logs = self.metrics.compute(stage)
         logs[f"{stage}/bpd"] = self.bits_per_dim(logs[f"{stage}/nelbo"])
         if f"{stage}/nll_iw" in logs:
             logs[f"{stage}/bpd_iw"] = self.bits_per_dim(logs[f"{stage}/nll_iw"])
         if stage == "val":
-            logs["val/active_units"] = self.active_units.compute()
             logs["hp_metric"] = logs.get("val/nll_iw", logs["val/nelbo"])  # the HParams tab's number
-        self._reset_metrics(stage)
         # Already reduced over processes by torchmetrics' compute(): no sync_dist here.
         self.log_dict(logs)
 
@@ -376,7 +322,7 @@ class VAE(LightningModule):
         self._eval_step("val", batch, self.hparams.val_importance_samples)
 
     def on_validation_epoch_start(self) -> None:
-        self._reset_metrics("val")
+        self.metrics.reset("val")
 
     def on_validation_epoch_end(self) -> None:
         self._eval_epoch_end("val")
@@ -385,7 +331,7 @@ class VAE(LightningModule):
         self._eval_step("test", batch, self.hparams.test_importance_samples)
 
     def on_test_epoch_start(self) -> None:
-        self._reset_metrics("test")
+        self.metrics.reset("test")
 
     def on_test_epoch_end(self) -> None:
         self._eval_epoch_end("test")
