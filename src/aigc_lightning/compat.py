@@ -26,25 +26,25 @@ from typing import Any
 
 
 class _DeferredModule(types.ModuleType):
-    """Stands in for a module in ``sys.modules`` until one of its attributes is used, then imports the real one
-    (which replaces it everywhere: ``sys.modules`` and the parent package) and forwards to it."""
+    """Stands in for ``scipy.signal`` in ``sys.modules`` until one of its attributes is used, then imports the real
+    module (which replaces it everywhere: ``sys.modules`` and the ``scipy`` package) and forwards to it."""
 
     def __getattr__(self, attr: str) -> Any:  # only called for attributes the stand-in does not have
-        return getattr(_import_deferred(self.__name__), attr)
+        return getattr(_real_scipy_signal(), attr)
 
 
-def _import_deferred(name: str) -> types.ModuleType:
-    if isinstance(sys.modules.get(name), _DeferredModule):
-        del sys.modules[name]
-        module = importlib.import_module(name)
-        if name == "scipy.signal" and not hasattr(module, "hamming"):
+def _real_scipy_signal() -> types.ModuleType:
+    if isinstance(sys.modules.get("scipy.signal"), _DeferredModule):
+        del sys.modules["scipy.signal"]
+        module = importlib.import_module("scipy.signal")
+        if not hasattr(module, "hamming"):
             module.hamming = module.windows.hamming  # the patch torchmetrics would have applied
         return module
-    return importlib.import_module(name)
+    return importlib.import_module("scipy.signal")
 
 
 def _scipy_signal_hamming(*args: Any, **kwargs: Any) -> Any:
-    return _import_deferred("scipy.signal").windows.hamming(*args, **kwargs)
+    return _real_scipy_signal().windows.hamming(*args, **kwargs)
 
 
 def defer_scipy_signal() -> bool:
