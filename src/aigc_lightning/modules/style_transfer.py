@@ -171,7 +171,7 @@ class StyleTransfer(LightningModule):
     def objective(self, image: Tensor, t: dict, bf16: bool = False) -> dict[str, Tensor]:
         """Weighted losses of ``image`` (1, C, h, w) in [0, 1] against targets ``t``; ``"loss"`` is their sum.
 
-        ``bf16``: the VGG features in bfloat16 (about half the cost); Gram matrices and losses stay float32.
+        ``bf16``: the VGG features and Gram products in bfloat16 (about half the cost); the losses stay float32.
         """
         rgb = image.expand(-1, 3, -1, -1) if image.shape[1] == 1 else image
         rgb = rgb.contiguous(memory_format=torch.channels_last)
