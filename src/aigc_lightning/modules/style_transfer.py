@@ -74,9 +74,9 @@ class StyleTransfer(LightningModule):
         feature_precision: precision of the VGG forward/backward inside the optimisation. ``"bf16"``: bfloat16
             features and Gram products (autocast) while the loss still falls fast, then float32 to the end
             (losses, line search and the kept best image are float32 throughout; each bfloat16 step's image is
-            re-scored in float32). ``"32"``: float32 only. ``"auto"``: bf16 where bfloat16 products are native (a CUDA GPU
-            of compute capability ≥ 8, a CPU with AVX512-BF16 / AMX), else 32. The Trainer's ``precision`` does
-            not change this (16-mixed is refused with LBFGS).
+            re-scored in float32). ``"32"``: float32 only. ``"auto"``: bf16 where bfloat16 products are native
+            (a CUDA GPU of compute capability ≥ 8, a CPU with AVX512-BF16 / AMX), else 32. The Trainer's
+            ``precision`` does not change this (16-mixed is refused with LBFGS).
         bf16_until: the bfloat16 phase ends at the first optimizer step whose float32 loss fell by less than
             this fraction (bfloat16's rounding makes smaller steps noise); 0: never switch, 1: switch after
             the first step.
