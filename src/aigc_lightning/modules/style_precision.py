@@ -5,10 +5,11 @@ half as much on hardware with native bfloat16 products (the Gram products too, a
 losses on them are float32: ``losses.gram_matrix_fp32``), but the features carry bfloat16's rounding (~0.4 % per
 value): loss values wobble by up to ~1e-3 relative and gradients by ~1 % (``bench/style_bf16_error.py``). That
 is harmless while an optimizer step lowers the loss by percents, and noise once L-BFGS crawls along a plateau
-where steps gain less than 0.1 %. So a run starts in bfloat16 and switches to float32 for good at the first step that gained less than ``bf16_until``
-(``StyleTransfer``'s option). The kept best image is always chosen by float32 values: in the bfloat16 phase the
-image at each step's end, and an evaluated image whose bfloat16 loss fell by ``RESCORE_DROP`` since the last
-re-score (at most every ``RESCORE_EVERY`` evaluations), is re-scored by a float32 forward pass (no backward).
+where steps gain less than 0.1 %. So a run starts in bfloat16 and switches to float32 for good at the first step
+that gained less than ``bf16_until`` (``StyleTransfer``'s option). The kept best image is always chosen by
+float32 values: in the bfloat16 phase the image at each step's end, and an evaluated image whose bfloat16 loss
+fell by ``RESCORE_DROP`` since the last re-score (at most every ``RESCORE_EVERY`` evaluations), is re-scored by a
+float32 forward pass (no backward).
 """
 
 from __future__ import annotations
