@@ -1,9 +1,10 @@
 """Neural style transfer (Gatys, Ecker & Bethge 2016): the parameter *is* the output image.
 
 ``fit`` stylises one content image, ``predict`` / ``stylize`` every image their data serves; both run the same
-loop, ``optimizer_step_on``: one optimizer step (``BoxLBFGS`` by default: up to ``max_iter`` loss evaluations inside
-the [0, 1] pixel box, see ``aigc_lightning.optim``), the best image seen so far kept, a step that reaches a NaN or
-infinite image restarted from that best image with half the step size (a rejected step, not the end of the run).
+loop, ``optimizer_step_on`` (``style_loop``): one optimizer step (``BoxLBFGS`` by default: up to ``max_iter`` loss
+evaluations inside the [0, 1] pixel box, see ``aigc_lightning.optim``), the best image seen so far kept, a step
+that reaches a NaN or infinite image restarted from that best image with half the step size (a rejected step, not
+the end of the run).
 Every loss is that of a displayable (clamped) image; the best-so-far never rises. ``torch.optim.LBFGS`` or Adam
 work too (clamped after each step). ``feature_precision`` runs the VGG in bfloat16 while steps gain much, then
 float32; the kept image is always chosen by float32 losses (``style_precision``).
@@ -19,9 +20,8 @@ logger asks ``images_to_log``, ``callbacks.StylizedImageSaver`` writes ``stylize
 
 from __future__ import annotations
 
-import math
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict
 from typing import Literal
 
@@ -36,18 +36,16 @@ from jsonargparse.typing import (
 from lightning.pytorch import LightningModule
 from lightning.pytorch.cli import OptimizerCallable
 from torch import Tensor, nn
-from torch.optim import Optimizer
 
-from aigc_lightning.errors import NonFiniteLossError, UserError
+from aigc_lightning.errors import UserError
 from aigc_lightning.losses import content_loss, gram_matrix, gram_matrix_fp32, style_loss, total_variation
 from aigc_lightning.modules.style_images import resize, rgb_to_yiq, yiq_to_rgb
+from aigc_lightning.modules.style_loop import PixelLoop
 from aigc_lightning.modules.style_precision import Schedule
 from aigc_lightning.optim import BestImage, BoxLBFGS
 
-MAX_RESTARTS = 20  # rejected (non-finite) steps, each retried with half the step size, before giving up
 
-
-class StyleTransfer(LightningModule):
+class StyleTransfer(PixelLoop, LightningModule):
     """Gatys-style transfer: optimise the output pixels against VGG content and Gram-matrix style targets.
 
     Args:
@@ -206,80 +204,6 @@ class StyleTransfer(LightningModule):
     def scale_sizes(self, size: tuple[int, int]) -> list[tuple[int, int]]:
         """Image size at each scale; at least 16 px a side so five VGG blocks still see a pixel."""
         return [(max(16, round(size[0] * s)), max(16, round(size[1] * s))) for s in self.hparams.scales]
-
-    # ------------------------------------------------------------------------------------------------------
-    # The one optimisation loop (fit's training_step and stylize both call these)
-
-    def new_optimizer(self, image: Tensor, restarts: int = 0) -> Optimizer:
-        """A fresh optimizer over ``image``, its step size halved once per non-finite restart so far."""
-        opt = self.optimizer([image])
-        for group in opt.param_groups:
-            group["lr"] *= 0.5**restarts
-        return opt
-
-    def rescore(self, image: Tensor, t: dict, best: BestImage) -> float:
-        """Offer ``image`` to ``best`` with its float32 losses (a forward pass only); returns its float32 loss."""
-        with torch.no_grad(), torch.autocast(image.device.type, enabled=False):
-            losses = self.objective(image.detach().clamp(0, 1), t)
-        self.rescores += 1
-        best.offer(losses, image)
-        return float(losses["loss"])
-
-    def optimizer_step_on(
-        self,
-        image: Tensor,
-        opt,
-        t: dict,
-        best: BestImage,
-        backward: Callable[[Tensor], None],
-        restarts: int,
-        schedule: Schedule | None = None,
-    ) -> int:
-        """One step of ``opt`` (a torch or Lightning optimizer over ``image``) against targets ``t``.
-
-        Every float32 evaluation offers its image to ``best``; in the bfloat16 phase of ``schedule`` (``None``:
-        float32 only) images are offered with float32 re-scores (``style_precision``), and a step that gains
-        less than ``bf16_until`` ends that phase. Returns ``restarts``, plus one when the step is rejected (the
-        image or its last loss is NaN/inf): ``image`` is then reset to ``best`` and the caller makes a fresh
-        optimizer with a smaller step, ``new_optimizer(image, restarts)``.
-        """
-        schedule = schedule or Schedule(bf16=False)
-        bf16 = schedule.start_step(self.hparams.feature_precision, image.device)
-        last: dict[str, Tensor] = {}
-
-        def closure() -> Tensor:
-            opt.zero_grad()
-            # The loss is that of the clamped image, but clamp only when needed: clamp's gradient is 0 *at* the
-            # bounds, which would freeze every saturated pixel of BoxLBFGS's in-box image. Autocast is this
-            # module's own choice (bf16), never the Trainer's.
-            inside = bool(((image >= 0) & (image <= 1)).all())
-            with torch.autocast(image.device.type, enabled=False):
-                losses = self.objective(image if inside else image.clamp(0, 1), t, bf16=bf16)
-            backward(losses["loss"])
-            self.evaluations += 1
-            last["loss"] = losses["loss"].detach()
-            if not bf16:
-                best.offer(losses, image)
-            elif schedule.rescore_now(float(last["loss"])):
-                schedule.first_score(self.rescore(image, t, best))
-            return losses["loss"]
-
-        opt.step(closure=closure)
-        with torch.no_grad():
-            finite = bool(torch.isfinite(image).all()) and math.isfinite(float(last["loss"]))
-            if finite:
-                image.clamp_(0, 1)  # after the step, never inside the closure; BoxLBFGS's image already is
-                loss = self.rescore(image, t, best) if bf16 else None  # the step's image, scored in float32
-                if bf16 and schedule.end_step(loss, self.hparams.bf16_until) and hasattr(opt, "refresh"):
-                    opt.refresh()  # BoxLBFGS: re-evaluate here in float32, keep the (bfloat16) history
-                return restarts
-            if best.image is None or restarts >= MAX_RESTARTS:
-                raise NonFiniteLossError(
-                    f"the style transfer loss became {float(last['loss'])} after {restarts} retries with ever "
-                    "smaller steps; check the content/style images, lower the optimizer's lr or the style weight"
-                )
-            image.copy_(best.image)
-        return restarts + 1
 
     # ------------------------------------------------------------------------------------------------------
     # fit
