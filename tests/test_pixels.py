@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from aigc_lightning.pixels import convert_channels, resize_crop, to_signed, to_unit
-from aigc_lightning.seeds import randn_from_seeds
+from aigc_lightning.seeds import interpolation_latents, randn_from_seeds
 
 
 def test_ranges_round_trip_and_binary_values_stay_exact():
@@ -36,3 +36,15 @@ def test_seeded_rows_do_not_depend_on_the_batch():
     a = randn_from_seeds(torch.tensor([3, 4, 5]), (2, 2))
     b = randn_from_seeds(torch.tensor([5]), (2, 2))
     assert torch.equal(a[2], b[0]) and not torch.equal(a[0], a[1])
+
+
+def test_interpolation_rows_run_from_seed_i_to_seed_rows_plus_i_on_the_sphere():
+    z = interpolation_latents(rows=2, dim=16, steps=5)  # (2 * 5, 16)
+    seeds = randn_from_seeds(torch.arange(4), (16,))
+    assert z.shape == (10, 16)
+    for row, (start, end) in enumerate([(0, 2), (1, 3)]):  # row i: seed i → seed rows + i
+        torch.testing.assert_close(z[5 * row], seeds[start])
+        torch.testing.assert_close(z[5 * row + 4], seeds[end])
+    # slerp, not lerp: the midpoint keeps the norm of its ends (a straight line would shrink it)
+    mid, lerp = z[2], (seeds[0] + seeds[2]) / 2
+    assert abs(mid.norm() - seeds[[0, 2]].norm(dim=1).mean()) < 0.2 * mid.norm() and mid.norm() > lerp.norm()

@@ -40,17 +40,10 @@ from aigc_lightning.lr_decay import linear_decay_factor, run_batches, set_lr_fac
 from aigc_lightning.nets.rosinality import networks_from_rosinality
 from aigc_lightning.nets.stylegan2 import mix_styles
 from aigc_lightning.pixels import to_unit
-from aigc_lightning.seeds import randn_from_seeds
+from aigc_lightning.seeds import interpolation_latents, randn_from_seeds
 
 D_LOSSES = {"nonsaturating": losses.d_nonsaturating, "hinge": losses.d_hinge, "wgan-gp": losses.d_wasserstein}
 G_LOSSES = {"nonsaturating": losses.g_nonsaturating, "hinge": losses.g_hinge, "wgan-gp": losses.g_wasserstein}
-
-
-def slerp(a: Tensor, b: Tensor, t: Tensor) -> Tensor:
-    """Spherical interpolation between Gaussian latents (White 2016), rows of ``a``/``b`` (N, D), ``t`` (N, 1)."""
-    cos = (a * b).sum(-1, keepdim=True) / (a.norm(dim=-1, keepdim=True) * b.norm(dim=-1, keepdim=True))
-    omega = torch.acos(cos.clamp(-1 + 1e-7, 1 - 1e-7))
-    return (torch.sin((1 - t) * omega) * a + torch.sin(t * omega) * b) / torch.sin(omega)
 
 
 class GAN(LightningModule):
@@ -399,11 +392,7 @@ class GAN(LightningModule):
     def images_to_log(self, n: int) -> dict[str, Tensor]:
         """For ``ImageLogger``: ``samples_ema`` (n images from seeds 0 … n-1) and ``interpolation`` (rows of 8
         spherical interpolations between fixed latents, n // 8 rows), each (B, C, H, W) in [0, 1]."""
-        rows = max(1, n // 8)
-        a = randn_from_seeds(torch.arange(rows), (self.latent_dim,), self.device)
-        b = randn_from_seeds(torch.arange(rows) + rows, (self.latent_dim,), self.device)
-        t = torch.linspace(0, 1, 8, device=self.device).repeat(rows)[:, None]  # (rows * 8, 1)
-        z = slerp(a.repeat_interleave(8, 0), b.repeat_interleave(8, 0), t)  # (rows * 8, D)
+        z = interpolation_latents(max(1, n // 8), self.latent_dim, steps=8, device=self.device)  # (rows * 8, D)
         return {"samples_ema": self.sample(n, seed=0), "interpolation": self.generate(z)}
 
     def predict_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> dict[str, Any]:
