@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from aigc_lightning.nets.sizes import check_sizes
+
 
 def conv_block(c_in: int, c_out: int, stride: int) -> nn.Sequential:
     """3×3 convolution, BatchNorm, ReLU; ``stride`` 2 halves the resolution."""
@@ -43,6 +45,10 @@ class ConvClassifier(nn.Module):
         feature_dim: int = 64,
     ) -> None:
         super().__init__()
+        check_sizes(
+            self, channels=channels, image_size=image_size, num_classes=num_classes, width=width,
+            feature_dim=feature_dim,
+        )
         self.channels, self.image_size, self.num_classes = channels, image_size, num_classes
         self.image_shape = (channels, image_size, image_size)
         self.num_features = feature_dim

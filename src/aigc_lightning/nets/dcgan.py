@@ -13,6 +13,7 @@ from torch import Tensor, nn
 from torch.nn.utils import parametrizations
 
 from aigc_lightning.errors import UserError
+from aigc_lightning.nets.sizes import check_sizes
 
 SUPPORTED_SIZES = (28, 32, 64, 128)
 
@@ -62,6 +63,7 @@ class Generator(nn.Module):
 
     def __init__(self, latent_dim: int = 100, channels: int = 1, image_size: int = 32, width: int = 64) -> None:
         super().__init__()
+        check_sizes(self, latent_dim=latent_dim, channels=channels, width=width)
         base, levels = _levels(image_size)
         self.latent_dim = latent_dim
         self.image_shape = (channels, image_size, image_size)
@@ -104,6 +106,7 @@ class Discriminator(nn.Module):
         spectral_norm: bool = False,
     ) -> None:
         super().__init__()
+        check_sizes(self, channels=channels, width=width)
         base, levels = _levels(image_size)
         self.image_shape = (channels, image_size, image_size)
         c = width

@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from aigc_lightning.errors import UserError
+from aigc_lightning.nets.sizes import check_sizes
 
 
 class ConvLayer(nn.Sequential):
@@ -56,8 +56,8 @@ class TransformNet(nn.Module):
 
     def __init__(self, width: int = 32, num_residual: int = 5) -> None:
         super().__init__()
-        if width < 1 or num_residual < 0:
-            raise UserError(f"TransformNet needs width ≥ 1 and num_residual ≥ 0, got {width} and {num_residual}")
+        check_sizes(self, width=width)
+        check_sizes(self, minimum=0, num_residual=num_residual)
         self.width, self.num_residual = width, num_residual
         self.down1 = ConvLayer(3, width, 9)
         self.down2 = ConvLayer(width, 2 * width, 3, stride=2)

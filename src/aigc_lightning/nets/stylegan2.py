@@ -18,6 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from aigc_lightning.errors import UserError
+from aigc_lightning.nets.sizes import check_sizes
 from aigc_lightning.nets.stylegan2_layers import (
     EqualConv2d,
     EqualLinear,
@@ -99,6 +100,10 @@ class StyleGAN2Generator(nn.Module):
         conv_clamp: float | None = None,
     ) -> None:
         super().__init__()
+        check_sizes(
+            self, channels=channels, latent_dim=latent_dim, n_mlp=n_mlp,
+            channel_multiplier=channel_multiplier, channel_base=channel_base, channel_max=channel_max,
+        )
         widths = channel_table(image_size, channel_base, channel_multiplier, channel_max)
         self.image_size = image_size
         self.channels = channels
@@ -253,6 +258,10 @@ class StyleGAN2Discriminator(nn.Module):
         conv_clamp: float | None = None,
     ) -> None:
         super().__init__()
+        check_sizes(
+            self, channels=channels, channel_multiplier=channel_multiplier, channel_base=channel_base,
+            channel_max=channel_max, mbstd_group_size=mbstd_group_size,
+        )
         widths = channel_table(image_size, channel_base, channel_multiplier, channel_max)
         self.image_size = image_size
         self.channels = channels

@@ -13,6 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from aigc_lightning.errors import UserError
+from aigc_lightning.nets.sizes import check_sizes
 
 
 class MLPEncoder(nn.Module):
@@ -29,6 +30,9 @@ class MLPEncoder(nn.Module):
         self, channels: int = 1, image_size: int = 28, hidden_dim: int = 400, latent_dim: int = 20
     ) -> None:
         super().__init__()
+        check_sizes(
+            self, channels=channels, image_size=image_size, hidden_dim=hidden_dim, latent_dim=latent_dim
+        )
         self.image_shape = (channels, image_size, image_size)
         self.latent_dim = latent_dim
         self.fc1 = nn.Linear(channels * image_size * image_size, hidden_dim)
@@ -54,6 +58,9 @@ class MLPDecoder(nn.Module):
         self, channels: int = 1, image_size: int = 28, hidden_dim: int = 400, latent_dim: int = 20
     ) -> None:
         super().__init__()
+        check_sizes(
+            self, channels=channels, image_size=image_size, hidden_dim=hidden_dim, latent_dim=latent_dim
+        )
         self.image_shape = (channels, image_size, image_size)
         self.latent_dim = latent_dim
         self.fc3 = nn.Linear(latent_dim, hidden_dim)
@@ -98,6 +105,7 @@ class ConvEncoder(nn.Module):
         self, channels: int = 3, image_size: int = 64, width: int = 32, latent_dim: int = 128
     ) -> None:
         super().__init__()
+        check_sizes(self, channels=channels, width=width, latent_dim=latent_dim)
         self.image_shape = (channels, image_size, image_size)
         self.latent_dim = latent_dim
         layers: list[nn.Module] = []
@@ -129,6 +137,7 @@ class ConvDecoder(nn.Module):
         self, channels: int = 3, image_size: int = 64, width: int = 32, latent_dim: int = 128
     ) -> None:
         super().__init__()
+        check_sizes(self, channels=channels, width=width, latent_dim=latent_dim)
         self.image_shape = (channels, image_size, image_size)
         self.latent_dim = latent_dim
         n = _num_downsamples(image_size)
