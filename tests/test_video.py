@@ -147,7 +147,8 @@ def test_cli_predict_mp4_and_mixed_folder(run, tmp_path):
     make_video(mixed / "sub" / "odd.mov", 17, 11, frames=5, fps=8, audio=None)
     Image.fromarray(np.full((12, 14, 3), 128, np.uint8)).save(mixed / "grey.png")
     main([*predict, "--data.content", str(mixed), "--output_dir", str(tmp_path / "out2")])
-    assert sorted(p.name for p in (tmp_path / "out2").iterdir()) == ["grey.png", "grid.png", "sub_odd.mp4"]
+    # one output per input and no grid: grid.png is written beside seeded samples only
+    assert sorted(p.name for p in (tmp_path / "out2").iterdir()) == ["grey.png", "sub_odd.mp4"]
     assert Image.open(tmp_path / "out2" / "grey.png").size == (14, 12)
     info = VideoClip(str(tmp_path / "out2" / "sub_odd.mp4")).info()
     assert (info.width, info.height, info.fps) == (17, 11, Fraction(8)) and count_frames(

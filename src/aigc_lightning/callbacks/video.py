@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from torch import Tensor
 
+from aigc_lightning.datamodules.io import replacing
 from aigc_lightning.datamodules.video import VideoClip, VideoInfo, open_video
 
 if TYPE_CHECKING:
@@ -59,21 +60,17 @@ def write_video(path: Path, source: VideoClip, frames: Iterable[Tensor], crf: in
     the number of frames written. ``crf``: x264 quality (18: visually lossless, 23: x264's default)."""
     info = source.info()
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.partial{path.suffix}")  # a killed run leaves no truncated OUT/<name>.mp4
-    try:
-        count = _encode(tmp, source, info, frames, crf)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    tmp.replace(path)
-    return count
+    # Encoded into a fresh file that replaces ``path`` only when complete: a failed or killed run leaves no
+    # truncated OUT/<name>.mp4, and a symlink at ``path`` is replaced, never written through.
+    with replacing(path) as tmp:
+        return _encode(tmp, source, info, frames, crf)
 
 
 def _encode(tmp: Path, source: VideoClip, info: VideoInfo, frames: Iterable[Tensor], crf: int) -> int:
     import av
 
     count = 0
-    with av.open(str(tmp), "w") as output:
+    with av.open(str(tmp), "w", format="mp4") as output:
         video = output.add_stream("libx264", rate=info.fps)
         video.width, video.height = info.width, info.height
         video.pix_fmt = "yuv420p" if info.width % 2 == 0 and info.height % 2 == 0 else "yuv444p"
@@ -109,10 +106,3 @@ def _encode(tmp: Path, source: VideoClip, info: VideoInfo, frames: Iterable[Tens
                 audio_source.close()
     return count
 
-
-def write_videos(output_dir: Path, outputs: dict) -> list[str]:
-    """``predict_step``'s ``{"videos": [{"source": VideoClip, "frames": iterator}], "names": [...]}`` →
-    ``output_dir/<name>.mp4`` each; the frames are pulled (and so stylised) while encoding. Returns the names."""
-    for video, name in zip(outputs["videos"], outputs["names"]):
-        write_video(Path(output_dir) / f"{name}.mp4", video["source"], video["frames"])
-    return list(outputs["names"])

@@ -22,7 +22,13 @@ from lightning.pytorch import LightningDataModule
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
-from aigc_lightning.datamodules.io import IMAGE_EXTENSIONS, list_files, output_names
+from aigc_lightning.datamodules.io import (
+    DEFAULT_MAX_IMAGE_PIXELS,
+    IMAGE_EXTENSIONS,
+    PredictPlan,
+    list_files,
+    output_names,
+)
 from aigc_lightning.datamodules.style import list_images, read_rgb, resize_longer
 from aigc_lightning.datamodules.video import VIDEO_EXTENSIONS, VideoClip
 from aigc_lightning.errors import UserError
@@ -44,16 +50,20 @@ class PhotoCrops(Dataset):
         size: crop side; each photo is first resized so its shorter side is ``size`` (Johnson et al. used 256).
         length: items per epoch (cycles through the photos).
         random_crop: random position and horizontal flip (training) or the centre (validation).
+        max_pixels: larger photos are refused (decompression bombs).
     """
 
-    def __init__(self, files: list[Path], size: int, length: int, random_crop: bool) -> None:
+    def __init__(self, files: list[Path], size: int, length: int, random_crop: bool,
+                 max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> None:  # fmt: skip
         self.files, self.size, self.length, self.random_crop = files, size, length, random_crop
+        self.max_pixels = max_pixels
 
     def __len__(self) -> int:
         return self.length
 
     def __getitem__(self, index: int) -> Tensor:
-        x = resize_shorter(read_rgb(self.files[index % len(self.files)]), self.size)  # (3, H', W')
+        x = read_rgb(self.files[index % len(self.files)], self.max_pixels)
+        x = resize_shorter(x, self.size)  # (3, H', W')
         h, w = x.shape[-2:]
         if self.random_crop:  # the torch RNG: seeded per worker by Lightning / seed_everything
             top, left = (int(torch.randint(0, n - self.size + 1, ())) for n in (h, w))
@@ -78,8 +88,9 @@ class StyleBatches:
 class MediaFiles(Dataset):
     """One predict item per image or video file (see the module docstring)."""
 
-    def __init__(self, files: list[Path], names: list[str], image_size: int | None) -> None:
-        self.files, self.names, self.image_size = files, names, image_size
+    def __init__(self, files: list[Path], names: list[str], image_size: int | None,
+                 max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> None:  # fmt: skip
+        self.files, self.names, self.image_size, self.max_pixels = files, names, image_size, max_pixels
 
     def __len__(self) -> int:
         return len(self.files)
@@ -88,7 +99,7 @@ class MediaFiles(Dataset):
         f, name = self.files[index], self.names[index]
         if f.suffix.lower() in VIDEO_EXTENSIONS:
             return {"videos": [VideoClip(str(f))], "names": [name]}
-        x = resize_longer(read_rgb(f), self.image_size)  # (3, H, W)
+        x = resize_longer(read_rgb(f, self.max_pixels), self.image_size)  # (3, H, W)
         return {"images": x[None] * 2 - 1, "names": [name]}
 
 
@@ -114,6 +125,9 @@ class ContentDataModule(LightningDataModule):
             all but one.
         num_workers: DataLoader workers (JPEG decoding of large photo folders).
         seed: seed of the held-out choice.
+        max_image_pixels: an image file declaring more pixels (width x height) is refused before it is decoded:
+            a guard against decompression bombs. The default is where PIL itself refuses; raise it for genuine
+            giant images.
     """
 
     def __init__(
@@ -129,6 +143,7 @@ class ContentDataModule(LightningDataModule):
         val_images: NonNegativeInt = 4,
         num_workers: NonNegativeInt = 0,
         seed: int = 0,
+        max_image_pixels: PositiveInt = DEFAULT_MAX_IMAGE_PIXELS,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -150,7 +165,8 @@ class ContentDataModule(LightningDataModule):
                 f"--data.style_weights {weights} must be {len(style_files)} non-negative numbers (one per style "
                 "image) with a positive sum"
             )
-        style_images = [resize_longer(read_rgb(f), hp.style_size) * 2 - 1 for f in style_files]
+        style_images = [read_rgb(f, hp.max_image_pixels) for f in style_files]
+        style_images = [resize_longer(x, hp.style_size) * 2 - 1 for x in style_images]
         self.collate = StyleBatches(style_images, torch.tensor(weights, dtype=torch.float32) / sum(weights))
         photos = list_images(hp.content, "--data.content")
         held_out = min(hp.val_images, len(photos) - 1)
@@ -165,8 +181,9 @@ class ContentDataModule(LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         self._setup_fit()
-        length = self.hparams.epoch_size or len(self.train_files)
-        dataset = PhotoCrops(self.train_files, self.hparams.image_size, length, random_crop=True)
+        hp = self.hparams
+        length = hp.epoch_size or len(self.train_files)
+        dataset = PhotoCrops(self.train_files, hp.image_size, length, True, hp.max_image_pixels)
         return DataLoader(dataset, batch_size=self.hparams.batch_size, shuffle=True, drop_last=False,
                           collate_fn=self.collate, num_workers=self.hparams.num_workers)  # fmt: skip
 
@@ -174,10 +191,23 @@ class ContentDataModule(LightningDataModule):
         self._setup_fit()
         if not self.val_files:
             return []  # nothing held out: the module shows training crops instead
-        dataset = PhotoCrops(self.val_files, self.hparams.image_size, len(self.val_files), random_crop=False)
+        dataset = PhotoCrops(self.val_files, self.hparams.image_size, len(self.val_files), False,
+                             self.hparams.max_image_pixels)  # fmt: skip
         return DataLoader(dataset, batch_size=len(self.val_files), collate_fn=self.collate)
 
+    def _predict_files(self) -> list[Path]:
+        return list_files(self.hparams.content, IMAGE_EXTENSIONS + VIDEO_EXTENSIONS, "--data.content",
+                          "an image or a video")  # fmt: skip
+
+    def predict_plan(self) -> PredictPlan:
+        """``OUT/<name>.png`` per image, ``OUT/<name>.mp4`` per video, from the file list alone (nothing decoded),
+        for the writer's checks before any work. The training style images count as inputs too."""
+        files, hp = self._predict_files(), self.hparams
+        styles = [hp.style] if isinstance(hp.style, str) else list(hp.style)
+        names = output_names(files, hp.content)
+        return PredictPlan.of_files(files, names, [hp.content, *styles], VIDEO_EXTENSIONS)
+
     def predict_dataloader(self) -> DataLoader:
-        files = list_files(self.hparams.content, IMAGE_EXTENSIONS + VIDEO_EXTENSIONS, "--data.content", "an image or a video")
-        dataset = MediaFiles(files, output_names(files, self.hparams.content), self.hparams.predict_size)
-        return DataLoader(dataset, batch_size=1, collate_fn=_single, num_workers=self.hparams.num_workers)
+        files, hp = self._predict_files(), self.hparams
+        dataset = MediaFiles(files, output_names(files, hp.content), hp.predict_size, hp.max_image_pixels)
+        return DataLoader(dataset, batch_size=1, collate_fn=_single, num_workers=hp.num_workers)

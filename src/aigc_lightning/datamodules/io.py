@@ -1,7 +1,14 @@
-"""Image files → uint8 tensors: finding images in folders, decoding any PIL mode, fitting them to one size."""
+"""Image files → uint8 tensors: finding images in folders, decoding any PIL mode, fitting them to one size; what
+a predict run reads and writes (``PredictPlan``) and writing an output without ever writing through a symlink."""
 
 from __future__ import annotations
 
+import os
+import secrets
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +20,10 @@ from aigc_lightning.errors import UserError
 from aigc_lightning.pixels import convert_channels, resize_crop
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff", ".ppm", ".pgm")
+# Where PIL itself refuses a file (2 × Image.MAX_IMAGE_PIXELS): the guard against decompression bombs (a few KB of
+# PNG that decode to gigabytes) refuses nothing PIL would open, and a user can raise it per DataModule.
+DEFAULT_MAX_IMAGE_PIXELS = 178_956_970
+_PIL_LIMIT = threading.Lock()  # PIL's limit is a module global: swapped under a lock, restored at once
 
 
 def fit_uint8(images: Tensor, image_size: int, channels: int, crop: int | None = None) -> Tensor:
@@ -23,16 +34,38 @@ def fit_uint8(images: Tensor, image_size: int, channels: int, crop: int | None =
     return x.round().clamp(0, 255).to(torch.uint8).contiguous()
 
 
-def load_image(path: Path, channels: int) -> Image.Image:
+def _open(path: Path) -> Image.Image:
+    """``Image.open`` (header only) without PIL's own pixel limit, which ``load_image`` replaces."""
+    with _PIL_LIMIT:
+        limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+        try:
+            return Image.open(path)
+        finally:
+            Image.MAX_IMAGE_PIXELS = limit
+
+
+def load_image(
+    path: Path, channels: int, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS, limit_option: str | None = None
+) -> Image.Image:
     """Open any PIL image as 'L' or 'RGB': palette, alpha (composited on white) and 16-bit modes are converted.
 
     PIL rather than ``torchvision.io.decode_image``: the latter reads neither BMP, TIFF nor PPM, and keeps alpha
-    and 16-bit values as they are, which each would need handling here anyway.
+    and 16-bit values as they are, which each would need handling here anyway. A file declaring more than
+    ``max_pixels`` pixels is refused from its header, before decoding; ``limit_option`` names the option that
+    raises the limit.
     """
     try:
-        with Image.open(path) as img:
+        with _open(path) as img:
+            w, h = img.size
+            if w * h > max_pixels:
+                fix = f"if the file is genuine, raise {limit_option} to {w * h} or more" if limit_option else (
+                    "shrink the image")  # fmt: skip
+                raise UserError(
+                    f"image file {path} declares {w}x{h} = {w * h:,} pixels, over the limit of {max_pixels:,} "
+                    f"(a guard against decompression bombs); {fix}"
+                )
             img.load()
-    except (OSError, UnidentifiedImageError, ValueError) as e:
+    except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as e:
         raise UserError(f"cannot read image file {path} ({e}); delete or replace it") from e
     if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
         # 16-bit greyscale: PIL's convert("L") clips at 255 (a white 16-bit image turns white only by accident,
@@ -73,9 +106,6 @@ def find_images(root: Path) -> tuple[list[Path], list[int], list[str]]:
     return files, labels, classes
 
 
-__all__ = ["IMAGE_EXTENSIONS", "find_images", "fit_uint8", "load_image", "pil_to_uint8"]
-
-
 def list_files(path: str, suffixes: tuple[str, ...], option: str, what: str) -> list[Path]:
     """``[path]`` for one file, the sorted matching files under a folder; ``UserError`` naming ``option``.
 
@@ -97,8 +127,66 @@ def list_files(path: str, suffixes: tuple[str, ...], option: str, what: str) -> 
 
 
 def output_names(files: list[Path], root: str) -> list[str]:
-    """Output names: file stems, with the sub-folder path (``a/b.png`` → ``a_b``) inside a folder."""
+    """Output names: file stems, with the sub-folder path (``a/b.png`` → ``a_b``) inside a folder.
+
+    Not one-to-one (``x.png``/``x.jpg``, ``a/b.png``/``a_b.png``): ``PredictPlan`` finds the collisions."""
     base = Path(root).expanduser()
     if base.is_file():
         return [files[0].stem]
-    return ["_".join(f.relative_to(base).with_suffix("").parts) for f in files]
+    return ["_".join(f.relative_to(base).parent.parts + (f.stem,)) for f in files]
+
+
+@dataclass(frozen=True)
+class PredictPlan:
+    """What a predict run will write and what it reads, known before any work, so ``ImageWriter.check`` can
+    refuse data loss up front (colliding names, outputs among the inputs, existing files).
+
+    Args:
+        outputs: output file name (``x.png``) → the input files that would be written to it (more than one: a
+            collision). Seeded samples have no input file.
+        inputs: the paths the user named as inputs: files or folders.
+    """
+
+    outputs: dict[str, list[Path]]
+    inputs: list[Path]
+
+    @staticmethod
+    def of_files(
+        files: list[Path], names: list[str], inputs: list[str], videos: tuple[str, ...] = ()
+    ) -> PredictPlan:
+        """One output per file: ``<name>.mp4`` for suffixes in ``videos``, ``<name>.png`` for the rest."""
+        outputs: dict[str, list[Path]] = {}
+        for f, name in zip(files, names):
+            outputs.setdefault(name + (".mp4" if f.suffix.lower() in videos else ".png"), []).append(f)
+        return PredictPlan(outputs, [Path(p).expanduser() for p in inputs if p])
+
+
+def _fresh_file(folder: Path, tag: str) -> Path:
+    """Create a new empty file in ``folder`` (``O_EXCL``: never an existing file, never through a symlink)."""
+    while True:
+        path = folder / f".partial-{secrets.token_hex(4)}-{tag[:40]}"
+        try:
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+            return path
+        except FileExistsError:
+            continue
+
+
+@contextmanager
+def replacing(target: Path) -> Iterator[Path]:
+    """A fresh temporary file beside ``target`` to write to; on success it replaces ``target`` in one step.
+
+    ``os.replace`` swaps the directory entry: a symlink at ``target`` is replaced, the file it points to is never
+    written, and nobody ever sees half a file. On failure the temporary file is deleted.
+    """
+    tmp = _fresh_file(target.parent, target.name)
+    try:
+        yield tmp
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+__all__ = ["DEFAULT_MAX_IMAGE_PIXELS", "IMAGE_EXTENSIONS", "PredictPlan", "find_images", "fit_uint8", "list_files",
+           "load_image", "output_names", "pil_to_uint8", "replacing"]  # fmt: skip

@@ -5,6 +5,8 @@ from __future__ import annotations
 from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader, Dataset
 
+from aigc_lightning.datamodules.io import PredictPlan
+
 
 class SeedDataset(Dataset):
     """Items ``(index, seed)`` for ``index`` in ``range(num_samples)`` and ``seed = first_seed + index``."""
@@ -31,6 +33,11 @@ class SeedDataModule(LightningDataModule):
     def __init__(self, num_samples: int = 64, seed: int = 0, batch_size: int = 64) -> None:
         super().__init__()
         self.num_samples, self.seed, self.batch_size = num_samples, seed, batch_size
+
+    def predict_plan(self) -> PredictPlan:
+        """``000000.png`` … (the modules name sample i ``f"{i:06d}"``) and ``grid.png``; no inputs."""
+        names = [f"{i:06d}.png" for i in range(self.num_samples)] + ["grid.png"]
+        return PredictPlan({name: [] for name in names}, [])
 
     def predict_dataloader(self) -> DataLoader:
         return DataLoader(SeedDataset(self.num_samples, self.seed), batch_size=self.batch_size, shuffle=False)

@@ -18,7 +18,15 @@ from lightning.pytorch import LightningDataModule
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
-from aigc_lightning.datamodules.io import IMAGE_EXTENSIONS, list_files, load_image, output_names, pil_to_uint8
+from aigc_lightning.datamodules.io import (
+    DEFAULT_MAX_IMAGE_PIXELS,
+    IMAGE_EXTENSIONS,
+    PredictPlan,
+    list_files,
+    load_image,
+    output_names,
+    pil_to_uint8,
+)
 from aigc_lightning.errors import UserError
 
 
@@ -27,9 +35,10 @@ def list_images(path: str, option: str) -> list[Path]:
     return list_files(path, IMAGE_EXTENSIONS, option, "an image file")
 
 
-def read_rgb(path: Path) -> Tensor:
-    """An image file as float RGB in [0, 1], (3, H, W)."""
-    return pil_to_uint8(load_image(path, 3)).float() / 255
+def read_rgb(path: Path, max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> Tensor:
+    """An image file as float RGB in [0, 1], (3, H, W); more than ``max_pixels`` pixels is a ``UserError`` naming
+    ``--data.max_image_pixels``."""
+    return pil_to_uint8(load_image(path, 3, max_pixels, "--data.max_image_pixels")).float() / 255
 
 
 def resize_longer(x: Tensor, size: int | None) -> Tensor:
@@ -62,6 +71,7 @@ class StyleImages(Dataset):
         image_size: longer side of the served content, ``None`` for the original size.
         names: one output name per content file.
         repeats: serve the list this many times (fit optimises one image for many steps).
+        max_pixels: larger content files are refused (decompression bombs).
     """
 
     def __init__(
@@ -72,9 +82,10 @@ class StyleImages(Dataset):
         image_size: int | None,
         names: list[str],
         repeats: int = 1,
+        max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
     ) -> None:
         self.files, self.styles, self.weights = content_files, style_images, weights
-        self.image_size, self.names, self.repeats = image_size, names, repeats
+        self.image_size, self.names, self.repeats, self.max_pixels = image_size, names, repeats, max_pixels
         self._cache: dict[int, tuple[Tensor, Tensor]] = {}
 
     def __len__(self) -> int:
@@ -85,7 +96,7 @@ class StyleImages(Dataset):
         if i in self._cache:
             content, styles = self._cache[i]
         else:
-            content = resize_longer(read_rgb(self.files[i]), self.image_size)  # (3, H, W)
+            content = resize_longer(read_rgb(self.files[i], self.max_pixels), self.image_size)  # (3, H, W)
             styles = torch.stack(
                 [cover_crop(s, tuple(content.shape[-2:])) for s in self.styles]
             )  # (S, 3, H, W)
@@ -106,6 +117,9 @@ class StyleDataModule(LightningDataModule):
             Styles are resized to cover the content's size and centre-cropped to it.
         steps_per_epoch: optimisation steps per fit epoch (checkpoints are written at epoch ends).
         num_workers: DataLoader workers for predict (decoding only; the optimisation dominates).
+        max_image_pixels: an image file declaring more pixels (width x height) is refused before it is decoded:
+            a guard against decompression bombs. The default is where PIL itself refuses; raise it for genuine
+            giant images.
     """
 
     def __init__(
@@ -116,9 +130,10 @@ class StyleDataModule(LightningDataModule):
         image_size: PositiveInt | None = 256,
         steps_per_epoch: PositiveInt = 10,
         num_workers: NonNegativeInt = 0,
+        max_image_pixels: PositiveInt = DEFAULT_MAX_IMAGE_PIXELS,
     ) -> None:
         super().__init__()
-        self.content, self.style = content, style
+        self.content, self.style, self.max_image_pixels = content, style, int(max_image_pixels)
         self.style_weights, self.image_size = style_weights, image_size
         self.steps_per_epoch, self.num_workers = steps_per_epoch, num_workers
         self.content_files: list[Path] = []
@@ -129,7 +144,9 @@ class StyleDataModule(LightningDataModule):
     def image_shape(self) -> tuple[int, int, int]:
         """(channels, height, width) of the first content image as served."""
         self.setup()
-        h, w = resize_longer(read_rgb(self.content_files[0]), self.image_size).shape[-2:]
+        h, w = resize_longer(read_rgb(self.content_files[0], self.max_image_pixels), self.image_size).shape[
+            -2:
+        ]
         return (3, h, w)
 
     def setup(self, stage: str | None = None) -> None:
@@ -150,17 +167,24 @@ class StyleDataModule(LightningDataModule):
                 f"--data.image_size {self.image_size} is too small for VGG features; use 16 or more"
             )
         self.content_files = list_images(self.content, "--data.content")
-        self.style_images = [read_rgb(f) for f in style_files]
+        self.style_images = [read_rgb(f, self.max_image_pixels) for f in style_files]
         self.weights = torch.tensor(weights, dtype=torch.float32) / sum(weights)
 
     def names(self) -> list[str]:
         """Output names: the content file stems; files in sub-folders are prefixed ``sub_dir_stem``."""
         return output_names(self.content_files, self.content)
 
+    def predict_plan(self) -> PredictPlan:
+        """``OUT/<name>.png`` per content image, from the file list alone (nothing decoded), for the writer's
+        checks before any work; the style images count as inputs too."""
+        files = list_images(self.content, "--data.content")
+        styles = [self.style] if isinstance(self.style, str) else list(self.style)
+        return PredictPlan.of_files(files, output_names(files, self.content), [self.content, *styles])
+
     def _dataset(self, repeats: int) -> StyleImages:
         self.setup()
         return StyleImages(self.content_files, self.style_images, self.weights, self.image_size, self.names(),
-                           repeats)  # fmt: skip
+                           repeats, self.max_image_pixels)  # fmt: skip
 
     def train_dataloader(self) -> DataLoader:
         self.setup()

@@ -79,15 +79,27 @@ class VideoClip:
 
         with open_video(self.path) as container:
             stream = container.streams.video[0]
-            stream.thread_type = "AUTO"  # frame + slice threads in FFmpeg's decoder
+            # Slice threads only: with frame threads ("AUTO") FFmpeg drops the errors of damaged packets, and a
+            # truncated file decodes to fewer frames with no error at all.
+            stream.thread_type = "SLICE"
+            declared, count = int(stream.frames or 0), 0
             batch: list[np.ndarray] = []
             try:
                 for frame in container.decode(stream):
                     batch.append(frame.to_ndarray(format="rgb24"))  # (H, W, 3)
+                    count += 1
                     if len(batch) == batch_size:
                         yield torch.from_numpy(np.stack(batch))  # (B, H, W, 3)
                         batch = []
             except av.FFmpegError as e:
-                raise UserError(f"cannot decode video file {self.path} ({e}); delete or replace it") from e
+                raise UserError(
+                    f"cannot decode video file {self.path} after {count} frames ({e}); it is damaged or "
+                    "truncated: delete or replace it"
+                ) from e
+            if count < declared:  # a file cut where a packet ends: the demuxer just stops early
+                raise UserError(
+                    f"video file {self.path} ends after {count} of the {declared} frames its header declares (it "
+                    "is truncated); delete or replace it"
+                )
             if batch:
                 yield torch.from_numpy(np.stack(batch))
