@@ -14,10 +14,8 @@ What this adds to a plain LightningCLI:
   needs two; LightningCLI's automatic optimizer would put all parameters under one).
 - Lightning's default progress bar becomes ``ProgressBar``: redrawn at most every 0.1 s, not every batch.
 - ``UserError`` (bad data, files, options) ends with one ``error: …`` line instead of a traceback.
-- a parse error (an unknown key, a wrong type, a number out of range, in a config file or an option) ends with one
-  ``error: …`` line naming the key, the cause and the fix instead of jsonargparse's usage and nested union
-  errors (``AigcParser``); so do network sizes, Trainer numbers out of range and an output folder that cannot
-  be written (``cli_errors``).
+- a number outside its constrained type (``--model.n_critic 0``) ends with one ``error: --model.n_critic 0 is out
+  of range …`` line instead of jsonargparse's usage and nested union errors (``AigcParser``).
 """
 
 from __future__ import annotations
@@ -46,7 +44,6 @@ from aigc_lightning.callbacks.images import ImageLogger
 from aigc_lightning.callbacks.progress import ProgressBar
 from aigc_lightning.callbacks.resume import RNGState
 from aigc_lightning.callbacks.writer import ImageWriter
-from aigc_lightning.cli_errors import parse_error_line
 from aigc_lightning.compat import SubcommandHooks
 from aigc_lightning.datamodules.seeds import SeedDataModule
 from aigc_lightning.errors import UserError
@@ -98,22 +95,30 @@ def namespace_path(ns: Any, key: str) -> str | None:
     return ".".join(path)
 
 
-OPTION = re.compile(r"--([\w.]+)")
+OUT_OF_RANGE = re.compile(r"Not of type (\w+): (\S+) does not conform to restriction ([^\n]+)")
+PARSER_KEY = re.compile(r'Parser key "([^"]+)"')
+
+
+def out_of_range_message(message: str) -> str | None:
+    """jsonargparse's many-line error for a value outside a constrained type (``--model.n_critic 0``), as one
+    line naming the option, the value and the allowed range; ``None`` for any other parse error."""
+    match = OUT_OF_RANGE.search(message)
+    if match is None:
+        return None
+    keys = PARSER_KEY.findall(message[: match.start()])
+    option = ".".join(dict.fromkeys(keys))  # nested keys (model, then its init arg), outermost first
+    kind, value, rule = match.groups()
+    return f"--{option} {value} is out of range ({kind}); pass a value with {rule.strip()}"
 
 
 class AigcParser(LightningArgumentParser):
-    """LightningCLI's parser, with one ``error: …`` line (see ``cli_errors.parse_error_line``) instead of the
-    usage text and nested union errors."""
-
-    # the subcommands' parsers, whose usage lists the keys that the root parser checks config files against
-    option_parsers: list[LightningArgumentParser] = []
+    """LightningCLI's parser, with one line instead of usage + nested union errors for an out-of-range number."""
 
     def error(self, message: str, ex: Exception | None = None) -> NoReturn:
-        if not self.exit_on_error:  # a nested parser: its error becomes part of the outer parser's message
+        line = out_of_range_message(message) if self.exit_on_error else None
+        if line is None:
             super().error(message, ex)
-        usages = [p.format_usage() for p in (self, *self.option_parsers)]
-        options = [option for usage in usages for option in OPTION.findall(usage)]
-        sys.stderr.write(f"error: {parse_error_line(message, options, self.prog)}\n")
+        sys.stderr.write(f"error: {line}\n")
         self.exit(2)
 
 
@@ -184,7 +189,6 @@ class AigcCLI(SubcommandHooks):
             {"checkpoint.save_last": True, "checkpoint.every_n_batches": DEFAULT_EVERY_N_BATCHES}
         )
         parser.add_lightning_class_args(ImageLogger, "images")
-        self._option_parsers = [*getattr(self, "_option_parsers", []), parser]
 
     def add_subcommand_arguments(self, parser: LightningArgumentParser, subcommand: str) -> None:
         if subcommand == "predict":
@@ -200,8 +204,6 @@ class AigcCLI(SubcommandHooks):
         command_line = sys.argv[1:] if args is None else args
         self._model_keys = model_flag_keys(command_line)
         self._integer_limits = integer_batch_limits(command_line)
-        if isinstance(parser, AigcParser):
-            parser.option_parsers = self._option_parsers
         super().parse_arguments(parser, args)
         # before LightningCLI reads the checkpoint's hyperparameters, whose errors do not name the file
         config = self.config.get(self.config.get("subcommand") or "", self.config)
