@@ -41,9 +41,9 @@ def test_gan_fit_shows_grids_and_best_fid_as_hparams_metric(tmp_path):
     hp = [e.value for e in acc.Scalars("hp_metric")]
     assert len(fids) == 2 and hp[-1] != -1 and math.isfinite(hp[-1])
     assert hp[-1] == min(fids)  # the best FID of the run, not the last
-    # 4 batches, every 3rd: one grid of each, logged at batch 3
+    # 4 batches, every 3rd: the first batch, batch 3, and the end of training (batch 4)
     for tag in ("train/samples_ema", "train/interpolation"):
-        assert [e.step for e in acc.Images(tag)] == [3]
+        assert [e.step for e in acc.Images(tag)] == [1, 3, 4]
 
 
 def test_vae_grids_reconstruct_fixed_validation_images_and_hparams_metric_is_iw_nll(tmp_path):
@@ -58,7 +58,7 @@ def test_vae_grids_reconstruct_fixed_validation_images_and_hparams_metric_is_iw_
     acc = events(Path(cli.trainer.logger.log_dir))
     assert acc.Scalars("hp_metric")[-1].value == acc.Scalars("val/nll_iw")[-1].value
     for tag in ("train/prior_samples", "train/reconstructions", "train/interpolations"):
-        assert [e.step for e in acc.Images(tag)] == [2], tag
+        assert [e.step for e in acc.Images(tag)] == [1, 2], tag  # the first batch, then every 2nd (the last)
     logger = next(c for c in cli.trainer.callbacks if isinstance(c, ImageLogger))
     first_val = next(iter(cli.datamodule.val_dataloader()))[0][:8]
     assert torch.equal(logger.fixed_batch, first_val)  # the sanity check's first validation images, kept

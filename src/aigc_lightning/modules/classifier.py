@@ -17,6 +17,7 @@ from lightning.pytorch.cli import OptimizerCallable
 from torch import Tensor, nn
 
 from aigc_lightning.errors import UserError, check_finite, checked_optimizer
+from aigc_lightning.modules.hparams import PlainHyperparameters
 from aigc_lightning.nets.classifier import ConvClassifier
 
 
@@ -39,7 +40,7 @@ def random_shift(x: Tensor, max_shift: int) -> Tensor:
     return padded[batch, chans, rows, cols]  # (B, C, H, W)
 
 
-class Classifier(LightningModule):
+class Classifier(PlainHyperparameters, LightningModule):
     """Cross-entropy training of an image classifier on ``(x, y)`` batches (x in [-1, 1]).
 
     Logs ``train/loss``, ``train/acc``, ``val/loss``, ``val/acc``, ``test/acc``.

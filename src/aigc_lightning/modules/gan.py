@@ -37,6 +37,7 @@ from aigc_lightning.constraints import UnitIntervalBelowOne
 from aigc_lightning.errors import UserError, check_finite, checked_optimizer
 from aigc_lightning.lazy import apply_lazy_correction
 from aigc_lightning.lr_decay import linear_decay_factor, run_batches, set_lr_factor
+from aigc_lightning.modules.hparams import PlainHyperparameters
 from aigc_lightning.nets.rosinality import networks_from_rosinality
 from aigc_lightning.nets.stylegan2 import mix_styles
 from aigc_lightning.pixels import to_unit
@@ -46,7 +47,7 @@ D_LOSSES = {"nonsaturating": losses.d_nonsaturating, "hinge": losses.d_hinge, "w
 G_LOSSES = {"nonsaturating": losses.g_nonsaturating, "hinge": losses.g_hinge, "wgan-gp": losses.g_wasserstein}
 
 
-class GAN(LightningModule):
+class GAN(PlainHyperparameters, LightningModule):
     """Generative adversarial network with an EMA generator, R1 / WGAN-GP penalties, DiffAugment and truncation.
 
     Args:
@@ -192,8 +193,10 @@ class GAN(LightningModule):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         ada = {} if self.ada is None else self.ada.state_dict()  # p and its running sums
         checkpoint["counters"] = {"batches": self.batches, "d_steps": self.d_steps, "pl_mean": self.pl_mean, **ada}
+        super().on_save_checkpoint(checkpoint)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_load_checkpoint(checkpoint)
         counters = checkpoint.get("counters", checkpoint.get("gan_counters", {}))  # gan_counters: before 0.2
         self.batches, self.d_steps = counters.get("batches", 0), counters.get("d_steps", 0)
         self.pl_mean = counters.get("pl_mean", 0.0)

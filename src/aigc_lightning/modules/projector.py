@@ -32,6 +32,7 @@ from aigc_lightning import compat, losses
 from aigc_lightning.constraints import UnitIntervalBelowOne
 from aigc_lightning.errors import UserError, check_finite, checked_optimizer
 from aigc_lightning.modules.generator_file import load_generator
+from aigc_lightning.modules.hparams import PlainHyperparameters
 from aigc_lightning.nets.latent_edits import layer_group, load_directions, read_latent, sefa_directions
 from aigc_lightning.nets.stylegan2 import StyleGAN2Generator
 from aigc_lightning.pixels import convert_channels, resize_crop, to_unit
@@ -61,7 +62,7 @@ def lr_ramp(t: float, rampup: float, rampdown: float) -> float:
     return (0.5 - 0.5 * math.cos(down * math.pi)) * min(1.0, t / rampup)
 
 
-class Projector(LightningModule):
+class Projector(PlainHyperparameters, LightningModule):
     """Project images into a frozen StyleGAN2's latent space; render saved latents with truncation, mixing, edits.
 
     Args:

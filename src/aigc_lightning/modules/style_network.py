@@ -29,10 +29,11 @@ from torch import Tensor, nn
 from aigc_lightning.compat import logger_records_batch
 from aigc_lightning.errors import UserError, check_finite
 from aigc_lightning.losses import content_loss, gram_matrix, style_loss, total_variation
+from aigc_lightning.modules.hparams import PlainHyperparameters
 from aigc_lightning.pixels import to_signed, to_unit
 
 
-class StyleNetwork(LightningModule):
+class StyleNetwork(PlainHyperparameters, LightningModule):
     """Train a feed-forward style network with content, Gram style and TV losses on VGG features.
 
     Args:
@@ -175,8 +176,10 @@ class StyleNetwork(LightningModule):
         state = checkpoint["state_dict"]
         for key in [k for k in state if k.startswith("features.")]:
             del state[key]  # frozen, rebuilt from the config: VGG16 would add 60 MB to every checkpoint
+        super().on_save_checkpoint(checkpoint)
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
+        super().on_load_checkpoint(checkpoint)
         self.batches = int(checkpoint.get("counters", {}).get("batches", 0))
         state = checkpoint["state_dict"]
         for key, value in self.features.state_dict(prefix="features.").items():

@@ -39,13 +39,14 @@ from torch import Tensor, nn
 
 from aigc_lightning.errors import UserError
 from aigc_lightning.losses import content_loss, gram_matrix, gram_matrix_fp32, style_loss, total_variation
+from aigc_lightning.modules.hparams import PlainHyperparameters
 from aigc_lightning.modules.style_images import resize, rgb_to_yiq, yiq_to_rgb
 from aigc_lightning.modules.style_loop import PixelLoop
 from aigc_lightning.modules.style_precision import Schedule
 from aigc_lightning.optim import BestImage, BoxLBFGS
 
 
-class StyleTransfer(PixelLoop, LightningModule):
+class StyleTransfer(PlainHyperparameters, PixelLoop, LightningModule):
     """Gatys-style transfer: optimise the output pixels against VGG content and Gram-matrix style targets.
 
     Args:
@@ -300,8 +301,10 @@ class StyleTransfer(PixelLoop, LightningModule):
                                   "restarts": self.restarts, "rescores": self.rescores}  # fmt: skip
         checkpoint["schedule"] = asdict(self.schedule)
         checkpoint["best"] = {"loss": self.best.loss, "image": self.best.image, "losses": self.best.losses}
+        super().on_save_checkpoint(checkpoint)
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
+        super().on_load_checkpoint(checkpoint)
         state = checkpoint["state_dict"]
         for key, value in self.features.state_dict(prefix="features.").items():
             state.setdefault(key, value)

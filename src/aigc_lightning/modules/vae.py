@@ -40,6 +40,7 @@ from aigc_lightning.losses import (
     kl_normal,
     log_normal_diag,
 )
+from aigc_lightning.modules.hparams import PlainHyperparameters
 from aigc_lightning.modules.vae_metrics import ActiveUnits, VAEMetrics
 from aigc_lightning.pixels import to_unit
 from aigc_lightning.seeds import randn_from_seeds
@@ -51,7 +52,7 @@ LOGVAR_MIN, LOGVAR_MAX = -30.0, 20.0
 TRAIN_SCALARS = ("train/loss", "train/nelbo", "train/recon", "train/kl")  # per image, in nats
 
 
-class VAE(LightningModule):
+class VAE(PlainHyperparameters, LightningModule):
     """Variational autoencoder with a Bernoulli or Gaussian likelihood, β / KL warm-up / free bits, IW-NLL metric.
 
     Args:
@@ -364,8 +365,10 @@ class VAE(LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["counters"] = {"batches": self.batches}
+        super().on_save_checkpoint(checkpoint)
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
+        super().on_load_checkpoint(checkpoint)
         # before 0.2 the counter was a buffer in the state_dict; taken out so older checkpoints still load
         old = checkpoint.get("state_dict", {}).pop("batches_seen", None)
         self.batches = checkpoint.get("counters", {}).get("batches", int(old) if old is not None else 0)
