@@ -14,13 +14,16 @@ What this adds to a plain LightningCLI:
   needs two; LightningCLI's automatic optimizer would put all parameters under one).
 - Lightning's default progress bar becomes ``ProgressBar``: redrawn at most every 0.1 s, not every batch.
 - ``UserError`` (bad data, files, options) ends with one ``error: …`` line instead of a traceback.
-- a number outside its constrained type (``--model.n_critic 0``) ends with one ``error: --model.n_critic 0 is out
-  of range …`` line instead of jsonargparse's usage and nested union errors (``AigcParser``).
+- a parse error (an unknown key, a wrong type, a number out of range, in a config file or an option) ends with one
+  ``error: …`` line naming the key, the cause and the fix instead of jsonargparse's usage and nested union
+  errors (``AigcParser``); so do network sizes, Trainer numbers out of range and an output folder that cannot
+  be written (``cli_errors``).
 """
 
 from __future__ import annotations
 
 import gc
+import inspect
 import re
 import sys
 from collections.abc import Callable
@@ -38,18 +41,29 @@ from jsonargparse.typing import PositiveInt
 from lightning.pytorch import LightningDataModule, LightningModule, Trainer
 from lightning.pytorch.callbacks import TQDMProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
 from aigc_lightning.callbacks.checkpoint import AtomicCheckpoint, check_checkpoint_file
 from aigc_lightning.callbacks.images import ImageLogger
 from aigc_lightning.callbacks.progress import ProgressBar
 from aigc_lightning.callbacks.resume import RNGState
 from aigc_lightning.callbacks.writer import ImageWriter
+from aigc_lightning.cli_errors import (
+    check_trainer_numbers,
+    check_writable_folder,
+    output_folders,
+    parse_error_line,
+    size_option,
+    trainer_refusal,
+)
 from aigc_lightning.compat import SubcommandHooks
 from aigc_lightning.datamodules.seeds import SeedDataModule
 from aigc_lightning.errors import UserError
+from aigc_lightning.nets.sizes import SizeError
 
 SHAPE_KEYS = ("channels", "image_size")
 DEFAULT_EVERY_N_BATCHES = 500  # periodic last.ckpt: a kill loses at most this many batches
+TRAINER_PARAMETERS = list(inspect.signature(Trainer.__init__).parameters)
 
 
 def link_image_shape(model_cfg: Any, data_args: Any) -> None:
@@ -95,30 +109,22 @@ def namespace_path(ns: Any, key: str) -> str | None:
     return ".".join(path)
 
 
-OUT_OF_RANGE = re.compile(r"Not of type (\w+): (\S+) does not conform to restriction ([^\n]+)")
-PARSER_KEY = re.compile(r'Parser key "([^"]+)"')
-
-
-def out_of_range_message(message: str) -> str | None:
-    """jsonargparse's many-line error for a value outside a constrained type (``--model.n_critic 0``), as one
-    line naming the option, the value and the allowed range; ``None`` for any other parse error."""
-    match = OUT_OF_RANGE.search(message)
-    if match is None:
-        return None
-    keys = PARSER_KEY.findall(message[: match.start()])
-    option = ".".join(dict.fromkeys(keys))  # nested keys (model, then its init arg), outermost first
-    kind, value, rule = match.groups()
-    return f"--{option} {value} is out of range ({kind}); pass a value with {rule.strip()}"
+OPTION = re.compile(r"--([\w.]+)")
 
 
 class AigcParser(LightningArgumentParser):
-    """LightningCLI's parser, with one line instead of usage + nested union errors for an out-of-range number."""
+    """LightningCLI's parser, with one ``error: …`` line (see ``cli_errors.parse_error_line``) instead of the
+    usage text and nested union errors."""
+
+    # the subcommands' parsers, whose usage lists the keys that the root parser checks config files against
+    option_parsers: tuple[LightningArgumentParser, ...] = ()
 
     def error(self, message: str, ex: Exception | None = None) -> NoReturn:
-        line = out_of_range_message(message) if self.exit_on_error else None
-        if line is None:
+        if not self.exit_on_error:  # a nested parser: its error becomes part of the outer parser's message
             super().error(message, ex)
-        sys.stderr.write(f"error: {line}\n")
+        usages = [p.format_usage() for p in (self, *self.option_parsers)]
+        options = [option for usage in usages for option in OPTION.findall(usage)]
+        sys.stderr.write(f"error: {parse_error_line(message, options, self.prog)}\n")
         self.exit(2)
 
 
@@ -189,6 +195,7 @@ class AigcCLI(SubcommandHooks):
             {"checkpoint.save_last": True, "checkpoint.every_n_batches": DEFAULT_EVERY_N_BATCHES}
         )
         parser.add_lightning_class_args(ImageLogger, "images")
+        self._option_parsers = [*getattr(self, "_option_parsers", []), parser]
 
     def add_subcommand_arguments(self, parser: LightningArgumentParser, subcommand: str) -> None:
         if subcommand == "predict":
@@ -204,11 +211,18 @@ class AigcCLI(SubcommandHooks):
         command_line = sys.argv[1:] if args is None else args
         self._model_keys = model_flag_keys(command_line)
         self._integer_limits = integer_batch_limits(command_line)
+        if isinstance(parser, AigcParser):
+            parser.option_parsers = tuple(self._option_parsers)
         super().parse_arguments(parser, args)
         # before LightningCLI reads the checkpoint's hyperparameters, whose errors do not name the file
         config = self.config.get(self.config.get("subcommand") or "", self.config)
         if isinstance(config, Namespace) and config.get("ckpt_path"):
             check_checkpoint_file(config["ckpt_path"])
+        # before the seed's log line and any instantiation: the error is the only line on stderr
+        check_trainer_numbers(config.get("trainer"))
+        if self.config.get("subcommand") != "predict":  # predict writes only --output_dir, its writer checks it
+            for option, folder in output_folders(config):
+                check_writable_folder(folder, option)
 
     def load_checkpoint_hparams(self, load: Callable[[], None]) -> None:
         # LightningCLI applies the checkpoint's hyper-parameters *over* the command line, which would silently
@@ -226,8 +240,26 @@ class AigcCLI(SubcommandHooks):
             if path is not None and namespace_path(model, path) is not None:
                 model[path] = typed[path]
 
+    def instantiate_classes(self) -> None:
+        try:
+            super().instantiate_classes()
+        except Exception as e:  # a network's SizeError arrives wrapped in jsonargparse's union error
+            size = user_error_in(e)
+            if not isinstance(size, SizeError):
+                raise
+            config = self.config[self.subcommand] if self.subcommand else self.config
+            option = size_option(config, size)
+            if option is None:
+                raise size from e
+            needs = f"{size.owner} needs {size.name} >= {size.minimum}"
+            raise UserError(f"--{option} {size.value} is out of range ({needs}); pass an integer >= {size.minimum}") from e
+
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
-        trainer = super().instantiate_trainer(**kwargs)
+        try:
+            trainer = super().instantiate_trainer(**kwargs)
+        except (MisconfigurationException, ValueError) as e:  # Lightning's own checks of the Trainer's options
+            config = self.config[self.subcommand] if self.subcommand else self.config
+            raise UserError(trainer_refusal(e, config.get("trainer"), TRAINER_PARAMETERS)) from e
         for name in self._integer_limits:
             if getattr(trainer, name) == 1:
                 setattr(trainer, name, 1)  # one batch, as written (see integer_batch_limits)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import NoReturn
 
 import torch
 from torch import Tensor, nn
@@ -75,20 +76,48 @@ def export_torchscript(model: nn.Module, path: str | Path) -> Path:
     return path
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse with its error as one ``error: …`` line (exit status 2), like the main CLI's."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"error: {message} (`python -m aigc_lightning.export --help` lists the arguments)\n")
+
+
+def load_style_network(path: str) -> nn.Module:
+    """The ``StyleNetwork`` in the checkpoint ``path``, on the CPU; a ``UserError`` naming the file for a
+    missing, truncated or non-checkpoint file, or a checkpoint of another model."""
+    from aigc_lightning.callbacks.checkpoint import check_checkpoint_file
+    from aigc_lightning.modules import StyleNetwork
+
+    try:
+        check_checkpoint_file(path)
+    except UserError as e:  # its message names the fit/predict option; here the file is an argument
+        raise UserError(str(e).replace("--ckpt_path ", "checkpoint ", 1)) from e
+    try:
+        return StyleNetwork.load_from_checkpoint(path, map_location="cpu")
+    except Exception as e:  # a GAN's or VAE's checkpoint: other hyper-parameters and weights
+        raise UserError(
+            f"checkpoint {path} is not a StyleNetwork checkpoint ({type(e).__name__}: "
+            f"{(str(e).splitlines() or [''])[0][:200]}); pass the last.ckpt of a configs/style/fast_*.yaml run"
+        ) from e
+
+
 def main(argv: list[str] | None = None) -> None:
     """``python -m aigc_lightning.export CKPT OUT [--format onnx|torchscript]``."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = OneLineParser(description=__doc__.splitlines()[0])
     parser.add_argument("checkpoint", help="a StyleNetwork checkpoint (RUN/checkpoints/last.ckpt)")
     parser.add_argument("output", help="the file to write (.onnx or .pt)")
     parser.add_argument("--format", choices=("onnx", "torchscript"), default="onnx")
     args = parser.parse_args(argv)
-    from aigc_lightning.modules import StyleNetwork
-
     try:
-        model = StyleNetwork.load_from_checkpoint(args.checkpoint, map_location="cpu")
+        model = load_style_network(args.checkpoint)
         out = (export_onnx if args.format == "onnx" else export_torchscript)(model, args.output)
     except UserError as e:
         raise SystemExit(f"error: {e}") from None
+    except OSError as e:  # the output's folder cannot be created or written
+        raise SystemExit(
+            f"error: cannot write {args.output} ({e.strerror or e}); pass an output path in a folder you can write to"
+        ) from None
     print(out)
 
 
