@@ -4,13 +4,22 @@ jsonargparse's message for config errors), no traceback, and nothing already sav
 from __future__ import annotations
 
 import hashlib
+import os
+from argparse import ArgumentError
+from typing import Optional
 
 import numpy as np
 import pytest
 import torch
+from jsonargparse import ArgumentParser
+from jsonargparse.typing import PositiveInt
 from PIL import Image
 
+from aigc_lightning import nets
 from aigc_lightning.cli import main
+from aigc_lightning.cli_errors import parse_error_line
+from aigc_lightning.export import main as export_main
+from aigc_lightning.nets.sizes import SizeError
 from aigc_lightning.datamodules import ImageFolderDataModule
 from conftest import ROOT, write_pngs
 from reliability_toy import toy_fit_args
@@ -182,3 +191,175 @@ def test_non_positive_learning_rate_is_one_message(tmp_path, lr):
         ])  # fmt: skip
     message = str(stop.value.code)
     assert message.startswith("error: --model.optimizer_g") and "learning rate" in message and "\n" not in message
+
+
+def cli_error(args: list[str], capsys) -> tuple[int, str]:
+    """Run the CLI in-process: (exit status, its one ``error: …`` line), asserting there is one line and no
+    usage text. Parser errors print the line and exit 2; other refusals exit with the line (status 1)."""
+    with pytest.raises(SystemExit) as stop:
+        main(args)
+    err = capsys.readouterr().err
+    if isinstance(stop.value.code, str):
+        status, line = 1, stop.value.code
+    else:
+        status, line = stop.value.code, err.strip()
+    assert line.startswith("error: ") and "\n" not in line and "usage:" not in err, err or line
+    return status, line
+
+
+def gan_args(tmp_path, *extra: str) -> list[str]:
+    return ["fit", "--config", GAN_DIGITS, "--trainer.default_root_dir", str(tmp_path), *extra]
+
+
+@pytest.mark.parametrize(
+    "extra,status,line",
+    [
+        (("--model.generator.init_args.width", "0"), 1,
+         "error: --model.generator.init_args.width 0 is out of range (Generator needs width >= 1); pass an integer >= 1"),
+        (("--model.generator.init_args.latent_dim", "-4"), 1,
+         "error: --model.generator.init_args.latent_dim -4 is out of range (Generator needs latent_dim >= 1); pass an "
+         "integer >= 1"),
+        (("--model.discriminator.init_args.width", "-1"), 1,
+         "error: --model.discriminator.init_args.width -1 is out of range (Discriminator needs width >= 1); pass an "
+         "integer >= 1"),
+        (("--trainer.max_epochs", "-5"), 1, "error: --trainer.max_epochs -5 is out of range; pass -1 (no limit) or a number >= 0"),
+        (("--trainer.check_val_every_n_epoch", "0"), 1,
+         "error: --trainer.check_val_every_n_epoch 0 is out of range; pass a number >= 1 (or null to validate by "
+         "val_check_interval)"),
+        (("--checkpoint.every_n_batches", "-1"), 2,
+         "error: --checkpoint.every_n_batches -1 is out of range (NonNegativeInt); pass a value with v>=0"),
+        (("--model.optimizer_g.init_args.lr", "nan"), 2,
+         "error: --model.optimizer_g.init_args.lr nan is not a finite number; pass a finite float or Tensor"),
+        (("--trainer.max_epochs", "three"), 2,
+         "error: --trainer.max_epochs three has the wrong type: expected int or null; pass a value of that type"),
+        (("--model.generator.init_args.width", "x"), 2,
+         "error: --model.generator.init_args.width x has the wrong type: expected int; pass a value of that type"),
+        (("--model.optimizer_g.init_args.lrr", "3"), 2,
+         "error: --model.optimizer_g.init_args.lrr is not an option of torch.optim.Adam (unknown key); did you mean "
+         "--model.optimizer_g.init_args.lr? Fix or remove it (`python -m aigc_lightning fit --help` lists the options)"),
+        (("--trainer.max_epochz", "3"), 2,
+         "error: --trainer.max_epochz is not an option (unknown key); did you mean --trainer.max_epochs? Fix or remove "
+         "it (`python -m aigc_lightning fit --help` lists the options)"),
+    ],
+)  # fmt: skip
+def test_bad_option_is_one_line(tmp_path, capsys, extra, status, line):
+    assert cli_error(gan_args(tmp_path / "runs", *extra), capsys) == (status, line)
+    assert not (tmp_path / "runs").exists()  # refused before anything was written
+
+
+@pytest.mark.parametrize(
+    "yaml_text,line",
+    [
+        ("trainer:\n  max_epochs: three\n",
+         "error: --trainer.max_epochs three has the wrong type: expected int or null; pass a value of that type"),
+        ("model:\n  init_args:\n    n_critic: abc\n",
+         "error: --model.init_args.n_critic abc has the wrong type: expected PositiveInt; pass a value of that type"),
+        ("model:\n  init_args:\n    ema_decay: 1.5\n",
+         "error: --model.init_args.ema_decay 1.5 is out of range (UnitIntervalBelowOne); pass a value with v>=0 and v<1"),
+        ("trainer:\n  max_epochz: 3\n",
+         "error: --trainer.max_epochz is not an option (unknown key); did you mean --trainer.max_epochs? Fix or remove "
+         "it (`python -m aigc_lightning fit --help` lists the options)"),
+        ("model:\n  init_args:\n    n_critik: 2\n",
+         "error: --model.init_args.n_critik is not an option of aigc_lightning.modules.GAN (unknown key); did you mean "
+         "--model.init_args.n_critic? Fix or remove it (`python -m aigc_lightning fit --help` lists the options)"),
+        ("model:\n  init_args:\n    generator:\n      init_args:\n        widht: 3\n",
+         "error: --model.init_args.generator.init_args.widht is not an option of aigc_lightning.nets.Generator (unknown "
+         "key); did you mean --model.init_args.generator.init_args.width? Fix or remove it (`python -m aigc_lightning "
+         "fit --help` lists the options)"),
+    ],
+)  # fmt: skip
+def test_bad_config_file_value_is_one_line(tmp_path, capsys, yaml_text, line):
+    config = tmp_path / "override.yaml"
+    config.write_text(yaml_text)
+    assert cli_error(gan_args(tmp_path / "runs", "--config", str(config)), capsys) == (2, line)
+
+
+def test_nan_learning_rate_from_yaml_is_refused(tmp_path, capsys):
+    # YAML's .nan is a float, so it passes the parser; the optimizer's construction refuses it
+    status, line = cli_error(gan_args(tmp_path, "--model.optimizer_g.init_args.lr", ".nan"), capsys)
+    assert status == 1 and line.startswith("error: --model.optimizer_g") and "learning rate" in line
+
+
+@pytest.mark.parametrize("where", ["proc", "under_a_file", "read_only"])
+def test_output_folder_that_cannot_be_written(tmp_path, capsys, where):
+    if where == "proc":
+        folder = "/proc/aigc_lightning_runs"  # /proc refuses new entries, even to root
+    elif where == "under_a_file":
+        (tmp_path / "file").write_text("keep me")
+        folder = str(tmp_path / "file" / "runs")
+    else:
+        (tmp_path / "ro").mkdir(mode=0o555)
+        folder = str(tmp_path / "ro" / "runs")
+        if os.access(tmp_path / "ro", os.W_OK):  # root ignores permission bits
+            folder = "/sys/aigc_lightning_runs"  # sysfs refuses new entries, even to root
+    status, line = cli_error(gan_args(folder), capsys)
+    assert status == 1 and line.startswith(f"error: --trainer.default_root_dir {folder} cannot be created")
+    assert line.endswith("pass a folder you can write to") or line.endswith("pass a folder path")
+
+
+def test_parse_error_regexes_match_the_installed_jsonargparse():
+    """cli_errors reads jsonargparse's error text; a jsonargparse that words it differently fails here."""
+    parser = ArgumentParser(exit_on_error=False)
+    parser.add_argument("--trainer.max_epochs", type=Optional[int])
+    parser.add_argument("--every", type=Optional[PositiveInt])
+    parser.add_argument("--net", type=Optional[torch.nn.Module])
+
+    def line(*args: str) -> str:
+        with pytest.raises(ArgumentError) as e:
+            parser.parse_args(list(args))
+        return parse_error_line(str(e.value), ["trainer.max_epochs", "every", "net"], "prog fit")
+
+    net = ("--net", "aigc_lightning.nets.Generator")
+    assert line("--trainer.max_epochs", "x") == (
+        "--trainer.max_epochs x has the wrong type: expected int or null; pass a value of that type"
+    )
+    assert line("--every", "0") == "--every 0 is out of range (PositiveInt); pass a value with v>0"
+    assert line("--every", "x").startswith("--every x has the wrong type: expected PositiveInt or null")
+    assert line("--trainer.max_epochz", "3").startswith(
+        "--trainer.max_epochz is not an option (unknown key); did you mean --trainer.max_epochs?"
+    )
+    assert line(*net, "--net.widthh", "3").startswith(
+        "--net.widthh is not an option of aigc_lightning.nets.Generator (unknown key); did you mean --net.width?"
+    )
+    assert line(*net, "--net.width", "x").startswith("--net.width x has the wrong type: expected int")
+
+
+@pytest.mark.parametrize(
+    "net,size",
+    [
+        (nets.Generator, "width"), (nets.Generator, "latent_dim"), (nets.Generator, "channels"),
+        (nets.Discriminator, "width"), (nets.MLPEncoder, "hidden_dim"), (nets.MLPDecoder, "latent_dim"),
+        (nets.ConvEncoder, "width"), (nets.ConvDecoder, "latent_dim"), (nets.ConvClassifier, "num_classes"),
+        (nets.ConvClassifier, "feature_dim"), (nets.TransformNet, "width"), (nets.StyleGAN2Generator, "n_mlp"),
+        (nets.StyleGAN2Generator, "latent_dim"), (nets.StyleGAN2Discriminator, "channel_max"),
+        (nets.StyleGAN2Discriminator, "mbstd_group_size"),
+    ],
+)  # fmt: skip
+@pytest.mark.parametrize("value", [0, -4])
+def test_every_net_refuses_non_positive_sizes(net, size, value):
+    with pytest.raises(ValueError, match=f"{net.__name__} {size} must be an integer >= 1, got {value}"):
+        net(**{size: value})
+
+
+def test_residual_blocks_may_be_zero_but_not_negative():
+    assert len(nets.TransformNet(width=4, num_residual=0).residual) == 0
+    with pytest.raises(SizeError, match="num_residual must be an integer >= 0, got -1"):
+        nets.TransformNet(num_residual=-1)
+
+
+@pytest.mark.parametrize("kind", ["missing", "text", "truncated", "another_model"])
+def test_export_of_a_bad_checkpoint_is_one_line(tmp_path, trained, kind):
+    path = tmp_path / "bad.ckpt"
+    if kind == "text":
+        path.write_text("hello")
+    elif kind == "truncated":
+        path.write_bytes(trained.read_bytes()[:2000])
+    elif kind == "another_model":
+        path = trained  # a Lightning checkpoint, but of the toy module, not a StyleNetwork
+    with pytest.raises(SystemExit) as stop:
+        export_main([str(path), str(tmp_path / "style.pt"), "--format", "torchscript"])
+    message = str(stop.value.code)
+    assert message.startswith(f"error: checkpoint {path} ") and "\n" not in message, message
+    expected = {"missing": "does not exist", "text": "not a readable checkpoint", "truncated": "not a readable"}
+    assert expected.get(kind, "is not a StyleNetwork checkpoint") in message
+    assert not (tmp_path / "style.pt").exists()

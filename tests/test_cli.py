@@ -175,3 +175,35 @@ def test_every_config_prints(config, capsys):
     assert e.value.code in (0, None)
     printed = capsys.readouterr().out
     assert "model:" in printed and "class_path" in printed and "trainer:" in printed
+
+
+@pytest.mark.parametrize(
+    "extra,status",
+    [
+        (("--trainer.max_epochs", "-5"), 1),  # refused by the CLI's own check
+        (("--model.init_args.n_critik", "2"), 2),  # refused by the parser
+        (("--trainer.default_root_dir", "/proc/aigc_lightning_runs"), 1),  # an unwritable output folder
+    ],
+)
+def test_bad_input_from_the_shell_is_exactly_one_error_line(tmp_path, extra, status):
+    config = CONFIGS / "gan" / "dcgan_digits.yaml"
+    proc = subprocess.run(
+        [sys.executable, "-m", "aigc_lightning", "fit", "--config", str(config),
+         "--trainer.default_root_dir", str(tmp_path / "runs"), *extra],
+        capture_output=True, text=True, cwd=tmp_path, timeout=120, check=False,
+    )  # fmt: skip
+    assert proc.returncode == status, proc.stderr
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
+    assert not (tmp_path / "runs").exists()
+
+
+def test_bad_export_file_from_the_shell_is_exactly_one_error_line(tmp_path):
+    (tmp_path / "notes.ckpt").write_text("not a checkpoint")
+    proc = subprocess.run(
+        [sys.executable, "-m", "aigc_lightning.export", str(tmp_path / "notes.ckpt"), str(tmp_path / "out.onnx")],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 1
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: checkpoint {tmp_path / 'notes.ckpt'} is not a readable")
