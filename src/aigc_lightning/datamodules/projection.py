@@ -22,6 +22,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from aigc_lightning.datamodules.io import IMAGE_EXTENSIONS, list_files, load_image, output_names, pil_to_uint8
 from aigc_lightning.errors import UserError
 from aigc_lightning.pixels import to_signed
+from aigc_lightning.torch_files import load_tensors
 
 
 class TargetSteps(Dataset):
@@ -68,10 +69,7 @@ class Latents(Dataset):
         return len(self.files)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
-        try:
-            obj = torch.load(self.files[index], map_location="cpu", weights_only=True)
-        except Exception as err:
-            raise UserError(f"cannot read latent file {self.files[index]} ({err}); pass a .pt written by fit") from err
+        obj = load_tensors(self.files[index], "latent file", "a .pt written by projection (fit)")
         obj = obj if isinstance(obj, dict) else {"ws": obj}
         if not isinstance(obj.get("ws"), Tensor):
             raise UserError(f"latent file {self.files[index]} has no 'ws' tensor; pass a .pt written by fit")

@@ -19,6 +19,7 @@ from torch import Tensor, nn
 from aigc_lightning.errors import UserError
 from aigc_lightning.nets.classifier import ConvClassifier
 from aigc_lightning.pixels import convert_channels, resize_crop, to_signed
+from aigc_lightning.torch_files import load_tensors
 
 DIGITS_CLASSIFIER = "digits_classifier.pt"  # in aigc_lightning/assets/, made by configs/classifier/digits.yaml
 
@@ -29,14 +30,14 @@ DIGITS_CLASSIFIER = "digits_classifier.pt"  # in aigc_lightning/assets/, made by
 
 def classifier_from_lightning_checkpoint(data: dict, path: Path) -> ConvClassifier:
     """The ``net`` of a ``Classifier`` Lightning checkpoint (already loaded), rebuilt without Lightning: from its
-    saved config (``{"class_path", "init_args"}`` under LightningCLI) or the saved module itself (plain Python)."""
+    saved config (``{"class_path", "init_args"}``: a run of the classifier config)."""
     config = data.get("hyper_parameters", {}).get("net")
-    if isinstance(config, nn.Module):
-        net = config
-    elif config is not None and "init_args" in config:
-        net = ConvClassifier(**dict(config["init_args"]))
-    else:
-        raise UserError(f"{path} is not a Classifier checkpoint (no 'net' hyper-parameter); pass a Classifier run's .ckpt")
+    if not isinstance(config, dict) or "init_args" not in config:
+        raise UserError(
+            f"{path} is not a Classifier checkpoint of a configured run (no 'net' config); pass the last.ckpt of "
+            "a configs/classifier run, or a .pt written by export_classifier"
+        )
+    net = ConvClassifier(**dict(config["init_args"]))
     net.load_state_dict({k[len("net.") :]: v for k, v in data["state_dict"].items() if k.startswith("net.")})
     return net.eval()
 
@@ -50,12 +51,8 @@ def load_classifier(checkpoint: str | None = None) -> ConvClassifier:
             data = torch.load(path, map_location="cpu", weights_only=True)
     else:
         path = Path(checkpoint).expanduser()
-        if not path.is_file():
-            raise UserError(
-                f"feature extractor checkpoint {path} does not exist; train one with "
-                "configs/classifier/digits.yaml (pointed at your data) and pass its last.ckpt"
-            )
-        data = torch.load(path, map_location="cpu", weights_only=False)
+        expected = "a Classifier run's last.ckpt (train one with configs/classifier/digits.yaml) or an exported .pt"
+        data = load_tensors(path, "feature extractor checkpoint", expected)
         if isinstance(data, dict) and "pytorch-lightning_version" in data:
             return classifier_from_lightning_checkpoint(data, path)
     if not isinstance(data, dict) or "state_dict" not in data:

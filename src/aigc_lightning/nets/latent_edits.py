@@ -17,6 +17,7 @@ from torch import Tensor
 from aigc_lightning.errors import UserError
 from aigc_lightning.nets.stylegan2 import StyleGAN2Generator
 from aigc_lightning.nets.stylegan2_layers import StyledConv
+from aigc_lightning.torch_files import load_tensors
 
 LAYER_GROUPS = ("coarse", "middle", "fine")
 
@@ -37,12 +38,7 @@ def load_directions(path: str | Path, w_dim: int) -> Tensor:
     """Linear directions from a file (e.g. InterFaceGAN attribute normals): a tensor (K, w_dim) or (w_dim,), or a
     dict holding one under ``"directions"``, saved with ``torch.save``; each row is scaled to unit length."""
     p = Path(path).expanduser()
-    if not p.is_file():
-        raise UserError(f"--model.directions {p} does not exist; pass a .pt file holding a (K, {w_dim}) tensor")
-    try:
-        obj = torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as err:
-        raise UserError(f"cannot read --model.directions {p} ({err}); save a (K, {w_dim}) tensor with torch.save") from err
+    obj = load_tensors(p, "--model.directions", f"a .pt holding a (K, {w_dim}) tensor saved with torch.save")
     d = obj.get("directions") if isinstance(obj, dict) else obj
     if not isinstance(d, Tensor) or d.shape[-1] != w_dim or d.ndim > 2:
         shape = tuple(d.shape) if isinstance(d, Tensor) else type(d).__name__
@@ -55,12 +51,7 @@ def read_latent(path: str | Path, generator: StyleGAN2Generator) -> dict[str, An
     """A latent file written by projection (``{"ws": (num_ws, w_dim), "noise": {name: map}, …}``), checked against
     ``generator``; a bare (num_ws, w_dim) or (w_dim,) tensor is accepted too (noise maps then the generator's)."""
     p = Path(path).expanduser()
-    if not p.is_file():
-        raise UserError(f"latent file {p} does not exist; pass a .pt written by projection (fit)")
-    try:
-        obj = torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as err:
-        raise UserError(f"cannot read latent file {p} ({err}); pass a .pt written by projection (fit)") from err
+    obj = load_tensors(p, "latent file", "a .pt written by projection (fit)")
     latent = dict(obj) if isinstance(obj, dict) else {"ws": obj}
     ws = latent.get("ws")
     if isinstance(ws, Tensor) and ws.ndim == 1:

@@ -25,6 +25,7 @@ from torch import Tensor
 from aigc_lightning.errors import UserError
 from aigc_lightning.nets.stylegan2 import StyleGAN2Discriminator, StyleGAN2Generator, channel_table
 from aigc_lightning.nets.stylegan2_layers import fir_kernel
+from aigc_lightning.torch_files import load_tensors
 
 # our key → (their key, their shape as a function of ours); None = same shape. Blur kernels (constant buffers in
 # their modules, absent from ours) are added on export and ignored on import.
@@ -89,17 +90,8 @@ def load_checkpoint(path_or_state_dict: str | Path | Mapping[str, Any]) -> Mappi
     """The checkpoint dict of a ``.pt`` path (tensors only; ``train.py``'s ``args`` Namespace allowed) or the dict."""
     if isinstance(path_or_state_dict, Mapping):
         return path_or_state_dict
-    path = Path(path_or_state_dict)
-    if not path.is_file():
-        raise UserError(f"rosinality checkpoint {path} does not exist; pass the path of a .pt file")
-    try:
-        with torch.serialization.safe_globals([argparse.Namespace]):
-            return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # a corrupt file or a pickle of arbitrary objects: both are the user's file
-        raise UserError(
-            f"cannot read {path} as a rosinality checkpoint ({err}); pass a .pt saved by its "
-            "convert_weight.py or train.py, or by save_rosinality"
-        ) from err
+    expected = "a .pt saved by rosinality's convert_weight.py or train.py, or by save_rosinality"
+    return load_tensors(path_or_state_dict, "rosinality checkpoint", expected, safe_globals=[argparse.Namespace])
 
 
 def _section(ckpt: Mapping[str, Any], keys: tuple[str, ...], probe: str, what: str) -> Mapping[str, Tensor]:

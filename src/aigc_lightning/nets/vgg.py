@@ -27,6 +27,7 @@ import torch
 from torch import Tensor, nn
 
 from aigc_lightning.errors import UserError
+from aigc_lightning.torch_files import load_tensors
 
 log = logging.getLogger(__name__)
 _warned: list[bool] = []
@@ -151,18 +152,8 @@ class VGGFeatures(nn.Module):
                     "--model.features.init_args.weights none (configs/style/gatys_offline.yaml)"
                 ) from e
         else:
-            path = Path(weights).expanduser()
-            if not path.is_file():
-                raise UserError(
-                    f"VGG weights file {path} does not exist; pass a torchvision {arch} state dict (.pth), "
-                    "'imagenet' or 'none'"
-                )
-            try:
-                state = torch.load(path, map_location="cpu", weights_only=True)
-            except Exception as e:  # pickle, zip and format errors all mean: not a usable state dict
-                raise UserError(
-                    f"cannot read VGG weights {path} ({e}); pass a torchvision {arch} state dict"
-                ) from e
+            expected = f"a torchvision {arch} state dict (.pth), 'imagenet' or 'none'"
+            state = load_tensors(weights, "VGG weights file", expected)
         if any(k.startswith("features.") for k in state):
             state = {k[len("features.") :]: v for k, v in state.items() if k.startswith("features.")}
         # torchvision keys are Sequential indices ("0.weight"); ours are layer names ("conv1_1.weight").
