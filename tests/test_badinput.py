@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import os
 from argparse import ArgumentError
-from typing import Optional
 
 import numpy as np
 import pytest
@@ -18,9 +17,9 @@ from PIL import Image
 from aigc_lightning import nets
 from aigc_lightning.cli import main
 from aigc_lightning.cli_errors import parse_error_line
+from aigc_lightning.datamodules import ImageFolderDataModule
 from aigc_lightning.export import main as export_main
 from aigc_lightning.nets.sizes import SizeError
-from aigc_lightning.datamodules import ImageFolderDataModule
 from conftest import ROOT, write_pngs
 from reliability_toy import toy_fit_args
 
@@ -217,15 +216,15 @@ def gan_args(tmp_path, *extra: str) -> list[str]:
         (("--model.generator.init_args.width", "0"), 1,
          "error: --model.generator.init_args.width 0 is out of range (Generator needs width >= 1); pass an integer >= 1"),
         (("--model.generator.init_args.latent_dim", "-4"), 1,
-         "error: --model.generator.init_args.latent_dim -4 is out of range (Generator needs latent_dim >= 1); pass an "
-         "integer >= 1"),
+         ("error: --model.generator.init_args.latent_dim -4 is out of range (Generator needs latent_dim >= 1); pass an "
+         "integer >= 1")),
         (("--model.discriminator.init_args.width", "-1"), 1,
-         "error: --model.discriminator.init_args.width -1 is out of range (Discriminator needs width >= 1); pass an "
-         "integer >= 1"),
+         ("error: --model.discriminator.init_args.width -1 is out of range (Discriminator needs width >= 1); pass an "
+         "integer >= 1")),
         (("--trainer.max_epochs", "-5"), 1, "error: --trainer.max_epochs -5 is out of range; pass -1 (no limit) or a number >= 0"),
         (("--trainer.check_val_every_n_epoch", "0"), 1,
-         "error: --trainer.check_val_every_n_epoch 0 is out of range; pass a number >= 1 (or null to validate by "
-         "val_check_interval)"),
+         ("error: --trainer.check_val_every_n_epoch 0 is out of range; pass a number >= 1 (or null to validate by "
+         "val_check_interval)")),
         (("--checkpoint.every_n_batches", "-1"), 2,
          "error: --checkpoint.every_n_batches -1 is out of range (NonNegativeInt); pass a value with v>=0"),
         (("--model.optimizer_g.init_args.lr", "nan"), 2,
@@ -235,11 +234,11 @@ def gan_args(tmp_path, *extra: str) -> list[str]:
         (("--model.generator.init_args.width", "x"), 2,
          "error: --model.generator.init_args.width x has the wrong type: expected int; pass a value of that type"),
         (("--model.optimizer_g.init_args.lrr", "3"), 2,
-         "error: --model.optimizer_g.init_args.lrr is not an option of torch.optim.Adam (unknown key); did you mean "
-         "--model.optimizer_g.init_args.lr? Fix or remove it (`python -m aigc_lightning fit --help` lists the options)"),
+         ("error: --model.optimizer_g.init_args.lrr is not an option of torch.optim.Adam (unknown key); did you mean "
+         "--model.optimizer_g.init_args.lr? Fix or remove it (`python -m aigc_lightning fit --help` lists the options)")),
         (("--trainer.max_epochz", "3"), 2,
-         "error: --trainer.max_epochz is not an option (unknown key); did you mean --trainer.max_epochs? Fix or remove "
-         "it (`python -m aigc_lightning fit --help` lists the options)"),
+         ("error: --trainer.max_epochz is not an option (unknown key); did you mean --trainer.max_epochs? Fix or remove "
+         "it (`python -m aigc_lightning fit --help` lists the options)")),
     ],
 )  # fmt: skip
 def test_bad_option_is_one_line(tmp_path, capsys, extra, status, line):
@@ -257,15 +256,15 @@ def test_bad_option_is_one_line(tmp_path, capsys, extra, status, line):
         ("model:\n  init_args:\n    ema_decay: 1.5\n",
          "error: --model.init_args.ema_decay 1.5 is out of range (UnitIntervalBelowOne); pass a value with v>=0 and v<1"),
         ("trainer:\n  max_epochz: 3\n",
-         "error: --trainer.max_epochz is not an option (unknown key); did you mean --trainer.max_epochs? Fix or remove "
-         "it (`python -m aigc_lightning fit --help` lists the options)"),
+         ("error: --trainer.max_epochz is not an option (unknown key); did you mean --trainer.max_epochs? Fix or remove "
+         "it (`python -m aigc_lightning fit --help` lists the options)")),
         ("model:\n  init_args:\n    n_critik: 2\n",
-         "error: --model.init_args.n_critik is not an option of aigc_lightning.modules.GAN (unknown key); did you mean "
-         "--model.init_args.n_critic? Fix or remove it (`python -m aigc_lightning fit --help` lists the options)"),
+         ("error: --model.init_args.n_critik is not an option of aigc_lightning.modules.GAN (unknown key); did you mean "
+         "--model.init_args.n_critic? Fix or remove it (`python -m aigc_lightning fit --help` lists the options)")),
         ("model:\n  init_args:\n    generator:\n      init_args:\n        widht: 3\n",
-         "error: --model.init_args.generator.init_args.widht is not an option of aigc_lightning.nets.Generator (unknown "
+         ("error: --model.init_args.generator.init_args.widht is not an option of aigc_lightning.nets.Generator (unknown "
          "key); did you mean --model.init_args.generator.init_args.width? Fix or remove it (`python -m aigc_lightning "
-         "fit --help` lists the options)"),
+         "fit --help` lists the options)")),
     ],
 )  # fmt: skip
 def test_bad_config_file_value_is_one_line(tmp_path, capsys, yaml_text, line):
@@ -294,15 +293,15 @@ def test_output_folder_that_cannot_be_written(tmp_path, capsys, where):
             folder = "/sys/aigc_lightning_runs"  # sysfs refuses new entries, even to root
     status, line = cli_error(gan_args(folder), capsys)
     assert status == 1 and line.startswith(f"error: --trainer.default_root_dir {folder} cannot be created")
-    assert line.endswith("pass a folder you can write to") or line.endswith("pass a folder path")
+    assert line.endswith(("pass a folder you can write to", "pass a folder path"))
 
 
 def test_parse_error_regexes_match_the_installed_jsonargparse():
     """cli_errors reads jsonargparse's error text; a jsonargparse that words it differently fails here."""
     parser = ArgumentParser(exit_on_error=False)
-    parser.add_argument("--trainer.max_epochs", type=Optional[int])
-    parser.add_argument("--every", type=Optional[PositiveInt])
-    parser.add_argument("--net", type=Optional[torch.nn.Module])
+    parser.add_argument("--trainer.max_epochs", type=int | None)
+    parser.add_argument("--every", type=PositiveInt | None)
+    parser.add_argument("--net", type=torch.nn.Module | None)
 
     def line(*args: str) -> str:
         with pytest.raises(ArgumentError) as e:

@@ -48,7 +48,9 @@ def parse_error_line(message: str, options: list[str], prog: str) -> str:
     if match := RESTRICTION.search(message):
         kind, value, rule = match.groups()
         keys = list(PARSER_KEY.finditer(message, 0, match.start()))
-        value = _typed_value(message) or value or (_given_value(_body_after(message, keys[-1])) if keys else None)
+        value = (
+            _typed_value(message) or value or (_given_value(_body_after(message, keys[-1])) if keys else None)
+        )
         shown = f" {value}" if value else ""
         return f"--{_option(message, match.start())}{shown} is out of range ({kind}); pass a value with {rule.strip()}"
     if match := UNKNOWN.search(message):
