@@ -12,10 +12,28 @@ import time
 
 import pytest
 import torch
+from lightning.pytorch import Callback
 
+from aigc_lightning import compat
 from aigc_lightning.cli import main
 from conftest import TESTS
 from reliability_toy import toy_fit_args
+
+
+class NaNInBatch(Callback):
+    """Fills the images of training batch ``at_batch`` (counted from 0 over the run) with NaN: a corrupt input
+    makes the loss NaN while the weights are still finite (a huge learning rate ruins the weights first).
+
+    Args:
+        at_batch: the batch whose images become NaN.
+    """
+
+    def __init__(self, at_batch: int = 3) -> None:
+        self.at_batch = at_batch
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if compat.batches_processed(trainer) == self.at_batch:
+            batch[0].fill_(float("nan"))
 
 
 def env() -> dict[str, str]:

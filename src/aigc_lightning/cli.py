@@ -41,6 +41,7 @@ from jsonargparse.typing import PositiveInt
 from lightning.pytorch import LightningDataModule, LightningModule, Trainer
 from lightning.pytorch.callbacks import TQDMProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from lightning.pytorch.utilities import rank_zero_only
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
 from aigc_lightning.callbacks.checkpoint import AtomicCheckpoint, check_checkpoint_file
@@ -269,6 +270,15 @@ class AigcCLI(SubcommandHooks):
         bar = trainer.progress_bar_callback
         if type(bar) is TQDMProgressBar and bar.refresh_rate == 1:  # Lightning's default bar, not a configured one
             trainer.callbacks[trainer.callbacks.index(bar)] = ProgressBar()
+        if rank_zero_only.rank == 0:  # each run its own version_N, even when two start at the same moment
+            for logger in trainer.loggers:
+                try:
+                    compat.claim_version_folder(logger)
+                except OSError as e:
+                    raise UserError(
+                        f"cannot create the run's log folder under {logger.root_dir} ({e.strerror}); pass a writable "
+                        "--trainer.default_root_dir"
+                    ) from e
         return trainer
 
     def before_instantiate_classes(self) -> None:
@@ -346,15 +356,38 @@ def run() -> None:
 
 
 def main(args: Any = None) -> None:
-    """Run one command (``fit``, ``validate``, ``test``, ``predict``) from ``args`` or the command line."""
+    """Run one command (``fit``, ``validate``, ``test``, ``predict``) from ``args`` or the command line.
+
+    A training run that stops early ends with a non-zero status and one line naming the checkpoint to resume
+    from, which ``AtomicCheckpoint.on_exception`` wrote and recorded on the exception (``errors.resume_hint``):
+    SIGTERM exits 143 and Ctrl-C 130 (128 + the signal, what schedulers and shells report for them; Lightning's
+    own exits are 0 for SIGTERM, a ``SystemExit``, and 1 for Ctrl-C), a NaN loss or bad input 1; any other
+    exception keeps its traceback, with the line as its last note.
+    """
+    from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+    from aigc_lightning.errors import resume_hint
+
     finished = False
     try:
         AigcCLI(args=args)
         finished = True
+    except SystemExit as e:
+        hint = resume_hint(e)
+        if isinstance(e, SIGTERMException):
+            sys.stderr.write(f"error: stopped by SIGTERM; {hint or 'training had not started'}\n")
+            sys.exit(143)
+        if isinstance(e.__context__, KeyboardInterrupt) and hint:
+            sys.stderr.write(f"error: stopped by Ctrl-C (SIGINT); {hint}\n")
+            sys.exit(130)
+        raise
     except Exception as e:
         user_error = user_error_in(e)
+        hint = resume_hint(e) or (user_error and resume_hint(user_error))
         if user_error is not None:
-            sys.exit(f"error: {user_error}")
+            sys.exit(f"error: {user_error}" + (f"; {hint}" if hint else ""))
+        if hint:
+            e.add_note(f"error: training stopped by this exception; {hint}")
         if not isinstance(e, RuntimeError) or "Error(s) in loading state_dict" not in str(e):
             raise
         # the checkpoint's networks differ from the configured ones (e.g. another image_size or width)

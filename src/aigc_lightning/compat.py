@@ -182,6 +182,52 @@ def last_saved_step(callback: ModelCheckpoint) -> int:
     return callback._last_global_step_saved
 
 
+class LastCheckpointSearch(ModelCheckpoint):
+    """ModelCheckpoint whose ``--ckpt_path last`` also considers ``earlier_last_checkpoints(trainer)``.
+
+    Lightning resolves ``ckpt_path="last"`` (``_CheckpointConnector._parse_ckpt_path``) before the callbacks'
+    ``setup``, from each ModelCheckpoint's ``_find_last_checkpoints`` — which looks only in the folder of the run
+    about to start. With a logger that is a new ``version_N``, so ``last`` never finds the previous run and training
+    silently starts from scratch (Lightning issues #2735, closed "won't fix", and #4914: every run a new version,
+    no automatic resume). This overrides that one private method; the newest file by modification time wins
+    (Lightning's own rule among the candidates).
+    """
+
+    def earlier_last_checkpoints(self, trainer: Trainer) -> set[str]:
+        """More candidate ``last*.ckpt`` paths for ``--ckpt_path last``; none by default."""
+        return set()
+
+    def _find_last_checkpoints(self, trainer: Trainer) -> set[str]:
+        return super()._find_last_checkpoints(trainer) | self.earlier_last_checkpoints(trainer)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Loggers
+
+
+def claim_version_folder(logger: Any) -> bool:
+    """Give a TensorBoard/CSV logger with an automatic version a ``version_N`` folder no other run has.
+
+    Both loggers pick N as one more than the highest ``version_*`` folder and create it later, so two runs started
+    at the same moment with the same root both became ``version_0`` (mixed event files, one config.yaml
+    overwritten). Here the folder is created with ``mkdir`` without ``exist_ok`` — atomic: exactly one process
+    succeeds — moving on to N+1 until one is this run's, and the logger is pinned to it. Lightning has no public
+    setter for a version once the logger is built (``_version``; Lightning issue #13245 asks for a unique-version
+    option). Call on global rank 0 only: other ranks take the log dir from rank 0. Returns whether it claimed one.
+    """
+    if getattr(logger, "_version", 0) is not None or not hasattr(logger, "root_dir"):
+        return False  # a version the user set, or a logger without version folders
+    version = logger.version  # the logger's own pick: 1 + the highest existing folder
+    while True:
+        try:
+            os.makedirs(os.path.join(logger.root_dir, f"version_{version}"))
+            break
+        except FileExistsError:
+            version += 1
+    logger._version = version
+    return True
+
+
 # ----------------------------------------------------------------------------------------------------------
 # LightningCLI
 
@@ -213,6 +259,8 @@ class SubcommandHooks(LightningCLI):
 
 
 __all__ = [
+    "claim_version_folder",
+    "LastCheckpointSearch",
     "SubcommandHooks",
     "batches_processed",
     "defer_scipy_signal",

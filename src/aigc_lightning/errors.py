@@ -14,21 +14,48 @@ class UserError(RuntimeError):
 
 
 class NonFiniteLossError(UserError):
-    """A loss became NaN or infinite; raised before the update, so saved checkpoints keep finite weights."""
+    """A loss became NaN or infinite; raised before the update, so the weights in memory are still finite."""
+
+
+class CheckpointWriteError(UserError):
+    """A checkpoint could not be written (full disk, no permission); the previous file of that name is kept."""
+
+
+def mark_resume_point(exception: BaseException, path: str | None, why_not: str = "") -> None:
+    """Record on ``exception`` (on its way to the CLI's ``main``) the checkpoint a stopped run resumes from.
+
+    ``path`` must exist on disk when this is called; ``None`` with ``why_not`` when there is none. The exception
+    object is the one channel from a callback's ``on_exception`` to ``main``: Lightning re-raises it unchanged
+    (KeyboardInterrupt as the context of its ``SystemExit(1)``).
+    """
+    exception.aigc_resume_from = path  # type: ignore[attr-defined]
+    exception.aigc_not_saved = why_not  # type: ignore[attr-defined]
+
+
+def resume_hint(exception: BaseException) -> str | None:
+    """``"resume with --ckpt_path PATH"`` (or why there is nothing to resume from) when a checkpoint callback
+    marked ``exception`` or its context; ``None`` when none did (the run never got to training)."""
+    for e in (exception, exception.__context__, exception.__cause__):
+        if e is not None and hasattr(e, "aigc_resume_from"):
+            path, why_not = e.aigc_resume_from, e.aigc_not_saved
+            if path is None:
+                return f"no checkpoint to resume from ({why_not})"
+            older = f" (saved earlier: no newer save, {why_not})" if why_not else ""
+            return f"resume with --ckpt_path {path}{older}"
+    return None
 
 
 def check_finite(loss: Tensor, name: str, batch: int) -> None:
     """Raise ``NonFiniteLossError`` naming ``name`` and ``batch`` when ``loss`` has a NaN/inf.
 
-    Call it before ``manual_backward`` / the optimizer step: the weights (and ``last.ckpt``) are then still the
-    last finite ones.
+    Call it before ``manual_backward`` / the optimizer step: the weights are then still the last finite ones, and
+    ``AtomicCheckpoint`` saves them to ``last.ckpt`` as the run stops (the CLI's message names that file).
     """
     if not bool(torch.isfinite(loss.detach()).all()):
         value = loss.detach().float().flatten()[~torch.isfinite(loss.detach().float().flatten())][0].item()
         raise NonFiniteLossError(
-            f"{name} became {value} at batch {batch}; training stopped before that update, so checkpoints keep "
-            "the last finite weights. Lower the learning rate, prefer bf16-mixed over 16-mixed, or resume from "
-            "checkpoints/last.ckpt with a smaller step size."
+            f"{name} became {value} at batch {batch}; training stopped before that update. Lower the learning "
+            "rate or prefer bf16-mixed over 16-mixed"
         )
 
 

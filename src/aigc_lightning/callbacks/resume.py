@@ -17,7 +17,11 @@ not do, written here by hand:
   one per LBFGS call). ``AtomicCheckpoint`` writes every checkpoint to a hidden temporary file in the same folder,
   flushes it to disk and renames it over the target with ``os.replace`` (atomic on POSIX and Windows), refuses to
   write non-finite weights, and with ``every_n_batches=N`` also refreshes ``last.ckpt`` every N training
-  *batches*, so a SIGKILL loses at most N batches.
+  *batches*, so a SIGKILL loses at most N batches; a run stopped by a NaN loss, an exception, SIGTERM or
+  Ctrl-C writes ``last.ckpt`` of that moment and names it in its last line.
+
+``check_checkpoint_file`` checks a ``--ckpt_path`` before Lightning opens it, with one line naming the file; URLs
+are refused (Lightning unpickles remote files with ``weights_only=False``).
 
 Resuming from a mid-epoch ``last.ckpt`` continues the run to the end (epochs, step counters, schedules and
 weights are restored) but is not bit-exact: Lightning restarts the epoch's data iterator (the project's loaders
@@ -27,13 +31,72 @@ are not stateful), so the rest of that epoch sees a new shuffle.
 from __future__ import annotations
 
 import random
+from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlparse
 
 import numpy as np
 import torch
 import torch.distributed as dist
 from lightning.pytorch import Callback
 from lightning.pytorch.utilities import rank_zero_warn
+
+from aigc_lightning.errors import UserError
+
+# ----------------------------------------------------------------------------------------------------------
+# The file to resume from
+
+LIGHTNING_CKPT_NAMES = ("last", "best", "hpc", "registry")  # ``--ckpt_path`` values Lightning resolves itself
+
+
+def check_checkpoint_file(path: str | Path) -> None:
+    """Raise ``UserError`` unless ``path`` is a readable Lightning checkpoint (checked before Lightning opens it).
+
+    Lightning's own errors for these cases are a ``KeyError(101)`` for a text file, ``OSError(22)`` for a
+    truncated one and ``KeyError('pytorch-lightning_version')`` for a plain ``torch.save`` — none names the file.
+    """
+    if str(path) in LIGHTNING_CKPT_NAMES or str(path).startswith("registry:"):
+        return
+    if str(path).startswith("file://"):
+        raise UserError(f"--ckpt_path {path} is a URL; pass the local path instead: --ckpt_path {local_path(path)}")
+    if not is_local(path):
+        # Lightning loads a remote checkpoint with torch.load(weights_only=False): the file's pickle would run
+        raise UserError(
+            f"--ckpt_path {path} is a remote URL, which is not loaded (unpickling a remote file can run code from "
+            "it); download it yourself and pass the local path of the .ckpt"
+        )
+    path = Path(path).expanduser()
+    where = "runs keep it at lightning_logs/version_N/checkpoints/last.ckpt"
+    if not path.exists():
+        raise UserError(f"--ckpt_path {path} does not exist; pass the path of a .ckpt file ({where})")
+    if path.is_dir():
+        raise UserError(f"--ckpt_path {path} is a folder; pass the .ckpt file inside it ({where})")
+    try:
+        # mmap: only the header is read, the tensors stay on disk (Lightning loads the file again itself)
+        ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception as e:
+        raise UserError(
+            f"--ckpt_path {path} is not a readable checkpoint (truncated, corrupt or not a torch file: "
+            f"{type(e).__name__}: {(str(e).splitlines() or [repr(e)])[0]}); pass another .ckpt ({where})"
+        ) from e
+    if not isinstance(ckpt, dict) or "state_dict" not in ckpt or "pytorch-lightning_version" not in ckpt:
+        raise UserError(
+            f"--ckpt_path {path} is a torch file but not a Lightning checkpoint (no 'state_dict' / "
+            f"'pytorch-lightning_version'); pass a .ckpt written by a training run ({where})"
+        )
+
+
+def is_local(path: str | Path) -> bool:
+    """Whether ``path`` is a local path, not a URL (``s3://``, ``https://``, ``file://``)."""
+    return "://" not in str(path)
+
+
+def local_path(url: str) -> str:
+    """``file:///a/b%20c.ckpt`` → ``/a/b c.ckpt``."""
+    parsed = urlparse(url)
+    host = parsed.netloc if parsed.netloc not in ("", "localhost") else ""
+    return unquote(f"//{host}{parsed.path}" if host else parsed.path)
+
 
 # ----------------------------------------------------------------------------------------------------------
 # RNG states
