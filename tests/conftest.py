@@ -1,4 +1,4 @@
-"""Shared test helpers: the repository paths and a writer of small PNG folders.
+"""Shared test helpers: the repository paths, a writer of small PNG folders and of MNIST in torchvision's layout.
 
 Test modules import the constants and ``write_pngs`` (``from conftest import ROOT, write_pngs``): pytest puts this
 folder on ``sys.path``, as it does for ``reliability_toy`` and ``tiny_models``.
@@ -6,6 +6,7 @@ folder on ``sys.path``, as it does for ``reliability_toy`` and ``tiny_models``.
 
 from __future__ import annotations
 
+import struct
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +38,23 @@ def write_pngs(
         pixels = rng.integers(0, 256, shape, dtype=np.uint8) if random else np.full(shape, 20 * i, np.uint8)
         Image.fromarray(pixels).save(target / f"{i}.png")
     return folder
+
+
+def write_idx(path, array: np.ndarray) -> None:
+    """IDX file as in http://yann.lecun.com/exdb/mnist/: magic (0, 0, uint8 code 8, ndim), big-endian dims."""
+    with open(path, "wb") as f:
+        f.write(struct.pack(">BBBB", 0, 0, 8, array.ndim))
+        f.write(struct.pack(f">{array.ndim}I", *array.shape))
+        f.write(array.astype(np.uint8).tobytes())
+
+
+def write_mnist(root, name: str = "MNIST", n_train: int = 40, n_test: int = 12) -> None:
+    raw = root / name / "raw"
+    raw.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for split, n in (("train", n_train), ("t10k", n_test)):
+        write_idx(raw / f"{split}-images-idx3-ubyte", rng.integers(0, 256, (n, 28, 28)))
+        write_idx(raw / f"{split}-labels-idx1-ubyte", rng.integers(0, 10, (n,)))
 
 
 @pytest.fixture()

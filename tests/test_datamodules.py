@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pickle
-import struct
 
 import numpy as np
 import pytest
@@ -19,30 +18,13 @@ from aigc_lightning.datamodules import (
     MNISTDataModule,
 )
 from aigc_lightning.errors import UserError
-from conftest import write_pngs
+from conftest import write_mnist, write_pngs
 
 
 def first_batch(dm, split: str = "train"):
     dm.prepare_data()
     dm.setup("fit")
     return next(iter(getattr(dm, f"{split}_dataloader")()))
-
-
-def write_idx(path, array: np.ndarray) -> None:
-    """IDX file as in http://yann.lecun.com/exdb/mnist/: magic (0, 0, uint8 code 8, ndim), big-endian dims."""
-    with open(path, "wb") as f:
-        f.write(struct.pack(">BBBB", 0, 0, 8, array.ndim))
-        f.write(struct.pack(f">{array.ndim}I", *array.shape))
-        f.write(array.astype(np.uint8).tobytes())
-
-
-def write_mnist(root, name: str = "MNIST", n_train: int = 40, n_test: int = 12) -> None:
-    raw = root / name / "raw"
-    raw.mkdir(parents=True)
-    rng = np.random.default_rng(0)
-    for split, n in (("train", n_train), ("t10k", n_test)):
-        write_idx(raw / f"{split}-images-idx3-ubyte", rng.integers(0, 256, (n, 28, 28)))
-        write_idx(raw / f"{split}-labels-idx1-ubyte", rng.integers(0, 10, (n,)))
 
 
 def test_digits_range_shape_and_split_are_deterministic():
