@@ -268,8 +268,8 @@ class AtomicCheckpoint(compat.LastCheckpointSearch):
             # a save is collective; after an error on one rank the others may be inside another collective
             return self._existing(trainer), "with several processes only a SIGTERM stop is saved"
         current = trainer.global_step in (self._periodic_step, compat.last_saved_step(self))
-        if current and flushed is None and self._existing(trainer) == self.last_model_path:
-            return self.last_model_path, ""
+        if current and flushed is None and self.last_model_path and Path(self.last_model_path).is_file():
+            return self._existing(trainer), ""
         if isinstance(exception, NonFiniteLossError):
             self._restore_broken_buffers(pl_module)
         if not all_finite(pl_module):
@@ -300,7 +300,7 @@ class AtomicCheckpoint(compat.LastCheckpointSearch):
         """This run's ``last.ckpt`` if it is on disk, else the checkpoint the run resumed from, else None."""
         for path in (self.last_model_path, trainer.ckpt_path):
             if path and is_local(path) and Path(path).is_file():
-                return str(path)
+                return os.path.abspath(path)  # valid from any folder the user runs the next command in
         return None
 
 
