@@ -19,7 +19,7 @@ from conftest import ROOT
 PRIVATE = re.compile(
     r"_ddp_kwargs|_logger_connector|_prepare_subcommand_parser|_parse_ckpt_path|(?<!on)_save_checkpoint|_save_last_checkpoint"
     r"|_monitor_candidates|_last_global_step_saved|\._update\(|\._compute\(|lightning\.pytorch\.overrides"
-    r"|should_update_logs"
+    r"|should_update_logs|_find_last_checkpoints"
 )
 NST_OWNED = {"modules/style_transfer.py"}  # the style-transfer helper moves its internals into compat.py itself
 
@@ -141,3 +141,18 @@ print("ok")
 """
     out = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
+
+
+def test_ckpt_path_last_is_resolved_through_find_last_checkpoints(tmp_path):
+    from lightning.pytorch.trainer.connectors.checkpoint_connector import _CheckpointConnector
+
+    from aigc_lightning.callbacks.checkpoint import AtomicCheckpoint
+
+    assert params(ModelCheckpoint._find_last_checkpoints) == ["self", "trainer"]
+    assert "callback._find_last_checkpoints(self.trainer)" in inspect.getsource(_CheckpointConnector._parse_ckpt_path)
+    earlier = tmp_path / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt"
+    earlier.parent.mkdir(parents=True)
+    earlier.write_bytes(b"")
+    trainer = Trainer(default_root_dir=tmp_path, callbacks=[AtomicCheckpoint()], enable_progress_bar=False)
+    found = trainer.checkpoint_callback._find_last_checkpoints(trainer)
+    assert found == {str(earlier)}  # Lightning's own search alone looks in version_1 only

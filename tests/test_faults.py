@@ -187,7 +187,7 @@ def test_nan_weights_are_never_written(tmp_path):
     with pytest.raises(SystemExit) as stop:
         main(args)
     message = str(stop.value.code)
-    assert "weights became NaN/inf by batch 3" in message and "no newer save, the weights are NaN/inf" in message
+    assert "weights became NaN/inf by batch 3" in message and "(an earlier state; the weights are NaN/inf)" in message
     last = torch.load(resume_path(message), weights_only=False)
     assert last["global_step"] == 4 and finite(last["state_dict"])  # batch 1's save, not the poisoned one
 
@@ -282,6 +282,7 @@ def test_full_disk_during_a_save_gives_one_line_and_keeps_the_previous_file(tmp_
     message = str(stop.value.code)
     folder = tmp_path / "lightning_logs" / "version_0" / "checkpoints"
     assert message.startswith(f"error: could not write {folder / 'last.ckpt'} (No space left on device); the previous")
+    assert message.endswith("(an earlier state; writing a newer one failed too)")
     assert torch.load(resume_path(message), weights_only=True)["global_step"] == 4  # the second save, whole
     assert sorted(p.name for p in folder.iterdir()) == ["last.ckpt"]  # no partial temporary file
 

@@ -85,3 +85,36 @@ def test_resume_without_rng_states_is_not_exact(tmp_path):
     # negative control for the test above: it can tell the difference (shuffle, dropout, noise change)
     a, b = resumed_run(tmp_path, strip_rng=True)
     assert compare(a["state_dict"], b["state_dict"], "state_dict") != []
+
+
+def test_ckpt_path_last_resumes_the_newest_run_not_from_scratch(tmp_path):
+    main(toy_fit_args(tmp_path, 1))
+    main(toy_fit_args(tmp_path, 2, 2))  # version_1, the newest last.ckpt: two epochs of two batches
+    main(toy_fit_args(tmp_path, 3, 4, "--ckpt_path", "last"))  # Lightning alone looks only in version_2
+    final = torch.load(last_ckpt(tmp_path, 2), weights_only=True)
+    assert int(final["state_dict"]["batches"]) == 2 * 2 + 4  # went on from version_1 (from scratch: 12)
+    assert final["global_step"] == 2 * (2 * 2 + 4)
+
+
+def test_ckpt_path_last_with_no_earlier_run_starts_from_scratch(tmp_path):
+    main(toy_fit_args(tmp_path, 1, 4, "--ckpt_path", "last"))
+    assert torch.load(last_ckpt(tmp_path, 0), weights_only=True)["global_step"] == 4 * 2
+
+
+@pytest.mark.parametrize("url", ["https://example.invalid/x.ckpt", "s3://bucket/last.ckpt"])
+def test_remote_ckpt_path_is_refused_in_one_line(tmp_path, url):
+    with pytest.raises(SystemExit) as stop:
+        main(toy_fit_args(tmp_path, 1, 4, "--ckpt_path", url))
+    message = str(stop.value.code)
+    assert message.startswith(f"error: --ckpt_path {url} is a remote URL") and "download it yourself" in message
+    assert "\n" not in message and not (tmp_path / "lightning_logs").exists()  # refused before any work
+
+
+def test_file_url_names_the_local_path(tmp_path):
+    main(toy_fit_args(tmp_path, 1))
+    with pytest.raises(SystemExit) as stop:
+        main(toy_fit_args(tmp_path, 2, 4, "--ckpt_path", last_ckpt(tmp_path, 0).as_uri()))
+    assert str(stop.value.code) == (
+        f"error: --ckpt_path {last_ckpt(tmp_path, 0).as_uri()} is a URL; pass the local path instead: "
+        f"--ckpt_path {last_ckpt(tmp_path, 0)}"
+    )

@@ -40,7 +40,7 @@ def resume_hint(exception: BaseException) -> str | None:
             path, why_not = e.aigc_resume_from, e.aigc_not_saved
             if path is None:
                 return f"no checkpoint to resume from ({why_not})"
-            older = f" (saved earlier: no newer save, {why_not})" if why_not else ""
+            older = f" (an earlier state; {why_not})" if why_not else ""
             return f"resume with --ckpt_path {path}{older}"
     return None
 

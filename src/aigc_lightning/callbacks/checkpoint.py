@@ -279,6 +279,8 @@ class AtomicCheckpoint(compat.LastCheckpointSearch):
             if isinstance(io, AtomicCheckpointIO):
                 io.background = False  # written and on disk when save_last_now returns
             compat.save_last_now(self, trainer)
+        except CheckpointWriteError:
+            return self._existing(trainer), "writing a newer one failed too"
         except Exception as e:  # noqa: BLE001 -- reported in the one line, never replacing the run's own error
             return self._existing(trainer), f"saving it failed: {(str(e).splitlines() or [repr(e)])[0]}"
         finally:
