@@ -20,6 +20,7 @@ from torch import Tensor
 
 from aigc_lightning.datamodules.io import replacing
 from aigc_lightning.datamodules.video import VideoClip, VideoInfo, open_video
+from aigc_lightning.errors import UserError
 
 if TYPE_CHECKING:
     import av
@@ -55,6 +56,18 @@ def _audio_packets(source: av.container.InputContainer, output: av.container.Out
     yield from out_audio.encode(None)
 
 
+def _checked(packets: Iterator, path: str) -> Iterator:
+    """``packets``, with FFmpeg's error on a damaged audio stream as one ``UserError`` naming the file."""
+    import av
+
+    try:
+        yield from packets
+    except av.FFmpegError as e:
+        raise UserError(
+            f"cannot read the audio of video file {path} ({e}); it is damaged or truncated: delete or replace it"
+        ) from e
+
+
 def write_video(path: Path, source: VideoClip, frames: Iterable[Tensor], crf: int = 18) -> int:
     """Encode uint8 frame batches (B, H, W, 3) to ``path`` at ``source``'s frame rate, with its audio; returns
     the number of frames written. ``crf``: x264 quality (18: visually lossless, 23: x264's default)."""
@@ -76,7 +89,9 @@ def _encode(tmp: Path, source: VideoClip, info: VideoInfo, frames: Iterable[Tens
         video.pix_fmt = "yuv420p" if info.width % 2 == 0 and info.height % 2 == 0 else "yuv444p"
         video.options = {"crf": str(crf)}
         audio_source = open_video(source.path) if info.has_audio else None
-        audio = _audio_packets(audio_source, output) if audio_source is not None else iter(())
+        audio: Iterator = iter(())
+        if audio_source is not None:
+            audio = _checked(_audio_packets(audio_source, output), source.path)
         pending = next(audio, None)  # the next audio packet not yet muxed (interleaving by time)
         frame_time = Fraction(1) / info.fps
 
