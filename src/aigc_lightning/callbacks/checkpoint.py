@@ -181,16 +181,14 @@ class AtomicCheckpoint(compat.LastCheckpointSearch):
         super().teardown(trainer, pl_module, stage)
 
     def on_train_batch_start(self, trainer: Trainer, pl_module: LightningModule, batch, batch_idx) -> None:
-        # By hand: a forward in train mode updates BatchNorm's running statistics before the loss can be checked,
-        # so the batch whose loss is NaN has already written NaN into them while the parameters are still good.
-        # The floating-point buffers as they were at the batch start (BN statistics: kilobytes, one fused copy)
-        # let the failure save put back the ones that became NaN/inf.
+        # By hand: a train-mode forward updates BatchNorm's running statistics before the loss can be checked, so a
+        # NaN batch has already written NaN into them while the parameters are still good. The float buffers of the
+        # batch start (kilobytes, one fused copy) let the failure save put back the ones that became NaN/inf.
         buffers = [b for b in pl_module.buffers() if b.is_floating_point()]
-        saved = self._buffers_at_batch_start
-        if len(saved) == len(buffers) and all(a.shape == b.shape for a, b in zip(saved, buffers)):
-            torch._foreach_copy_(saved, buffers)
-        else:
+        if [a.shape for a in self._buffers_at_batch_start] != [b.shape for b in buffers]:
             self._buffers_at_batch_start = [b.detach().clone() for b in buffers]
+        elif buffers:
+            torch._foreach_copy_(self._buffers_at_batch_start, buffers)
 
     def on_train_batch_end(
         self, trainer: Trainer, pl_module: LightningModule, outputs, batch, batch_idx
@@ -241,6 +239,8 @@ class AtomicCheckpoint(compat.LastCheckpointSearch):
         the background writer flushed before the process exits (its thread would otherwise die with it), and
         never raising (an error here would replace the exception that stopped the run).
         """
+        if trainer.state.fn != TrainerFn.FITTING:
+            return  # validate/test/predict change no weights: their errors name no checkpoint
         self._restore_sigint(signal.SIG_IGN)  # a further Ctrl-C must not cut the save short (as Lightning does)
         try:
             if self.save_on_exception and self._should_save_on_exception(trainer) and all_finite(pl_module):
@@ -258,7 +258,7 @@ class AtomicCheckpoint(compat.LastCheckpointSearch):
         """(existing file to resume from or None, why no new file was written)."""
         io = trainer.strategy.checkpoint_io
         flushed = _flush(io)  # queued periodic writes first: they may already hold this very step
-        if trainer.state.fn != TrainerFn.FITTING or trainer.sanity_checking or trainer.fast_dev_run:
+        if trainer.sanity_checking or trainer.fast_dev_run:
             return self._existing(trainer), "training had not started"
         if not self.save_last:
             return self._existing(trainer), "--checkpoint.save_last is off"
