@@ -172,3 +172,21 @@ def test_bad_paths_are_one_line(generator_file, tmp_path, option):
               "--trainer.default_root_dir", str(tmp_path)])  # fmt: skip
     message = str(e.value.code)
     assert message.startswith("error: ") and "\n" not in message and "absent.png" in message
+
+
+def test_predict_plan_refuses_the_latent_folder_and_existing_renders_before_any_work(tmp_path):
+    from aigc_lightning.callbacks.writer import ImageWriter
+    from aigc_lightning.errors import UserError
+
+    latents = tmp_path / "projections"
+    latents.mkdir()
+    torch.save({"ws": torch.zeros(4, 8)}, latents / "face.pt")
+    plan = ProjectionDataModule(latent=str(latents)).predict_plan()
+    assert list(plan.outputs) == ["face.png"]
+    with pytest.raises(UserError, match="input folder"):
+        ImageWriter(str(latents)).check(plan)  # fit's projections/ holds face.png beside face.pt
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out/face.png").write_bytes(b"a render from yesterday")
+    with pytest.raises(UserError, match="face.png"):
+        ImageWriter(str(tmp_path / "out")).check(plan)
+    assert (tmp_path / "out/face.png").read_bytes() == b"a render from yesterday"

@@ -19,7 +19,14 @@ from lightning.pytorch import LightningDataModule
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
-from aigc_lightning.datamodules.io import IMAGE_EXTENSIONS, list_files, load_image, output_names, pil_to_uint8
+from aigc_lightning.datamodules.io import (
+    IMAGE_EXTENSIONS,
+    PredictPlan,
+    list_files,
+    load_image,
+    output_names,
+    pil_to_uint8,
+)
 from aigc_lightning.errors import UserError
 from aigc_lightning.pixels import to_signed
 from aigc_lightning.torch_files import load_tensors
@@ -106,6 +113,11 @@ class ProjectionDataModule(LightningDataModule):
         shard_names = [names[i] for i in mine] + [""] * (per_rank - len(mine))
         data = TargetSteps(shard_files, shard_names, self.steps)
         return DataLoader(data, batch_size=1, sampler=InOrder(data), num_workers=self.num_workers)
+
+    def predict_plan(self) -> PredictPlan:
+        """``OUT/<name>.png`` per latent file, from the file list alone, for the writer's checks before any work."""
+        files = list_files(self.latent, (".pt",), "--data.latent", "a latent .pt written by projection")
+        return PredictPlan.of_files(files, output_names(files, self.latent), [self.latent])
 
     def predict_dataloader(self) -> DataLoader:
         files = list_files(self.latent, (".pt",), "--data.latent", "a latent .pt written by projection")
