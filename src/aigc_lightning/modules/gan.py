@@ -38,8 +38,7 @@ from aigc_lightning.errors import UserError, check_finite, checked_optimizer
 from aigc_lightning.lazy import apply_lazy_correction
 from aigc_lightning.lr_decay import linear_decay_factor, run_batches, set_lr_factor
 from aigc_lightning.modules.hparams import PlainHyperparameters
-from aigc_lightning.nets.rosinality import networks_from_rosinality
-from aigc_lightning.nets.stylegan2 import mix_styles
+from aigc_lightning.nets.stylegan2 import mix_styles, networks_from_rosinality
 from aigc_lightning.pixels import to_unit
 from aigc_lightning.seeds import interpolation_latents, randn_from_seeds
 

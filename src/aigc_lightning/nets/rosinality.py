@@ -20,11 +20,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from aigc_lightning.errors import UserError
-from aigc_lightning.nets.stylegan2 import StyleGAN2Discriminator, StyleGAN2Generator, channel_table
-from aigc_lightning.nets.stylegan2_layers import fir_kernel
+from aigc_lightning.nets.stylegan2_layers import channel_table, fir_kernel
 from aigc_lightning.torch_files import load_tensors
 
 # our key → (their key, their shape as a function of ours); None = same shape. Blur kernels (constant buffers in
@@ -32,7 +31,7 @@ from aigc_lightning.torch_files import load_tensors
 _Rename = dict[str, tuple[str, Any]]
 
 
-def _generator_renames(g: StyleGAN2Generator) -> _Rename:
+def _generator_renames(g: nn.Module) -> _Rename:
     def styled(ours: str, theirs: str, noise: int) -> _Rename:
         return {
             f"{ours}.conv.weight": (f"{theirs}.conv.weight", lambda t: t[None]),  # (1, out, in, K, K)
@@ -63,7 +62,7 @@ def _generator_renames(g: StyleGAN2Generator) -> _Rename:
     return names
 
 
-def _discriminator_renames(d: StyleGAN2Discriminator) -> _Rename:
+def _discriminator_renames(d: nn.Module) -> _Rename:
     names: _Rename = {
         "from_rgb.weight": ("convs.0.0.weight", None),
         "from_rgb.bias": ("convs.0.1.bias", None),
@@ -91,7 +90,9 @@ def load_checkpoint(path_or_state_dict: str | Path | Mapping[str, Any]) -> Mappi
     if isinstance(path_or_state_dict, Mapping):
         return path_or_state_dict
     expected = "a .pt saved by rosinality's convert_weight.py or train.py, or by save_rosinality"
-    return load_tensors(path_or_state_dict, "rosinality checkpoint", expected, safe_globals=[argparse.Namespace])
+    return load_tensors(
+        path_or_state_dict, "rosinality checkpoint", expected, safe_globals=[argparse.Namespace]
+    )
 
 
 def _section(ckpt: Mapping[str, Any], keys: tuple[str, ...], probe: str, what: str) -> Mapping[str, Tensor]:
@@ -152,9 +153,10 @@ def _check_channels(channels: int | None) -> int:
 
 
 def generator_from_rosinality(
-    path_or_state_dict: str | Path | Mapping[str, Any], channels: int | None = None
-) -> StyleGAN2Generator:
-    """``StyleGAN2Generator`` with the weights, constant noise and ``latent_avg`` (→ ``w_avg``) of a checkpoint.
+    cls: type[nn.Module], path_or_state_dict: str | Path | Mapping[str, Any], channels: int | None = None
+) -> nn.Module:
+    """A ``cls`` (``StyleGAN2Generator``, whose ``from_rosinality`` calls this) with the weights, constant noise
+    and ``latent_avg`` (→ ``w_avg``) of a checkpoint.
 
     Without ``latent_avg`` (``train.py`` checkpoints), ``w_avg`` = ``mean_latent(10000, seed=0)``. ``channels=1``
     averages the three colour outputs (exact: ToRGB is linear, so the image is the mean of the RGB image).
@@ -163,16 +165,18 @@ def generator_from_rosinality(
     ckpt = load_checkpoint(path_or_state_dict)
     sd = _section(ckpt, ("g_ema", "g"), "style.1.weight", "generator")
     with _layout_errors("generator"):
-        return _generator(sd, ckpt.get("latent_avg"), channels)
+        return _generator(cls, sd, ckpt.get("latent_avg"), channels)
 
 
-def _generator(sd: Mapping[str, Tensor], latent_avg: Tensor | None, channels: int) -> StyleGAN2Generator:
+def _generator(
+    cls: type[nn.Module], sd: Mapping[str, Tensor], latent_avg: Tensor | None, channels: int
+) -> nn.Module:
     n_mlp = sum(1 for k in sd if re.fullmatch(r"style\.\d+\.weight", k))
     log_size = sum(1 for k in sd if re.fullmatch(r"to_rgbs\.\d+\.conv\.weight", k)) + 2
     widths = {4: sd["input.input"].shape[1]} | {
         2 ** (j + 3): sd[f"convs.{2 * j}.conv.weight"].shape[1] for j in range(log_size - 2)
     }  # their modulated weights are (1, out, in, K, K)
-    g = StyleGAN2Generator(
+    g = cls(
         image_size=2**log_size,
         channels=channels,
         latent_dim=sd["style.1.weight"].shape[1],
@@ -192,25 +196,26 @@ def _generator(sd: Mapping[str, Tensor], latent_avg: Tensor | None, channels: in
 
 
 def discriminator_from_rosinality(
-    path_or_state_dict: str | Path | Mapping[str, Any], channels: int | None = None
-) -> StyleGAN2Discriminator:
-    """``StyleGAN2Discriminator`` with the weights of a checkpoint's ``d``.
+    cls: type[nn.Module], path_or_state_dict: str | Path | Mapping[str, Any], channels: int | None = None
+) -> nn.Module:
+    """A ``cls`` (``StyleGAN2Discriminator``, whose ``from_rosinality`` calls this) with the weights of a
+    checkpoint's ``d``.
 
     ``channels=1`` sums the three colour inputs' weights: D(grey) equals theirs on the grey image in all three.
     """
     channels = _check_channels(channels)
     sd = _section(load_checkpoint(path_or_state_dict), ("d",), "final_linear.0.weight", "discriminator")
     with _layout_errors("discriminator"):
-        return _discriminator(sd, channels)
+        return _discriminator(cls, sd, channels)
 
 
-def _discriminator(sd: Mapping[str, Tensor], channels: int) -> StyleGAN2Discriminator:
+def _discriminator(cls: type[nn.Module], sd: Mapping[str, Tensor], channels: int) -> nn.Module:
     n_blocks = sum(1 for k in sd if re.fullmatch(r"convs\.\d+\.conv1\.0\.weight", k))
     size = 2 ** (n_blocks + 2)
     widths = {4: sd["final_conv.0.weight"].shape[0], size: sd["convs.0.0.weight"].shape[0]}
     for j in range(n_blocks):
         widths[size // 2 ** (j + 1)] = sd[f"convs.{j + 1}.conv2.1.weight"].shape[0]
-    d = StyleGAN2Discriminator(image_size=size, channels=channels, **_infer_table(widths, size))
+    d = cls(image_size=size, channels=channels, **_infer_table(widths, size))
     if channels == 1:
         # sum over the colour inputs; the stored weights are scaled by 1/√fan_in at run time, 1/√3 for theirs
         sd = {**sd, "convs.0.0.weight": sd["convs.0.0.weight"].sum(1, keepdim=True) / math.sqrt(3)}
@@ -221,7 +226,7 @@ def _discriminator(sd: Mapping[str, Tensor], channels: int) -> StyleGAN2Discrimi
     return d.eval()
 
 
-def _rosinality_widths(net: StyleGAN2Generator | StyleGAN2Discriminator) -> None:
+def _rosinality_widths(net: nn.Module) -> None:
     """Warn when rosinality's fixed table (512 up to 32 px, then 16384·cm / res) cannot hold ``net``."""
     ours = channel_table(net.image_size, **net.table_options)
     theirs = {res: 512 if res <= 32 else 16384 * net.channel_multiplier // res for res in ours}
@@ -243,7 +248,7 @@ def _export(net: Any, renames: _Rename) -> dict[str, Tensor]:
     return out
 
 
-def generator_to_rosinality(g: StyleGAN2Generator) -> dict[str, Tensor]:
+def generator_to_rosinality(g: nn.Module) -> dict[str, Tensor]:
     """The state dict of rosinality's ``Generator(g.image_size, g.latent_dim, g.n_mlp, g.channel_multiplier)``.
 
     A grey generator exports with its ToRGB output copied to the three colours (each colour = the grey image).
@@ -261,7 +266,7 @@ def generator_to_rosinality(g: StyleGAN2Generator) -> dict[str, Tensor]:
     return out
 
 
-def discriminator_to_rosinality(d: StyleGAN2Discriminator) -> dict[str, Tensor]:
+def discriminator_to_rosinality(d: nn.Module) -> dict[str, Tensor]:
     """The state dict of rosinality's ``Discriminator(d.image_size, d.channel_multiplier)``.
 
     A grey discriminator exports with its input weights split over the three colours: theirs on an RGB image
@@ -280,8 +285,8 @@ def discriminator_to_rosinality(d: StyleGAN2Discriminator) -> dict[str, Tensor]:
 
 def save_rosinality(
     path: str | Path,
-    generator: StyleGAN2Generator,
-    discriminator: StyleGAN2Discriminator | None = None,
+    generator: nn.Module,
+    discriminator: nn.Module | None = None,
     latent_avg: Tensor | None = None,
 ) -> Path:
     """Write ``{"g_ema", "latent_avg"[, "d"]}`` as convert_weight.py does (``latent_avg`` defaults to ``w_avg``),
@@ -302,24 +307,11 @@ def save_rosinality(
     return path
 
 
-def networks_from_rosinality(
-    path_or_state_dict: str | Path | Mapping[str, Any], channels: int | None = None
-) -> tuple[StyleGAN2Generator, StyleGAN2Discriminator | None]:
-    """The generator (``g_ema``, ``latent_avg``) of a checkpoint, in training mode, and its discriminator (``d``)
-    or None when the file has none; the file is read once."""
-    ckpt = load_checkpoint(path_or_state_dict)
-    generator = generator_from_rosinality(ckpt, channels).train()
-    discriminator = discriminator_from_rosinality(ckpt, channels) if "d" in ckpt else None
-    return generator, discriminator
-
-
 __all__ = [
     "discriminator_from_rosinality",
     "discriminator_to_rosinality",
     "generator_from_rosinality",
     "generator_to_rosinality",
     "load_checkpoint",
-    "networks_from_rosinality",
     "save_rosinality",
 ]
-

@@ -18,6 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from aigc_lightning.errors import UserError
+from aigc_lightning.nets import rosinality
 from aigc_lightning.nets.sizes import check_sizes
 from aigc_lightning.nets.stylegan2_layers import (
     EqualConv2d,
@@ -26,6 +27,7 @@ from aigc_lightning.nets.stylegan2_layers import (
     StyledConv,
     ToRGB,
     Upsample2d,
+    channel_table,
     minibatch_stddev,
 )
 
@@ -33,24 +35,6 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
 
 NOISE_MODES = ("random", "const", "none")
-
-
-def channel_table(
-    image_size: int, channel_base: int = 16384, channel_multiplier: int = 2, channel_max: int = 512
-) -> dict[int, int]:
-    """Feature maps per resolution 4 … image_size: min(channel_base · channel_multiplier / res, channel_max).
-
-    The defaults reproduce rosinality's table (512 up to 32 px, then 256·cm at 64, 128·cm at 128, …) for cm 1 and
-    2, i.e. NVlabs' config-e (cm 1) and config-f (cm 2); small ``channel_max`` gives CPU-sized nets.
-    """
-    if image_size < 8 or image_size & (image_size - 1):
-        raise UserError(
-            f"StyleGAN2 needs a power-of-two image_size ≥ 8, got {image_size}; set --data.image_size"
-        )
-    return {
-        2**r: max(1, min(channel_base * channel_multiplier // 2**r, channel_max))
-        for r in range(2, int(math.log2(image_size)) + 1)
-    }
 
 
 def mix_styles(ws1: Tensor, ws2: Tensor, crossover: int | Tensor) -> Tensor:
@@ -101,8 +85,13 @@ class StyleGAN2Generator(nn.Module):
     ) -> None:
         super().__init__()
         check_sizes(
-            self, channels=channels, latent_dim=latent_dim, n_mlp=n_mlp,
-            channel_multiplier=channel_multiplier, channel_base=channel_base, channel_max=channel_max,
+            self,
+            channels=channels,
+            latent_dim=latent_dim,
+            n_mlp=n_mlp,
+            channel_multiplier=channel_multiplier,
+            channel_base=channel_base,
+            channel_max=channel_max,
         )
         widths = channel_table(image_size, channel_base, channel_multiplier, channel_max)
         self.image_size = image_size
@@ -223,15 +212,11 @@ class StyleGAN2Generator(nn.Module):
             path_or_state_dict: a ``.pt`` file, its loaded dict, or a bare generator state dict.
             channels: None keeps the checkpoint's RGB; 1 gives the mean of its three channels.
         """
-        from aigc_lightning.nets.rosinality import generator_from_rosinality
-
-        return generator_from_rosinality(path_or_state_dict, channels)
+        return rosinality.generator_from_rosinality(cls, path_or_state_dict, channels)
 
     def to_rosinality(self) -> dict[str, Tensor]:
         """A state dict that rosinality's ``Generator(image_size, latent_dim, n_mlp, channel_multiplier)`` loads."""
-        from aigc_lightning.nets.rosinality import generator_to_rosinality
-
-        return generator_to_rosinality(self)
+        return rosinality.generator_to_rosinality(self)
 
 
 class StyleGAN2Discriminator(nn.Module):
@@ -259,8 +244,12 @@ class StyleGAN2Discriminator(nn.Module):
     ) -> None:
         super().__init__()
         check_sizes(
-            self, channels=channels, channel_multiplier=channel_multiplier, channel_base=channel_base,
-            channel_max=channel_max, mbstd_group_size=mbstd_group_size,
+            self,
+            channels=channels,
+            channel_multiplier=channel_multiplier,
+            channel_base=channel_base,
+            channel_max=channel_max,
+            mbstd_group_size=mbstd_group_size,
         )
         widths = channel_table(image_size, channel_base, channel_multiplier, channel_max)
         self.image_size = image_size
@@ -305,15 +294,28 @@ class StyleGAN2Discriminator(nn.Module):
             path_or_state_dict: a ``.pt`` file, its loaded dict, or a bare discriminator state dict.
             channels: None keeps the checkpoint's RGB input; 1 feeds a grey image to all three inputs.
         """
-        from aigc_lightning.nets.rosinality import discriminator_from_rosinality
-
-        return discriminator_from_rosinality(path_or_state_dict, channels)
+        return rosinality.discriminator_from_rosinality(cls, path_or_state_dict, channels)
 
     def to_rosinality(self) -> dict[str, Tensor]:
         """A state dict that rosinality's ``Discriminator(image_size, channel_multiplier)`` loads."""
-        from aigc_lightning.nets.rosinality import discriminator_to_rosinality
-
-        return discriminator_to_rosinality(self)
+        return rosinality.discriminator_to_rosinality(self)
 
 
-__all__ = ["StyleGAN2Discriminator", "StyleGAN2Generator", "channel_table", "mix_styles"]
+def networks_from_rosinality(
+    path_or_state_dict: str | Path | Mapping[str, Any], channels: int | None = None
+) -> tuple[StyleGAN2Generator, StyleGAN2Discriminator | None]:
+    """The generator (``g_ema``, ``latent_avg``) of a rosinality checkpoint, in training mode, and its discriminator
+    (``d``) or None when the file has none; the file is read once."""
+    ckpt = rosinality.load_checkpoint(path_or_state_dict)
+    generator = StyleGAN2Generator.from_rosinality(ckpt, channels).train()
+    discriminator = StyleGAN2Discriminator.from_rosinality(ckpt, channels) if "d" in ckpt else None
+    return generator, discriminator
+
+
+__all__ = [
+    "StyleGAN2Discriminator",
+    "StyleGAN2Generator",
+    "channel_table",
+    "mix_styles",
+    "networks_from_rosinality",
+]

@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from aigc_lightning.errors import UserError
+
 FIR_TAPS = (1, 3, 3, 1)  # the binomial filter of StyleGAN2's up/down-sampling
 LRELU_GAIN = math.sqrt(2)  # keeps the activations' second moment after a leaky ReLU (He et al. 2015)
 
@@ -289,6 +291,24 @@ def minibatch_stddev(x: Tensor, group_size: int = 4) -> Tensor:
     return torch.cat([x, y.to(x.dtype)], 1)
 
 
+def channel_table(
+    image_size: int, channel_base: int = 16384, channel_multiplier: int = 2, channel_max: int = 512
+) -> dict[int, int]:
+    """Feature maps per resolution 4 … image_size: min(channel_base · channel_multiplier / res, channel_max).
+
+    The defaults reproduce rosinality's table (512 up to 32 px, then 256·cm at 64, 128·cm at 128, …) for cm 1 and
+    2, i.e. NVlabs' config-e (cm 1) and config-f (cm 2); small ``channel_max`` gives CPU-sized nets.
+    """
+    if image_size < 8 or image_size & (image_size - 1):
+        raise UserError(
+            f"StyleGAN2 needs a power-of-two image_size ≥ 8, got {image_size}; set --data.image_size"
+        )
+    return {
+        2**r: max(1, min(channel_base * channel_multiplier // 2**r, channel_max))
+        for r in range(2, int(math.log2(image_size)) + 1)
+    }
+
+
 __all__ = [
     "EqualConv2d",
     "EqualLinear",
@@ -298,6 +318,7 @@ __all__ = [
     "ToRGB",
     "Upsample2d",
     "bias_leaky_relu",
+    "channel_table",
     "clamp",
     "fir_kernel",
     "minibatch_stddev",
