@@ -24,11 +24,10 @@ from aigc_lightning.datamodules import StyleDataModule
 from aigc_lightning.errors import UserError
 from aigc_lightning.losses import content_loss, gram_matrix, gram_matrix_fp32, style_loss, total_variation
 from aigc_lightning.modules import StyleTransfer
-from aigc_lightning.modules.style_precision import Schedule
-from aigc_lightning.modules.style_transfer import rgb_to_yiq
+from aigc_lightning.modules.style_transfer import Run, rgb_to_yiq
 from aigc_lightning.nets import VGGFeatures
 from aigc_lightning.nets.vgg import vgg19_layer_names
-from aigc_lightning.optim import BestImage, BoxLBFGS
+from aigc_lightning.optim import BoxLBFGS
 
 skdata = pytest.importorskip("skimage.data")
 REPO = Path(__file__).resolve().parents[1]
@@ -176,8 +175,8 @@ def test_vgg_imagenet_offline_names_cache_and_alternatives(tmp_path, monkeypatch
 def test_style_loss_falls_and_output_differs_from_content(images):
     content, style = load01(images["astronaut"]), load01(images["style"])
     m = model(scale_steps=(3,))
-    t = m.targets(content, style, torch.ones(1), (24, 24))
-    before = m.objective(t["content_image"], t)
+    t = m.problem(content, style, torch.ones(1), (24, 24))
+    before = m.objective(t.content, t)
     out = m.stylize(content, style)
     after = m.objective(out, t)
     assert out.shape == content.shape and 0 <= out.min() and out.max() <= 1
@@ -258,7 +257,7 @@ def test_more_steps_never_give_a_worse_image(pair):
                           style_layers=("conv1_1", "conv1_2", "conv2_1", "conv2_2", "conv3_1"), normalize_layers=False,
                           style_weight=1e6, scale_steps=(steps,), optimizer=lambda p: BoxLBFGS(p, max_iter=5))  # fmt: skip
         out = m.stylize(content, style)
-        t = m.targets(content, style, torch.ones(1), (32, 32))
+        t = m.problem(content, style, torch.ones(1), (32, 32))
         assert out.min() >= 0 and out.max() <= 1
         with torch.no_grad():
             losses.append(m.objective(out, t)["loss"].item())
@@ -298,15 +297,14 @@ def test_bf16_features_keep_float32_scored_best_and_reach_the_float32_result(unt
     kwargs = {"content_layers": ("conv2_2",), "style_layers": ("conv1_1", "conv1_2", "conv2_1", "conv2_2", "conv3_1"),
               "normalize_layers": False, "optimizer": lambda p: BoxLBFGS(p, max_iter=8)}  # fmt: skip
     m = StyleTransfer(VGGFeatures("none", pool="max"), feature_precision="bf16", bf16_until=until, **kwargs)
-    t = m.targets(content, style, torch.ones(1), (32, 32))
-    image, best, schedule = torch.nn.Parameter(m.initial_image(t)), BestImage(), Schedule()
-    opt, kept, phases = m.new_optimizer(image), [], []
+    t = m.problem(content, style, torch.ones(1), (32, 32))
+    run, kept, phases = Run(torch.nn.Parameter(torch.empty(0))), [], []
     for _ in range(5):
-        phases.append(schedule.bf16 is not False)
-        m.optimizer_step_on(image, opt, t, best, torch.Tensor.backward, 0, schedule)
-        kept.append(best.loss)
+        phases.append(run.schedule.bf16 is not False)
+        m.stylize(content, style, run=run, steps=1)
+        kept.append(run.best.loss)
         with torch.no_grad():
-            assert best.loss == pytest.approx(m.objective(best.image, t)["loss"].item(), rel=1e-6)  # float32
+            assert run.best.loss == pytest.approx(m.objective(run.best.image, t)["loss"].item(), rel=1e-6)  # float32
     assert all(b <= a for a, b in itertools.pairwise(kept)) and m.rescores >= 5
     assert phases == ([True] * 5 if until == 0 else [True] + [False] * 4)
     ref = StyleTransfer(VGGFeatures("none", pool="max"), feature_precision="32", scale_steps=(5,), **kwargs)
@@ -329,7 +327,7 @@ def test_a_nan_step_is_rejected_and_the_run_goes_on(images):
     m.objective = flaky
     out = m.stylize(content, style)
     m.objective = objective
-    t = m.targets(content, style, torch.ones(1), (24, 24))
+    t = m.problem(content, style, torch.ones(1), (24, 24))
     assert torch.isfinite(out).all() and len(calls) > 6  # it went on after the NaN
     assert m.objective(out, t)["loss"] < m.objective(content, t)["loss"]
 
@@ -354,7 +352,7 @@ def test_fit_writes_png_and_resumes_exactly(images, tmp_path):
     assert int(m.evaluations) > 4 and run.logged_metrics["train/evals"] == m.evaluations
     shown = m.images_to_log(4)["stylized"]  # what the image logger shows: the best image, in [0, 1]
     assert shown.shape == (1, 3, 24, 24) and 0 <= shown.min() and shown.max() <= 1
-    assert torch.equal(shown, m.stylized()) and run.logged_metrics["hp_metric"] == pytest.approx(m.best.loss)
+    assert torch.equal(shown, m.stylized()) and run.logged_metrics["hp_metric"] == pytest.approx(m.run.best.loss)
 
     first = trainer(tmp_path / "b", 2)
     first.fit(model(scales=(0.5, 1.0), scale_steps=(2, 2)), data(images))
@@ -362,7 +360,7 @@ def test_fit_writes_png_and_resumes_exactly(images, tmp_path):
     saved = torch.load(ckpt, weights_only=False)
     state = saved["state_dict"]
     assert saved["counters"]["batches"] == 2 and saved["counters"]["evaluations"] > 2
-    assert "image" in state and not any(k.startswith("features.") for k in state)  # frozen VGG is rebuilt
+    assert "image" in state and not any("features." in k for k in state)  # frozen VGG is rebuilt
     resumed = model(scales=(0.5, 1.0), scale_steps=(2, 2))
     trainer(tmp_path / "b", 4).fit(resumed, data(images), ckpt_path=str(ckpt))
     assert torch.equal(resumed.image, m.image) and int(resumed.evaluations) == int(m.evaluations)

@@ -210,3 +210,14 @@ class BestImage:
         if value < self.loss:  # NaN compares False: never kept
             self.loss, self.image = value, image.detach().clamp(0, 1).clone()
             self.losses = {k: float(v.detach()) for k, v in losses.items()}
+
+
+def restart(optimizer, restarts: int) -> None:
+    """Make ``optimizer`` (torch's, or Lightning's wrapper) as new over its (possibly resized) image: no state, the
+    step size halved once per rejected step so far. In place, so Lightning keeps the same optimizer object."""
+    opt = getattr(optimizer, "optimizer", optimizer)
+    opt.state.clear()
+    for group in opt.param_groups:
+        group["lr"] = group.setdefault("base_lr", group["lr"]) * 0.5**restarts
+    if hasattr(opt, "_numel_cache"):
+        opt._numel_cache = None  # torch's LBFGS caches the parameter count, which a new scale changes

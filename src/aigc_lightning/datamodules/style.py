@@ -1,6 +1,7 @@
 """Content and style images for neural style transfer.
 
-Batches (batch size 1: photos differ in size), pixels in [-1, 1] like every image DataModule here:
+Batches (batch size 1: photos differ in size), RGB in [0, 1]: the range of the VGG features and of the optimised
+image, so style transfer never converts its data:
 - fit: ``(content, styles, weights)`` with content (1, 3, H, W), styles (1, S, 3, H, W) and blend weights
   (1, S) summing to 1. The one content image is served ``steps_per_epoch`` times per epoch.
 - predict: ``(content, styles, weights, names)`` once for every image in ``content`` (a file or a folder), each
@@ -62,7 +63,7 @@ def cover_crop(x: Tensor, size: tuple[int, int]) -> Tensor:
 
 
 class StyleImages(Dataset):
-    """One item per content image: ``(content, styles, weights, name)``, in [-1, 1] (see the module docstring).
+    """One item per content image: ``(content, styles, weights, name)``, in [0, 1] (see the module docstring).
 
     Args:
         content_files: the content images.
@@ -103,7 +104,7 @@ class StyleImages(Dataset):
             # Only fit repeats an item; predict reads each image once, so caching there would only hold memory.
             if self.repeats > 1:
                 self._cache[i] = (content, styles)
-        return content * 2 - 1, styles * 2 - 1, self.weights, self.names[i]
+        return content, styles, self.weights, self.names[i]
 
 
 class StyleDataModule(LightningDataModule):

@@ -1,52 +1,92 @@
 """Neural style transfer (Gatys, Ecker & Bethge 2016): the parameter *is* the output image.
 
-``fit`` stylises one content image, ``predict`` / ``stylize`` every image their data serves; both run the same
-loop, ``optimizer_step_on`` (``style_loop``): one optimizer step (``BoxLBFGS`` by default: up to ``max_iter`` loss
-evaluations inside the [0, 1] pixel box, see ``aigc_lightning.optim``), the best image seen so far kept, a step
-that reaches a NaN or infinite image restarted from that best image with half the step size (a rejected step, not
-the end of the run).
-Every loss is that of a displayable (clamped) image; the best-so-far never rises. ``torch.optim.LBFGS`` or Adam
-work too (clamped after each step). ``feature_precision`` runs the VGG in bfloat16 while steps gain much, then
-float32; the kept image is always chosen by float32 losses (``style_precision``).
+One loop, ``stylize``: coarse-to-fine scales, each a run of optimizer steps over the pixels (``BoxLBFGS`` by
+default: up to ``max_iter`` loss evaluations inside the [0, 1] pixel box, see ``aigc_lightning.optim``), the best
+image seen so far kept, a step that reaches a NaN or infinite image rejected: the image goes back to the best one
+and the optimizer starts afresh with half the step size. ``predict`` calls it once per image; ``fit`` calls it for
+one step per training step on its own ``Run`` (the image is then this module's parameter, the optimizer
+Lightning's, and the run's state goes into the checkpoints), so ``max_steps`` counts optimizer steps and the last
+scale continues until then.
+
+Every loss is that of a displayable (clamped) image; the best-so-far never rises. ``feature_precision`` runs the
+VGG in bfloat16 while steps gain much, then float32 (``style_precision``). The objective is ``PerceptualLoss``
+(``aigc_lightning.perceptual``); every image here, the data's included, is RGB in [0, 1].
 
 Quality options: several blended styles (their target Grams are averaged with the blend weights), colour
 preservation by luminance-only transfer (Gatys et al. 2017, "Controlling perceptual factors in neural style
-transfer", sec. 5), coarse-to-fine scales (optimise small, upsample, continue), total variation.
-
-``max_steps`` counts optimizer steps (one per training step); with ``scales``, step s runs at the scale whose
-``scale_steps`` cover it and the last scale continues until ``max_steps``. Observers are callbacks: the image
-logger asks ``images_to_log``, ``callbacks.StylizedImageSaver`` writes ``stylized()`` as a PNG.
+transfer", sec. 5), coarse-to-fine scales (optimise small, upsample, continue), total variation. Observers are
+callbacks: the image logger asks ``images_to_log``, ``callbacks.StylizedImageSaver`` writes ``stylized()``.
 """
 
 from __future__ import annotations
 
+import math
 import warnings
-from collections.abc import Sequence
-from dataclasses import asdict
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
 from typing import Literal
 
 import torch
-from jsonargparse.typing import (
-    ClosedUnitInterval,
-    NonNegativeFloat,
-    NonNegativeInt,
-    PositiveFloat,
-    PositiveInt,
-)
+import torch.nn.functional as F
+from jsonargparse.typing import ClosedUnitInterval, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
 from lightning.pytorch import LightningModule
 from lightning.pytorch.cli import OptimizerCallable
 from torch import Tensor, nn
+from torch.optim import Optimizer
 
-from aigc_lightning.errors import UserError
-from aigc_lightning.losses import content_loss, gram_matrix, gram_matrix_fp32, style_loss, total_variation
+from aigc_lightning.errors import NonFiniteLossError, UserError
 from aigc_lightning.modules.hparams import PlainHyperparameters
-from aigc_lightning.modules.style_images import resize, rgb_to_yiq, yiq_to_rgb
-from aigc_lightning.modules.style_loop import PixelLoop
 from aigc_lightning.modules.style_precision import Schedule
-from aigc_lightning.optim import BestImage, BoxLBFGS
+from aigc_lightning.optim import BestImage, BoxLBFGS, restart
+from aigc_lightning.perceptual import PerceptualLoss, Targets
+
+MAX_RESTARTS = 20  # rejected (non-finite) steps at one scale, each retried with half the step size, before giving up
+# RGB → YIQ (NTSC): Y is luma, I/Q the chroma that colour preservation keeps from the content.
+RGB_TO_YIQ = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
 
 
-class StyleTransfer(PlainHyperparameters, PixelLoop, LightningModule):
+def rgb_to_yiq(x: Tensor) -> Tensor:
+    """(B, 3, H, W) RGB → YIQ."""
+    return torch.einsum("ij,bjhw->bihw", RGB_TO_YIQ.to(x), x)
+
+
+def yiq_to_rgb(x: Tensor) -> Tensor:
+    """(B, 3, H, W) YIQ → RGB (the exact inverse of ``rgb_to_yiq``)."""
+    return torch.einsum("ij,bjhw->bihw", torch.linalg.inv(RGB_TO_YIQ).to(x), x)
+
+
+def resize(x: Tensor, size: tuple[int, int]) -> Tensor:
+    """Bilinear, antialiased resize of (B, C, H, W) to ``size``; a no-op when the size already matches."""
+    if tuple(x.shape[-2:]) == tuple(size):
+        return x
+    return F.interpolate(x, size=size, mode="bilinear", antialias=True, align_corners=False)
+
+
+@dataclass
+class Problem:
+    """One content/style pair at one image size: the targets, and the images a run starts from and renders with."""
+
+    targets: Targets
+    content: Tensor  # (1, C, h, w): the content image, or its luma with colour preservation
+    style: Tensor  # (1, C, h, w): the first style image, or its matched luma
+    chroma: Tensor | None  # (1, 2, h, w): the content's chroma, kept by colour preservation
+
+
+@dataclass
+class Run:
+    """One coarse-to-fine optimisation of ``image`` (``stylize`` makes one per image; ``fit`` keeps its own)."""
+
+    image: nn.Parameter
+    optimizer: Optimizer | None = None  # over [image]; ``None``: made from the module's factory
+    backward: Callable[[Tensor], None] = Tensor.backward
+    steps: int = 0  # optimizer steps, all scales
+    restarts: int = 0  # rejected steps at the current scale
+    best: BestImage = field(default_factory=BestImage)  # at the current scale
+    schedule: Schedule = field(default_factory=Schedule)  # bfloat16 → float32, at the current scale
+    problems: dict[tuple[int, int], Problem] = field(default_factory=dict)  # per size, from the data
+
+
+class StyleTransfer(PlainHyperparameters, LightningModule):
     """Gatys-style transfer: optimise the output pixels against VGG content and Gram-matrix style targets.
 
     Args:
@@ -101,49 +141,32 @@ class StyleTransfer(PlainHyperparameters, PixelLoop, LightningModule):
         bf16_until: ClosedUnitInterval = 0.01,
     ) -> None:
         super().__init__()
-        # truncated before saving hyperparameters: their copy is then the small net too
-        if hasattr(features, "truncate"):
-            features = features.truncate(list(content_layers) + list(style_layers))
-        # channels-last convolutions and pooling are faster (oneDNN, cuDNN), and the Gram reads them without a copy
-        features = features.to(memory_format=torch.channels_last)
-        self.save_hyperparameters()
-        self.automatic_optimization = False  # LBFGS needs a closure; one training step = one optimizer step
-        if style_layer_weights is not None and len(style_layer_weights) != len(style_layers):
-            raise UserError(f"style_layer_weights needs {len(style_layers)} numbers (one per style layer)")
-        if (
-            len(scales) != len(scale_steps)
-            or not scales
-            or list(scales) != sorted(scales)
-            or scales[-1] != 1.0
-        ):
+        if not scales or len(scales) != len(scale_steps) or list(scales) != sorted(scales) or scales[-1] != 1.0:
             raise UserError(
                 f"scales {list(scales)} must ascend to 1.0 and pair with scale_steps {list(scale_steps)} "
                 "(one step count per scale)"
             )
-        self.features = features
+        # built (and the features truncated) before saving hyperparameters: their copy is then the small net too
+        self.perceptual = PerceptualLoss(features, content_layers, style_layers, style_layer_weights,
+                                         content_weight, style_weight, tv_weight, normalize_layers)  # fmt: skip
+        self.save_hyperparameters()
+        self.automatic_optimization = False  # LBFGS needs a closure; one training step = one optimizer step
         self.optimizer = optimizer
-        self.content_layers, self.style_layers = list(content_layers), list(style_layers)
-        self.layer_weights = (
-            list(style_layer_weights) if style_layer_weights is not None else [1.0] * len(style_layers)
-        )
-        random_features = bool(getattr(features, "random_features", False))
-        self.normalize = random_features if normalize_layers is None else normalize_layers
-        # The image being optimised (fit): sized from the first batch in ``setup``, resized by multi-scale.
+        # fit's image: sized by its first step (or the checkpoint), resized by coarse-to-fine scales
         self.image = nn.Parameter(torch.empty(0))
-        self.batches = self.evaluations = self.restarts = 0  # optimizer steps, loss evaluations, rejections
-        self.rescores = 0  # float32 forward passes that score bfloat16-phase images (no backward)
-        self.best = BestImage()  # fit's best image at the current scale (saved in checkpoint["best"])
-        self.schedule = Schedule()  # fit's bfloat16 → float32 schedule at the current scale
-        self._targets: dict[tuple[int, int], dict] = {}  # per image size; recomputed from the data on resume
+        self.run = Run(self.image)
+        self.evaluations = self.rescores = 0  # loss evaluations; float32 forward passes re-scoring bfloat16 images
+
+    @property
+    def batches(self) -> int:  # fit's optimizer steps so far (one per training batch)
+        return self.run.steps
 
     # ------------------------------------------------------------------------------------------------------
-    # Targets and objective (shared by fit and predict)
+    # The problem and its objective
 
-    def targets(self, content: Tensor, styles: Tensor, weights: Tensor, size: tuple[int, int]) -> dict:
-        """Content features, blended style Grams and loss normalisers at ``size``, computed once per size.
-
-        content (1, 3, H, W) and styles (S, 3, H, W) in [0, 1]; weights (S,) sum to 1.
-        """
+    def problem(self, content: Tensor, styles: Tensor, weights: Tensor, size: tuple[int, int]) -> Problem:
+        """Targets and start images at ``size`` for content (1, 3, H, W), styles (S, 3, H, W) in [0, 1] and blend
+        weights (S,) summing to 1."""
         content, styles = resize(content, size), resize(styles, size)
         chroma = None
         if self.hparams.preserve_color:
@@ -152,59 +175,131 @@ class StyleTransfer(PlainHyperparameters, PixelLoop, LightningModule):
             y_c, y_s = yiq_c[:, :1], yiq_s[:, :1]
             # Match each style's luma mean/std to the content's (Gatys et al. 2017, eq. 5).
             mu_s, sd_s = y_s.mean((1, 2, 3), keepdim=True), y_s.std((1, 2, 3), keepdim=True)
-            y_s = (y_s - mu_s) * y_c.std() / sd_s.clamp_min(1e-6) + y_c.mean()
-            content, styles = y_c.expand(-1, 3, -1, -1), y_s.expand(-1, 3, -1, -1)
-        with torch.no_grad():
-            f_c = self.features(content, self.content_layers)
-            f_s = self.features(styles, self.style_layers)
-            grams = {
-                n: (gram_matrix(f_s[n]) * weights.view(-1, 1, 1)).sum(0, keepdim=True)
-                for n in self.style_layers
-            }
-        norm_c = {n: f_c[n].pow(2).mean().clamp_min(1e-12) if self.normalize else 1.0 for n in f_c}
-        norm_s = {n: grams[n].pow(2).mean().clamp_min(1e-12) if self.normalize else 1.0 for n in grams}
-        return {"content": f_c, "grams": grams, "norm_c": norm_c, "norm_s": norm_s, "chroma": chroma,
-                "content_image": content[:, :1] if self.hparams.preserve_color else content,
-                "style_image": styles[:1]}  # fmt: skip
+            content, styles = y_c, (y_s - mu_s) * y_c.std() / sd_s.clamp_min(1e-6) + y_c.mean()
+        targets = self.perceptual.targets(content, self.perceptual.style_grams(styles, weights))
+        return Problem(targets, content, styles[:1], chroma)
 
-    def objective(self, image: Tensor, t: dict, bf16: bool = False) -> dict[str, Tensor]:
-        """Weighted losses of ``image`` (1, C, h, w) in [0, 1] against targets ``t``; ``"loss"`` is their sum.
+    def objective(self, image: Tensor, problem: Problem, bf16: bool = False) -> dict[str, Tensor]:
+        """Weighted losses of ``image`` (1, C, h, w) in [0, 1] for ``problem``; ``"loss"`` is their sum.
 
         ``bf16``: the VGG features and Gram products in bfloat16 (about half the cost); the losses stay float32.
         """
-        rgb = image.expand(-1, 3, -1, -1) if image.shape[1] == 1 else image
-        rgb = rgb.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(image.device.type, dtype=torch.bfloat16, enabled=bf16):
-            f = self.features(rgb, self.content_layers + self.style_layers)
-        c = sum(content_loss(f[n].float(), t["content"][n]) / t["norm_c"][n] for n in self.content_layers)
-        s = sum(w * style_loss(gram_matrix_fp32(f[n]), t["grams"][n]) / t["norm_s"][n]
-                for n, w in zip(self.style_layers, self.layer_weights))  # fmt: skip
-        tv = total_variation(image) if self.hparams.tv_weight else torch.zeros_like(c)
-        losses = {"content": self.hparams.content_weight * c.sum(), "style": self.hparams.style_weight * s.sum(),
-                  "tv": self.hparams.tv_weight * tv.sum()}  # fmt: skip
+        losses = {name: value.sum() for name, value in self.perceptual(image, problem.targets, bf16).items()}
         losses["loss"] = losses["content"] + losses["style"] + losses["tv"]
         return losses
 
-    def initial_image(self, t: dict) -> Tensor:
-        """The start image for targets ``t``: content, seeded uniform noise or the style (luma when preserving)."""
-        if self.hparams.init == "content":
-            x = t["content_image"]
-        elif self.hparams.init == "style":
-            x = t["style_image"][:, :1] if self.hparams.preserve_color else t["style_image"]
-        else:
+    def initial_image(self, problem: Problem) -> Tensor:
+        """The start image: the content, seeded uniform noise or the style (their luma when preserving colour)."""
+        if self.hparams.init == "noise":
             g = torch.Generator().manual_seed(self.hparams.seed)
-            x = torch.rand(t["content_image"].shape, generator=g).to(t["content_image"])
+            x = torch.rand(problem.content.shape, generator=g).to(problem.content)
+        else:
+            x = problem.content if self.hparams.init == "content" else problem.style
         return x.detach().clone().contiguous()  # LBFGS flattens grads with .view(-1): must be contiguous
 
-    def render(self, image: Tensor, t: dict) -> Tensor:
+    def render(self, image: Tensor, problem: Problem | None) -> Tensor:
         """The displayable RGB output in [0, 1]: with colour preservation, optimised luma + content chroma."""
-        if t["chroma"] is not None:
-            image = yiq_to_rgb(torch.cat([image, t["chroma"]], 1))
+        if problem is not None and problem.chroma is not None:
+            image = yiq_to_rgb(torch.cat([image, problem.chroma], 1))
         return image.detach().clamp(0, 1)
 
     def scale_sizes(self, size: tuple[int, int]) -> list[tuple[int, int]]:
         """Image size at each scale; at least 16 px a side so five VGG blocks still see a pixel."""
         return [(max(16, round(size[0] * s)), max(16, round(size[1] * s))) for s in self.hparams.scales]
+
+    # ------------------------------------------------------------------------------------------------------
+    # The loop
+
+    def stylize(self, content: Tensor, styles: Tensor, weights: Tensor | None = None, run: Run | None = None,
+                steps: int | None = None) -> Tensor:  # fmt: skip
+        """Stylise content (1, 3, H, W) in [0, 1] with styles (S, 3, H, W) in [0, 1] → (1, 3, H, W) in [0, 1].
+
+        Each scale runs its ``scale_steps`` from the previous scale's best image, upsampled, with a fresh optimizer
+        and a fresh bfloat16 → float32 schedule (see ``feature_precision``); the last scale continues as long as
+        steps are asked for. Returns the best image of the current scale, chosen by float32 losses.
+
+        Args:
+            content: the content image.
+            styles: the style images, already at the content's size.
+            weights: blend weight per style (S,) summing to 1; ``None``: equal weights.
+            run: the optimisation to continue (``fit``'s); ``None``: a fresh one.
+            steps: optimizer steps to take; ``None``: ``sum(scale_steps)``.
+        """
+        if weights is None:
+            weights = torch.full((len(styles),), 1 / len(styles), device=content.device)
+        run = run or Run(nn.Parameter(torch.empty(0, device=content.device)))
+        run.optimizer = run.optimizer or self.optimizer([run.image])
+        sizes, ends = self.scale_sizes(tuple(content.shape[-2:])), torch.tensor(self.hparams.scale_steps).cumsum(0)
+        problem = None
+        for _ in range(sum(self.hparams.scale_steps) if steps is None else steps):
+            size = sizes[min(int((ends <= run.steps).sum()), len(sizes) - 1)]
+            if size not in run.problems:
+                run.problems[size] = self.problem(content, styles, weights, size)
+            problem = run.problems[size]
+            if tuple(run.image.shape[-2:]) != size:  # the first step, or the first of a finer scale
+                start = self.initial_image(problem) if run.best.image is None else resize(run.best.image, size)
+                run.image.data = start.clamp(0, 1).contiguous()
+                run.best, run.restarts, run.schedule = BestImage(), 0, Schedule()
+                restart(run.optimizer, 0)
+            self.optimizer_step(run, problem)
+            run.steps += 1
+        image = run.best.image if run.best.image is not None else run.image
+        return self.render(image, problem)
+
+    def rescore(self, image: Tensor, problem: Problem, best: BestImage) -> float:
+        """Offer ``image`` to ``best`` with its float32 losses (a forward pass only); returns its float32 loss."""
+        with torch.no_grad(), torch.autocast(image.device.type, enabled=False):
+            losses = self.objective(image.detach().clamp(0, 1), problem)
+        self.rescores += 1
+        best.offer(losses, image)
+        return float(losses["loss"])
+
+    def optimizer_step(self, run: Run, problem: Problem) -> None:
+        """One step of ``run.optimizer`` on ``run.image``.
+
+        Every float32 evaluation offers its image to ``run.best``; in the bfloat16 phase of ``run.schedule``
+        images are offered with float32 re-scores (``style_precision``), and a step that gains less than
+        ``bf16_until`` ends that phase. A step that leaves a NaN/inf image or loss is rejected: the image goes
+        back to the best one and the optimizer restarts with a smaller step.
+        """
+        image, opt, best, schedule = run.image, run.optimizer, run.best, run.schedule
+        bf16 = schedule.start_step(self.hparams.feature_precision, image.device)
+        last: dict[str, Tensor] = {}
+
+        def closure() -> Tensor:
+            opt.zero_grad()
+            # The loss is that of the clamped image, but clamp only when needed: clamp's gradient is 0 *at* the
+            # bounds, which would freeze every saturated pixel of BoxLBFGS's in-box image. Autocast is this
+            # module's own choice (bf16), never the Trainer's.
+            inside = bool(((image >= 0) & (image <= 1)).all())
+            with torch.autocast(image.device.type, enabled=False):
+                losses = self.objective(image if inside else image.clamp(0, 1), problem, bf16=bf16)
+            run.backward(losses["loss"])
+            self.evaluations += 1
+            last["loss"] = losses["loss"].detach()
+            if not bf16:
+                best.offer(losses, image)
+            elif schedule.rescore_now(float(last["loss"])):
+                schedule.first_score(self.rescore(image, problem, best))
+            return losses["loss"]
+
+        opt.step(closure=closure)
+        with torch.no_grad():
+            if bool(torch.isfinite(image).all()) and math.isfinite(float(last["loss"])):
+                image.clamp_(0, 1)  # after the step, never inside the closure; BoxLBFGS's image already is
+                loss = self.rescore(image, problem, best) if bf16 else None  # the step's image, in float32
+                torch_opt = getattr(opt, "optimizer", opt)
+                if bf16 and schedule.end_step(loss, self.hparams.bf16_until) and hasattr(torch_opt, "refresh"):
+                    torch_opt.refresh()  # BoxLBFGS: re-evaluate here in float32, keep the (bfloat16) history
+                return
+            if best.image is None or run.restarts >= MAX_RESTARTS:
+                raise NonFiniteLossError(
+                    f"the style transfer loss became {float(last['loss'])} after {run.restarts} retries with ever "
+                    "smaller steps; check the content/style images, lower the optimizer's lr or the style weight"
+                )
+            image.copy_(best.image)
+        run.restarts += 1
+        restart(opt, run.restarts)
 
     # ------------------------------------------------------------------------------------------------------
     # fit
@@ -218,11 +313,6 @@ class StyleTransfer(PlainHyperparameters, PixelLoop, LightningModule):
                 "predict --trainer.devices N to stylise a folder of images across devices"
             )
         self.check_precision(str(self.trainer.precision))
-        if self.image.numel() == 0:  # a fresh run (a resumed one gets its image from the checkpoint)
-            content, styles, weights = self._unpack(next(iter(self.trainer.datamodule.train_dataloader())))
-            size = tuple(content.shape[-2:])
-            t = self.targets(content, styles, weights, self.scale_sizes(size)[0])
-            self.image.data = self.initial_image(t)
 
     def check_precision(self, precision: str) -> None:
         """Refuse fp16 with LBFGS in one message (Lightning's GradScaler path raises for LBFGS). The Trainer's
@@ -236,113 +326,59 @@ class StyleTransfer(PlainHyperparameters, PixelLoop, LightningModule):
             )
 
     def configure_optimizers(self):
-        return self.new_optimizer(self.image, self.restarts)
+        return self.optimizer([self.image])
 
     @staticmethod
     def _unpack(batch) -> tuple[Tensor, Tensor, Tensor]:
-        """A DataModule batch in [-1, 1] → content (1, 3, H, W), styles (S, 3, H, W) in [0, 1], weights (S,)."""
+        """A DataModule batch → content (1, 3, H, W), styles (S, 3, H, W) in [0, 1], weights (S,)."""
         content, styles, weights = batch[:3]
-        return (content[:1].float() + 1) / 2, (styles[0].float() + 1) / 2, weights[0].float()
-
-    def _fit_targets(self, batch) -> dict:
-        content, styles, weights = self._unpack(batch)
-        ends = torch.tensor(self.hparams.scale_steps).cumsum(0)
-        scale = min(int((ends <= self.batches).sum()), len(self.hparams.scales) - 1)
-        size = self.scale_sizes(tuple(content.shape[-2:]))[scale]
-        if size not in self._targets:
-            self._targets[size] = self.targets(content, styles, weights, size)
-        return self._targets[size]
-
-    def on_train_batch_start(self, batch, batch_idx: int) -> None:
-        t = self._fit_targets(batch)
-        size = tuple(t["content_image"].shape[-2:])
-        if tuple(self.image.shape[-2:]) != size:
-            # Coarse-to-fine: upsample the best image and start a fresh optimizer (its history has the old size).
-            # Swapped in before Lightning's manual-optimization loop wraps this batch's optimizers.
-            start = self.best.image if self.best.image is not None else self.image.data
-            self.image.data = resize(start, size).clamp(0, 1).contiguous()
-            self.best, self.restarts, self.schedule = BestImage(), 0, Schedule()
-            self.trainer.optimizers = [self.new_optimizer(self.image)]
+        return content[:1].float(), styles[0].float(), weights[0].float()
 
     def training_step(self, batch, batch_idx: int) -> None:
-        t = self._fit_targets(batch)
-        restarts = self.optimizer_step_on(
-            self.image, self.optimizers(), t, self.best, self.manual_backward, self.restarts, self.schedule
-        )
-        if (
-            restarts != self.restarts
-        ):  # rejected: from the next batch on, a fresh optimizer with a smaller step
-            self.restarts = restarts
-            self.trainer.optimizers = [self.new_optimizer(self.image, restarts)]
-        self.batches += 1
-        for name, value in self.best.losses.items():
+        self.run.optimizer, self.run.backward = self.optimizers(), self.manual_backward
+        self.stylize(*self._unpack(batch), run=self.run, steps=1)
+        best = self.run.best
+        for name, value in best.losses.items():
             self.log("train/loss" if name == "loss" else f"train/{name}_loss", value, prog_bar=name == "loss")
         self.log("train/evals", float(self.evaluations), prog_bar=True)
-        self.log("hp_metric", self.best.loss)  # the run's headline number in TensorBoard's HParams tab
+        self.log("hp_metric", best.loss)  # the run's headline number in TensorBoard's HParams tab
 
     def stylized(self) -> Tensor:
         """fit's current result: the best image so far, rendered, (1, 3, H, W) in [0, 1]."""
-        image = self.best.image if self.best.image is not None else self.image.detach()
-        t = self._targets.get(tuple(image.shape[-2:]))
-        return self.render(image, t) if t is not None else image.clamp(0, 1)
+        image = self.run.best.image if self.run.best.image is not None else self.image.detach()
+        return self.render(image, self.run.problems.get(tuple(image.shape[-2:])))
 
     def images_to_log(self, n: int) -> dict[str, Tensor]:
         """The image logger's view of fit: the stylised image so far (one image whatever ``n``)."""
         return {"stylized": self.stylized()} if self.image.numel() else {}
 
     # ------------------------------------------------------------------------------------------------------
-    # Checkpoints: the frozen features are rebuilt from the config, so only the image and counters are saved.
+    # Checkpoints: the image, fit's run state and the counters (the frozen features are rebuilt from the config)
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        state = checkpoint["state_dict"]
-        for key in [k for k in state if k.startswith("features.")]:
-            del state[key]
-        checkpoint["counters"] = {"batches": self.batches, "evaluations": self.evaluations,
-                                  "restarts": self.restarts, "rescores": self.rescores}  # fmt: skip
-        checkpoint["schedule"] = asdict(self.schedule)
-        checkpoint["best"] = {"loss": self.best.loss, "image": self.best.image, "losses": self.best.losses}
+        run = self.run
+        checkpoint["counters"] = {"batches": run.steps, "evaluations": self.evaluations,
+                                  "restarts": run.restarts, "rescores": self.rescores}  # fmt: skip
+        checkpoint["schedule"] = asdict(run.schedule)
+        checkpoint["best"] = {"loss": run.best.loss, "image": run.best.image, "losses": run.best.losses}
         super().on_save_checkpoint(checkpoint)
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         super().on_load_checkpoint(checkpoint)
         state = checkpoint["state_dict"]
-        for key, value in self.features.state_dict(prefix="features.").items():
-            state.setdefault(key, value)
-        if "image" in state:  # the checkpoint's image may be at a coarser scale than a fresh setup's
+        for key in [k for k in state if k.startswith("features.")]:
+            del state[key]  # frozen weights saved by a run that kept them: the config rebuilds them
+        if "image" in state:  # the checkpoint's image may be at another scale than a fresh module's
             self.image.data = torch.empty_like(state["image"])
-        old_buffer = int(state.pop("evaluations", 0))  # older checkpoints: a buffer
-        counters = checkpoint.get("counters", {"evaluations": old_buffer})
-        self.batches, self.evaluations, self.restarts, self.rescores = (
-            counters.get(k, 0) for k in ("batches", "evaluations", "restarts", "rescores")
-        )
-        self.schedule = Schedule(**checkpoint.get("schedule", {"bf16": False}))  # older runs: float32
+        counters = checkpoint.get("counters", {"evaluations": int(state.pop("evaluations", 0))})
+        self.evaluations, self.rescores = counters.get("evaluations", 0), counters.get("rescores", 0)
+        self.run.steps, self.run.restarts = counters.get("batches", 0), counters.get("restarts", 0)
+        self.run.schedule = Schedule(**checkpoint.get("schedule", {"bf16": False}))
         if "best" in checkpoint:
-            self.best = BestImage(**checkpoint["best"])
+            self.run.best = BestImage(**checkpoint["best"])
 
     # ------------------------------------------------------------------------------------------------------
-    # predict / Python API
-
-    def stylize(self, content: Tensor, styles: Tensor, weights: Tensor | None = None) -> Tensor:
-        """Stylise content (1, 3, H, W) in [0, 1] with styles (S, 3, H, W) in [0, 1] → (1, 3, H, W) in [0, 1].
-
-        Runs every scale for its ``scale_steps`` with a fresh optimizer from ``optimizer`` (each scale starts
-        a fresh bfloat16 → float32 schedule, see ``feature_precision``) and returns the best image of the last
-        scale, chosen by float32 losses.
-        """
-        weights = (
-            torch.full((len(styles),), 1 / len(styles), device=content.device) if weights is None else weights
-        )
-        sizes, best, t = self.scale_sizes(tuple(content.shape[-2:])), None, None
-        for size, steps in zip(sizes, self.hparams.scale_steps):
-            t = self.targets(content, styles, weights, size)
-            x = self.initial_image(t) if best is None else resize(best.image, size).clamp(0, 1).contiguous()
-            image, best, restarts, schedule = nn.Parameter(x), BestImage(), 0, Schedule()
-            opt = self.new_optimizer(image)
-            for _ in range(steps):
-                r = self.optimizer_step_on(image, opt, t, best, Tensor.backward, restarts, schedule)
-                if r != restarts:
-                    restarts, opt = r, self.new_optimizer(image, r)
-        return self.render(best.image, t)
+    # predict
 
     def predict_step(self, batch, batch_idx: int) -> dict:
         if torch.is_autocast_enabled(batch[0].device.type):  # Python shows a warning once per place
