@@ -23,9 +23,8 @@ import signal
 import sys
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
-from datetime import timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from jsonargparse.typing import NonNegativeInt
@@ -60,67 +59,22 @@ class AtomicCheckpoint(compat.LastCheckpointSearch):
     SIGTERM, Ctrl-C). ``--ckpt_path last`` resumes the newest run's ``last.ckpt`` (Lightning looks only in the new
     run's own folder).
 
-    Every other argument is ``ModelCheckpoint``'s; the CLI exposes them as ``--checkpoint.*``.
+    Every other argument is ``ModelCheckpoint``'s, passed on as it is (the CLI shows them as ``--checkpoint.*``, with
+    ModelCheckpoint's own help: jsonargparse follows ``**kwargs`` into its signature).
 
     Args:
         dirpath: folder of the checkpoints (default: ``<log dir>/checkpoints``).
-        filename: name pattern of the top-k checkpoints, e.g. ``"{epoch}-{step}"``.
-        monitor: logged metric that ranks the top-k checkpoints (``None``: the latest is kept).
-        verbose: print a line per save.
-        save_last: also keep ``last.ckpt`` (the resume point; ``"link"`` makes it a symlink).
-        save_top_k: how many ranked checkpoints to keep (-1: all, 0: none).
-        save_on_exception: also write a top-k style file when training raises (``last.ckpt`` is written on
-            every early stop anyway).
-        save_weights_only: leave optimizer and loop states out (such a file cannot resume training).
-        mode: ``"min"`` or ``"max"`` of ``monitor``.
-        auto_insert_metric_name: write ``epoch=3`` instead of ``3`` into file names.
-        every_n_train_steps: save top-k every N *optimizer* steps (a GAN makes two per batch; prefer
-            ``every_n_batches`` for crash safety).
-        train_time_interval: save top-k at this wall-time interval.
-        every_n_epochs: save top-k every N epochs.
-        save_on_train_epoch_end: save at the end of the training epoch instead of after validation.
-        enable_version_counter: add ``-v1`` … instead of overwriting an existing file of the same name.
         every_n_batches: also overwrite ``last.ckpt`` every N training batches (counted over the whole run,
             whatever the number of optimizer steps per batch); a kill then loses at most N batches. ``None`` or
-            0: only the end-of-epoch saves.
+            0: only the end-of-epoch saves. (ModelCheckpoint's ``every_n_train_steps`` counts optimizer steps:
+            two per GAN batch.)
+        **kwargs: ``ModelCheckpoint``'s other arguments (``save_last``, ``monitor``, ``save_top_k``, …).
     """
 
     def __init__(
-        self,
-        dirpath: str | None = None,
-        filename: str | None = None,
-        monitor: str | None = None,
-        verbose: bool = False,
-        save_last: bool | Literal["link"] | None = None,
-        save_top_k: int = 1,
-        save_on_exception: bool = False,
-        save_weights_only: bool = False,
-        mode: str = "min",
-        auto_insert_metric_name: bool = True,
-        every_n_train_steps: int | None = None,
-        train_time_interval: timedelta | None = None,
-        every_n_epochs: int | None = None,
-        save_on_train_epoch_end: bool | None = None,
-        enable_version_counter: bool = True,
-        every_n_batches: NonNegativeInt | None = None,
+        self, dirpath: str | None = None, every_n_batches: NonNegativeInt | None = None, **kwargs: Any
     ) -> None:
-        super().__init__(
-            dirpath=dirpath,
-            filename=filename,
-            monitor=monitor,
-            verbose=verbose,
-            save_last=save_last,
-            save_top_k=save_top_k,
-            save_on_exception=save_on_exception,
-            save_weights_only=save_weights_only,
-            mode=mode,
-            auto_insert_metric_name=auto_insert_metric_name,
-            every_n_train_steps=every_n_train_steps,
-            train_time_interval=train_time_interval,
-            every_n_epochs=every_n_epochs,
-            save_on_train_epoch_end=save_on_train_epoch_end,
-            enable_version_counter=enable_version_counter,
-        )
+        super().__init__(dirpath=dirpath, **kwargs)
         self.every_n_batches = every_n_batches or 0
         self._periodic_step = -1  # global_step of the latest every_n_batches save of last.ckpt
         self._sigint_before: Any = None  # the SIGINT handler replaced during fit (see on_train_start)
@@ -146,7 +100,9 @@ class AtomicCheckpoint(compat.LastCheckpointSearch):
         if self.dirpath is not None or not trainer.loggers:
             return set()  # a fixed folder: Lightning's own search covers it
         root = Path(trainer.loggers[0].save_dir or trainer.default_root_dir) / str(trainer.loggers[0].name)
-        return {os.path.normpath(p) for p in root.glob("*/checkpoints/last*.ckpt")} if is_local(root) else set()
+        return (
+            {os.path.normpath(p) for p in root.glob("*/checkpoints/last*.ckpt")} if is_local(root) else set()
+        )
 
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         super().on_train_start(trainer, pl_module)
@@ -163,7 +119,9 @@ class AtomicCheckpoint(compat.LastCheckpointSearch):
         self._interrupts += 1
         if self._interrupts > 1:
             raise KeyboardInterrupt
-        sys.stderr.write("\nCtrl-C: stopping after this batch and saving last.ckpt (Ctrl-C again: stop now)\n")
+        sys.stderr.write(
+            "\nCtrl-C: stopping after this batch and saving last.ckpt (Ctrl-C again: stop now)\n"
+        )
 
     def _stop_if_interrupted(self) -> None:
         if self._interrupts:
@@ -219,7 +177,9 @@ class AtomicCheckpoint(compat.LastCheckpointSearch):
         if self.save_last and stale and not trainer.fast_dev_run and trainer.global_step > 0:
             compat.save_last_now(self, trainer)
 
-    def on_save_checkpoint(self, trainer: Trainer, pl_module: LightningModule, checkpoint: dict[str, Any]) -> None:
+    def on_save_checkpoint(
+        self, trainer: Trainer, pl_module: LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
         # Every rank builds the checkpoint (saving is collective) before rank 0 writes it: deciding here, together,
         # means no rank is left waiting in the save when the weights went bad on another one.
         if not trainer.strategy.reduce_boolean_decision(all_finite(pl_module), all=True):
@@ -241,7 +201,9 @@ class AtomicCheckpoint(compat.LastCheckpointSearch):
         """
         if trainer.state.fn != TrainerFn.FITTING:
             return  # validate/test/predict change no weights: their errors name no checkpoint
-        self._restore_sigint(signal.SIG_IGN)  # a further Ctrl-C must not cut the save short (as Lightning does)
+        self._restore_sigint(
+            signal.SIG_IGN
+        )  # a further Ctrl-C must not cut the save short (as Lightning does)
         try:
             if self.save_on_exception and self._should_save_on_exception(trainer) and all_finite(pl_module):
                 super().on_exception(trainer, pl_module, exception)  # the top-k style file the user asked for
@@ -338,7 +300,9 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         self._executor: ThreadPoolExecutor | None = None
         self._pending: list[Future] = []
 
-    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None) -> None:
+    def save_checkpoint(
+        self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None
+    ) -> None:
         if not self.background:
             self._write(checkpoint, path, storage_options)
             return
@@ -348,7 +312,9 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
     def remove_checkpoint(self, path: Any) -> None:
         if self.background:
-            self._submit(super().remove_checkpoint, path)  # after the queued writes (one of them may be this file)
+            self._submit(
+                super().remove_checkpoint, path
+            )  # after the queued writes (one of them may be this file)
         else:
             super().remove_checkpoint(path)
 
@@ -397,4 +363,10 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             raise
 
 
-__all__ = ["AtomicCheckpoint", "AtomicCheckpointIO", "all_finite", "check_checkpoint_file", "remove_stale_temp_files"]
+__all__ = [
+    "AtomicCheckpoint",
+    "AtomicCheckpointIO",
+    "all_finite",
+    "check_checkpoint_file",
+    "remove_stale_temp_files",
+]
