@@ -117,10 +117,10 @@ def test_fit_lowers_style_loss_and_keeps_counters(images, tmp_path):
     ckpt = tmp_path / "m.ckpt"
     trainer.save_checkpoint(ckpt)
     raw = torch.load(ckpt)  # torch's default, weights_only=True: no network object pickled in the hparams
-    assert raw["counters"] == {"batches": 32} and not any(k.startswith("features.") for k in raw["state_dict"])
+    assert raw["counters"] == {"batches": 32} and not any("features." in k for k in raw["state_dict"])
     # made from Python, its networks are not in the hyper-parameters (CLI runs hold their configs): pass them
     loaded = StyleNetwork.load_from_checkpoint(ckpt, map_location="cpu", network=tiny_model().network,
-                                               features=tiny_model().features)  # fmt: skip
+                                               features=VGGFeatures("none", pool="avg"))  # fmt: skip
     assert loaded.batches == 32
     x = torch.rand(1, 3, 19, 27)
     assert torch.allclose(loaded.stylize(x), model.stylize(x), atol=1e-6)

@@ -1,7 +1,8 @@
 """Content photos and style images for a feed-forward style network (``StyleNetwork``); images, folders and
 videos to stylise with it.
 
-Pixels in [-1, 1] like every image DataModule here. Batches:
+RGB in [0, 1], the range of the VGG features the style loss compares (``StyleNetwork`` maps it to its network's
+[-1, 1] itself). Batches:
 - fit: ``(content (B, 3, S, S), styles [(3, h, w), …], weights (K,))``: random ``image_size`` crops of the
   training photos (flipped at random); the same style images and blend weights in every batch.
 - validate: the same, from centre crops of ``val_images`` held-out photos (the module's fixed log images).
@@ -43,7 +44,7 @@ def resize_shorter(x: Tensor, size: int) -> Tensor:
 
 
 class PhotoCrops(Dataset):
-    """``length`` square crops of side ``size`` from ``files``, in [-1, 1]: random with flips, or centred.
+    """``length`` square crops of side ``size`` from ``files``, in [0, 1]: random with flips, or centred.
 
     Args:
         files: the photos.
@@ -72,7 +73,7 @@ class PhotoCrops(Dataset):
         x = x[:, top : top + self.size, left : left + self.size]  # (3, S, S)
         if self.random_crop and bool(torch.rand(()) < 0.5):
             x = x.flip(-1)
-        return x * 2 - 1
+        return x
 
 
 class StyleBatches:
@@ -100,7 +101,7 @@ class MediaFiles(Dataset):
         if f.suffix.lower() in VIDEO_EXTENSIONS:
             return {"videos": [VideoClip(str(f))], "names": [name]}
         x = resize_longer(read_rgb(f, self.max_pixels), self.image_size)  # (3, H, W)
-        return {"images": x[None] * 2 - 1, "names": [name]}
+        return {"images": x[None], "names": [name]}
 
 
 def _single(items: list[dict]) -> dict:
@@ -166,7 +167,7 @@ class ContentDataModule(LightningDataModule):
                 "image) with a positive sum"
             )
         style_images = [read_rgb(f, hp.max_image_pixels) for f in style_files]
-        style_images = [resize_longer(x, hp.style_size) * 2 - 1 for x in style_images]
+        style_images = [resize_longer(x, hp.style_size) for x in style_images]
         self.collate = StyleBatches(style_images, torch.tensor(weights, dtype=torch.float32) / sum(weights))
         photos = list_images(hp.content, "--data.content")
         held_out = min(hp.val_images, len(photos) - 1)

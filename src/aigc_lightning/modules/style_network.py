@@ -2,10 +2,10 @@
 
 Where ``StyleTransfer`` optimises the pixels of every image from scratch, this trains one network per style (or
 blend of styles) on a folder of content photos; afterwards a single forward pass stylises an image or a video
-frame. The losses are the project's Gatys losses on frozen VGG features: content (feature reconstruction), Gram
-style and total variation, weighted per layer.
+frame. The loss is ``PerceptualLoss`` (``aigc_lightning.perceptual``), the one ``StyleTransfer`` optimises:
+content (feature reconstruction), Gram style and total variation, weighted per layer.
 
-Batches (from ``ContentDataModule``, pixels in [-1, 1]):
+Batches (from ``ContentDataModule``, RGB in [0, 1]; only the network itself works in [-1, 1]):
 - fit / validate: ``(content (B, 3, S, S), styles [(3, h, w), …], weights (K,))``; the blended style Grams are
   computed once from the first batch and kept.
 - predict: ``{"images": (1, 3, H, W), "names": [name]}`` or ``{"videos": [clip], "names": [name]}`` where ``clip``
@@ -27,9 +27,9 @@ from lightning.pytorch.cli import OptimizerCallable
 from torch import Tensor, nn
 
 from aigc_lightning.compat import logger_records_batch
-from aigc_lightning.errors import UserError, check_finite
-from aigc_lightning.losses import content_loss, gram_matrix, style_loss, total_variation
+from aigc_lightning.errors import check_finite
 from aigc_lightning.modules.hparams import PlainHyperparameters
+from aigc_lightning.perceptual import PerceptualLoss
 from aigc_lightning.pixels import to_signed, to_unit
 
 
@@ -72,72 +72,30 @@ class StyleNetwork(PlainHyperparameters, LightningModule):
         temporal_smoothing: ClosedUnitInterval = 0.0,
     ) -> None:
         super().__init__()
-        if hasattr(features, "truncate"):  # before saving hyperparameters: their copy is the small net too
-            features = features.truncate(list(content_layers) + list(style_layers))
+        # built (and the features truncated) before saving hyperparameters: their copy is then the small net too
+        self.perceptual = PerceptualLoss(features, content_layers, style_layers, style_layer_weights,
+                                         content_weight, style_weight, tv_weight, normalize_layers)  # fmt: skip
         self.save_hyperparameters()
-        if style_layer_weights is not None and len(style_layer_weights) != len(style_layers):
-            raise UserError(
-                f"style_layer_weights has {len(style_layer_weights)} numbers but style_layers has "
-                f"{len(style_layers)} layers; give one weight per style layer"
-            )
-        self.network, self.features, self.optimizer = network, features, optimizer
-        self.content_layers, self.style_layers = list(content_layers), list(style_layers)
-        self.layer_weights = [1.0] * len(style_layers) if style_layer_weights is None else list(style_layer_weights)
-        self.normalize = (
-            bool(getattr(features, "random_features", False)) if normalize_layers is None else normalize_layers
-        )
+        self.network, self.optimizer = network, optimizer
         self.batches = 0
         self._grams: dict[str, Tensor] | None = None  # blended style Grams (1, C, C), from the first batch
 
     # ------------------------------------------------------------------------------------------------------
     # Losses
 
-    def style_targets(self, styles: Sequence[Tensor], weights: Tensor) -> dict[str, Tensor]:
-        """Blended Gram targets Σ_k w_k G(style_k) per style layer, styles (3, h, w) in [-1, 1]: {name: (1, C, C)}.
-
-        Each style is run alone: styles of different sizes cannot share a batch, and a Gram is size-normalised.
-        """
-        grams: dict[str, Tensor] = {}
-        with torch.no_grad():
-            for style, w in zip(styles, weights):
-                f = self.features(to_unit(style[None].to(self.device)), self.style_layers)
-                for n in self.style_layers:
-                    grams[n] = grams.get(n, 0) + w.to(self.device) * gram_matrix(f[n].float())
-        return grams
-
-    def objective(self, y: Tensor, x: Tensor) -> dict[str, Tensor]:
-        """Weighted per-sample losses of outputs ``y`` for inputs ``x`` (both (B, 3, H, W) in [0, 1]), averaged
-        over the batch; ``"loss"`` is their sum."""
-        assert self._grams is not None
-        with torch.no_grad():
-            f_x = self.features(x, self.content_layers)
-        f_y = self.features(y, self.content_layers + self.style_layers)
-        c = torch.zeros(len(y), device=y.device)
-        for n in self.content_layers:
-            norm = f_x[n].pow(2).flatten(1).mean(1).clamp_min(1e-12) if self.normalize else 1.0  # (B,)
-            c = c + content_loss(f_y[n], f_x[n]) / norm
-        s = torch.zeros(len(y), device=y.device)
-        for n, w in zip(self.style_layers, self.layer_weights):
-            target = self._grams[n]
-            norm = target.pow(2).mean().clamp_min(1e-12) if self.normalize else 1.0
-            s = s + w * style_loss(gram_matrix(f_y[n]), target.expand(len(y), -1, -1)) / norm
-        tv = total_variation(y) if self.hparams.tv_weight else torch.zeros_like(c)
-        losses = {
-            "content": self.hparams.content_weight * c.mean(),
-            "style": self.hparams.style_weight * s.mean(),
-            "tv": self.hparams.tv_weight * tv.mean(),
-        }
-        losses["loss"] = losses["content"] + losses["style"] + losses["tv"]
-        return losses
-
     def _step_losses(self, batch) -> tuple[Tensor, dict[str, Tensor]]:
+        """Batch-mean weighted losses of the network's outputs for a batch's content (B, 3, S, S) in [0, 1]; the
+        blended style Grams come from the first batch and are kept."""
         content, styles, weights = batch
         if self._grams is None:
-            self._grams = self.style_targets(styles, weights)
-        y = to_unit(self.network(content))  # (B, 3, S, S), float32
+            self._grams = self.perceptual.style_grams([s.to(self.device) for s in styles], weights.to(self.device))
+        y = to_unit(self.network(to_signed(content)))  # (B, 3, S, S), not clamped: tanh keeps it in range
         # fp32 losses: Gram matrices of bf16 features lose most of their digits
         with torch.autocast(self.device.type, enabled=False):
-            return content, self.objective(y, to_unit(content))
+            targets = self.perceptual.targets(content.float(), self._grams)
+            losses = {name: value.mean() for name, value in self.perceptual(y.float(), targets).items()}
+        losses["loss"] = losses["content"] + losses["style"] + losses["tv"]
+        return content, losses
 
     # ------------------------------------------------------------------------------------------------------
     # fit
@@ -162,28 +120,21 @@ class StyleNetwork(PlainHyperparameters, LightningModule):
             self.log(key, value, batch_size=len(content), sync_dist=True)
 
     def images_to_log(self, n: int, batch: Tensor | None = None) -> dict[str, Tensor]:
-        """For ``ImageLogger``: its fixed photos ``batch`` (B, 3, S, S) in [-1, 1] — the first validation batch, i.e.
-        the held-out photos, or the first training crops without validation — and their stylisations, in [0, 1]."""
+        """For ``ImageLogger``: its fixed photos ``batch`` (B, 3, S, S) in [0, 1] — the first validation batch, i.e.
+        the held-out photos, or the first training crops without validation — and their stylisations."""
         if batch is None:
             return {}
         x = batch[:n].to(self.device)
         with torch.no_grad():
-            y = self.network(x)
-        return {"content": to_unit(x).clamp(0, 1), "stylized": to_unit(y).clamp(0, 1)}
+            return {"content": x.clamp(0, 1), "stylized": self.stylize(x)}
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["counters"] = {"batches": self.batches}
-        state = checkpoint["state_dict"]
-        for key in [k for k in state if k.startswith("features.")]:
-            del state[key]  # frozen, rebuilt from the config: VGG16 would add 60 MB to every checkpoint
         super().on_save_checkpoint(checkpoint)
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         super().on_load_checkpoint(checkpoint)
         self.batches = int(checkpoint.get("counters", {}).get("batches", 0))
-        state = checkpoint["state_dict"]
-        for key, value in self.features.state_dict(prefix="features.").items():
-            state.setdefault(key, value)
 
     # ------------------------------------------------------------------------------------------------------
     # predict / Python API
@@ -208,7 +159,7 @@ class StyleNetwork(PlainHyperparameters, LightningModule):
 
     def predict_step(self, batch: dict, batch_idx: int) -> dict:
         if "images" in batch:
-            return {"images": self.stylize(to_unit(batch["images"].float())), "names": list(batch["names"])}
+            return {"images": self.stylize(batch["images"].float()), "names": list(batch["names"])}
         size = self.hparams.frame_batch_size
         videos = [{"source": clip, "frames": self.stylize_frames(clip.frames(size))} for clip in batch["videos"]]
         return {"videos": videos, "names": list(batch["names"])}
