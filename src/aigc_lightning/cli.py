@@ -219,7 +219,7 @@ class AigcCLI(SubcommandHooks):
         config = self.config.get(self.config.get("subcommand") or "", self.config)
         if isinstance(config, Namespace) and config.get("ckpt_path"):
             check_checkpoint_file(config["ckpt_path"])
-        # before the seed's log line and any instantiation: the error is the only line on stderr
+        # before seed_everything's "Seed set to" line and any instantiation: the error is the only line on stderr
         check_trainer_numbers(config.get("trainer"))
         if self.config.get("subcommand") != "predict":  # predict writes only --output_dir, its writer checks it
             for option, folder in output_folders(config):
@@ -324,7 +324,7 @@ def close_process_group(finished: bool) -> None:
 
     Lightning registers this only for NCCL. A gloo group (CPU DDP) left alive keeps C++ worker threads that are
     torn down during interpreter finalisation and abort the process ("terminate called without an active
-    exception", exit -6) after a run that succeeded — seen in CI on 2-process CPU predict. After a finished run
+    exception", exit -6) after a run that succeeded (e.g. 2-process CPU predict). After a finished run
     the ranks meet at a barrier first so none closes its sockets while another is still talking.
     """
     if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
@@ -341,9 +341,9 @@ def run() -> None:
     """The process entry point (``python -m aigc_lightning``, the ``aigc-lightning`` script): ``main()``, then a
     fast interpreter exit.
 
-    After a command, CPython's shutdown spent over a second collecting garbage cycles among the ~460,000 objects
-    torch, Lightning and jsonargparse keep alive (end of ``main`` to process exit: 1.35 s, 0.2 s after
-    ``gc.freeze()``; docs/benchmarks.md, "What a user pays"). ``gc.freeze()`` takes them out of the collector's
+    After a command, CPython's shutdown would spend over a second collecting garbage cycles among the ~460,000
+    objects torch, Lightning and jsonargparse keep alive (end of ``main`` to process exit: 1.35 s, 0.2 s after
+    ``gc.freeze()``; ``python -m bench exit_time``). ``gc.freeze()`` takes them out of the collector's
     view; modules are still torn down, objects released and finalised by reference counting, atexit handlers run.
     Only garbage *cycles* left at exit go uncollected, whose finalisers CPython does not promise to run at exit
     anyway (files and loggers are closed before ``main`` returns). Not inside ``main()``: tests call it in-process,

@@ -52,7 +52,7 @@ def defer_scipy_signal() -> bool:
 
     ``torchmetrics/__init__.py`` (and its two ``audio`` packages) runs ``import scipy.signal`` to add
     ``scipy.signal.hamming`` for SRMRpy, a package torchmetrics itself never imports; Lightning imports torchmetrics
-    to compare versions, so every ``python -m aigc_lightning`` paid for it, ~5 % of the 10-second VAE digits job
+    to compare versions, so every ``python -m aigc_lightning`` pays for it, ~5 % of the 10-second VAE digits job
     (torchmetrics issue #3457, PRs #3459 / #3463 move the patch into torchmetrics' tests). This puts a stand-in for
     ``scipy.signal`` in ``sys.modules`` that already has ``hamming`` (so the ``hasattr`` check passes) and the
     spec/file attributes tools read without using the module (``inspect.getmodule`` scans every module's
@@ -95,9 +95,10 @@ def logger_records_batch(trainer: Trainer) -> bool:
     """Whether the logger records this training batch's ``self.log`` values (every ``log_every_n_steps``).
 
     Each ``self.log`` costs ~0.7 ms of CPU (Lightning moves the stored result's whole state to the value's device
-    on every call): ~1 % of a width-32 DCGAN batch for 5 scalars, 30 % of an MLP VAE's. Modules log per-batch
-    scalars only where this holds (plus the first batch). Lightning keeps the answer on a private connector; its
-    own LearningRateMonitor reads it the same way (no public property and no upstream issue asking for one yet).
+    on every call): ~1 % of a width-32 DCGAN batch for 5 scalars, 30 % of an MLP VAE's (docs/benchmarks.md,
+    ``python -m bench vae_ablation``). Modules log per-batch scalars only where this holds (plus the
+    first batch). Lightning keeps the answer on a private connector; its own LearningRateMonitor reads it the same
+    way (no public property and no upstream issue asking for one yet).
     """
     return trainer._logger_connector.should_update_logs
 

@@ -74,7 +74,7 @@ class GenerativeMetrics(Callback):
     the same on every rank, and enabling them does not change the random stream of training.
 
     Args:
-        every_n_epochs: compute every N-th epoch (the ``fid_every_n_epochs`` cadence).
+        every_n_epochs: compute at the validations of epochs N-1, 2N-1, … (zero-based).
         num_samples: generated images per evaluation, over all ranks together.
         feature: feature extractor returning ``(features, logits)`` of images in [0, 1]; ``None`` is the
             packaged digits ``DomainFeatures``. ``InceptionFeatures`` for natural images (downloads weights).
@@ -116,7 +116,7 @@ class GenerativeMetrics(Callback):
         self.num_real = 0  # real images fed on this rank; 0 until the cache is filled
         self.real_done = False
         self.active = False
-        self.seconds = 0.0  # wall time spent in this callback (the evaluation cost; bench/fid_cost.py)
+        self.seconds = 0.0  # wall time spent in this callback (the evaluation cost; python -m bench fid_cost)
         self.evaluations = 0
         self.best_fid = float("inf")  # the run's headline number, logged as hp_metric
 

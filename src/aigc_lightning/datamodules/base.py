@@ -2,7 +2,7 @@
 
 Every image DataModule hands out batches ``(x, y)`` with ``x`` float32 in **[-1, 1]**, shape (B, C, H, W).
 Small datasets are decoded once into one uint8 tensor (``TensorImages``) and served a whole batch per index
-operation; ``bench/data_loading.py`` measures this at ~70x the per-item PIL path per epoch on CPU (10k MNIST
+operation; ``python -m bench data_loading`` measures this at ~70x the per-item PIL path per epoch on CPU (10k MNIST
 PNGs). Large ones are decoded per item (``ImageFiles``).
 """
 

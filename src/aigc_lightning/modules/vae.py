@@ -41,7 +41,7 @@ from aigc_lightning.losses import (
     log_normal_diag,
 )
 from aigc_lightning.modules.hparams import PlainHyperparameters
-from aigc_lightning.modules.vae_metrics import ActiveUnits, VAEMetrics
+from aigc_lightning.modules.vae_metrics import VAEMetrics
 from aigc_lightning.pixels import to_unit
 from aigc_lightning.seeds import randn_from_seeds
 
@@ -254,8 +254,8 @@ class VAE(PlainHyperparameters, LightningModule):
         n = x01.shape[0]
         values = torch.stack([loss.detach(), (recon + kl).detach().mean(), recon.detach().mean(), kl.detach().mean()])
         # Epoch means from a running sum, and per-batch values only on the first batch and the batches the logger
-        # records (six self.log calls per batch made the MLP VAE's fit 1.3x slower; see
-        # compat.logger_records_batch), as in GAN.training_step.
+        # records, as in GAN.training_step: six self.log calls on every batch make the MLP VAE's fit ~1.3x slower
+        # (compat.logger_records_batch says why; python -m bench vae_ablation measures it).
         self._epoch_sum = self._epoch_sum + values * n
         self._epoch_count += n
         if self.batches == 1 or compat.logger_records_batch(self.trainer):
@@ -369,9 +369,7 @@ class VAE(PlainHyperparameters, LightningModule):
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         super().on_load_checkpoint(checkpoint)
-        # before 0.2 the counter was a buffer in the state_dict; taken out so older checkpoints still load
-        old = checkpoint.get("state_dict", {}).pop("batches_seen", None)
-        self.batches = checkpoint.get("counters", {}).get("batches", int(old) if old is not None else 0)
+        self.batches = checkpoint.get("counters", {}).get("batches", 0)
 
     def configure_optimizers(self):
         params = self.parameters()
@@ -395,4 +393,4 @@ class VAE(PlainHyperparameters, LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": interval}}
 
 
-__all__ = ["VAE", "ActiveUnits"]
+__all__ = ["VAE"]

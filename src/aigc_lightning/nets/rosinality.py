@@ -5,7 +5,7 @@ Its ``convert_weight.py`` turns NVIDIA's official pickles into ``{"g_ema": …, 
 weights scaled at run time), so conversion is a table of renames plus reshapes of a few singleton dimensions. Size,
 style dim, ``n_mlp`` and the width table are read off the tensors. Its networks are always RGB: a grey net
 exports with the three colour channels tied, and imports with ``channels=1`` as the mean of the colours.
-``bench/stylegan2_parity.py`` checks that both directions compute that implementation's images and logits.
+``python -m bench parity`` checks that both directions compute that implementation's images and logits.
 """
 
 from __future__ import annotations

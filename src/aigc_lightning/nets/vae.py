@@ -1,4 +1,4 @@
-"""VAE networks: the seed's MLP (784-400-20, any image shape) and a convolutional pair for 16–64 px RGB.
+"""VAE networks: the AIGC article's MLP (784-400-20, any image shape) and a convolutional pair for 16–64 px RGB.
 
 Encoders map images in [0, 1] (B, C, H, W) to ``(mu, logvar)`` of q(z|x), each (B, latent_dim). Decoders map
 z (B, latent_dim) to one value per pixel (B, C, H, W): the likelihood's parameter (logits for a Bernoulli, the
@@ -17,7 +17,7 @@ from aigc_lightning.nets.sizes import check_sizes
 
 
 class MLPEncoder(nn.Module):
-    """The seed's encoder: flatten → ``fc1`` (ReLU) → mean head ``fc21`` and log-variance head ``fc22``.
+    """The article's MLP encoder: flatten → ``fc1`` (ReLU) → mean head ``fc21`` and log-variance head ``fc22``.
 
     Args:
         channels: image channels.
@@ -45,7 +45,7 @@ class MLPEncoder(nn.Module):
 
 
 class MLPDecoder(nn.Module):
-    """The seed's decoder: ``fc3`` (ReLU) → ``fc4`` → one parameter per pixel (no sigmoid: logits).
+    """The article's MLP decoder: ``fc3`` (ReLU) → ``fc4`` → one parameter per pixel (no sigmoid: logits).
 
     Args:
         channels: image channels.
