@@ -14,6 +14,9 @@ from torch.utils.data import DataLoader, TensorDataset
 from aigc_lightning import losses
 from aigc_lightning.augment import diff_augment
 from aigc_lightning.errors import NonFiniteLossError, UserError
+from aigc_lightning.gan_latents import GaussianLatents
+from aigc_lightning.gan_losses import Hinge, NonSaturating, WassersteinGP
+from aigc_lightning.gan_regularizers import R1
 from aigc_lightning.modules import GAN
 from aigc_lightning.nets import Discriminator, Generator
 
@@ -25,7 +28,7 @@ def tiny_gan(size: int = 32, channels: int = 1, **kwargs) -> GAN:
     torch.manual_seed(0)
     g = Generator(latent_dim=8, channels=channels, image_size=size, width=4)
     d = Discriminator(channels=channels, image_size=size, width=4)
-    kwargs.setdefault("mean_latent_samples", 256)
+    kwargs.setdefault("latents", GaussianLatents(mean_samples=256))
     kwargs.setdefault("bn_stat_batches", 2)
     return GAN(g, d, **kwargs)
 
@@ -107,6 +110,30 @@ def test_adversarial_losses_by_hand():
     torch.testing.assert_close(losses.g_wasserstein(f), torch.tensor([0.5, -0.25]))
 
 
+
+def test_adversarial_loss_objects_are_the_functions_per_sample():
+    r, f = torch.tensor([0.5, 2.0, -1.0]), torch.tensor([-0.5, 0.25, 3.0])
+    games = {NonSaturating(): (losses.d_nonsaturating, losses.g_nonsaturating),
+             Hinge(): (losses.d_hinge, losses.g_hinge), WassersteinGP(): (losses.d_wasserstein, losses.g_wasserstein)}
+    for game, (d_fn, g_fn) in games.items():
+        assert torch.equal(game.discriminator_loss(r, f), d_fn(r, f)) and game.discriminator_loss(r, f).shape == (3,)
+        assert torch.equal(game.generator_loss(f), g_fn(f))
+    d = nn.Sequential(nn.Flatten(), nn.Linear(4, 1), nn.Flatten(0))
+    x, y = torch.randn(3, 1, 2, 2), torch.randn(3, 1, 2, 2)
+    assert NonSaturating().penalty(d, x, y) is None and NonSaturating().penalty_weight == 0
+    wgan = WassersteinGP(gp_weight=2.5)
+    assert wgan.penalty_weight == 2.5 and wgan.penalty(d, x, y).shape == (3,)
+
+
+def test_r1_schedule_and_scale():
+    r1 = R1(gamma=4.0, every=3, lazy_correction=True)
+    assert [r1.due(step) for step in range(7)] == [True, False, False, True, False, False, True]
+    assert r1.scale(torch.tensor(1.5)).item() == 4.0 / 2 * 1.5 * 3  # γ/2 · penalty · k
+    assert r1.correction_interval() == 3 and R1(gamma=4.0).correction_interval() is None
+    off = R1(gamma=0.0, lazy_correction=True)
+    assert not any(off.due(step) for step in range(20)) and off.correction_interval() is None
+
+
 class Linear(nn.Module):
     """D(x) = <w, x>: its input gradient is w for every x."""
 
@@ -153,8 +180,8 @@ def test_diff_augment_is_differentiable_and_random():
     "kwargs",
     [
         {},
-        {"loss": "hinge", "r1_gamma": 1.0, "r1_every": 2, "augment": "translation,cutout"},
-        {"loss": "wgan-gp", "n_critic": 2},
+        {"loss": Hinge(), "r1": R1(gamma=1.0, every=2), "augment": "translation,cutout"},
+        {"loss": WassersteinGP(), "n_critic": 2},
     ],
 )
 def test_fit_changes_both_networks(kwargs):
@@ -199,12 +226,13 @@ def test_ema_update_follows_the_formula():
 
 
 def test_checkpoint_round_trip_keeps_ema_counters_and_samples(tmp_path):
-    model = tiny_gan(r1_gamma=1.0, r1_every=4)
+    model = tiny_gan(r1=R1(gamma=1.0, every=4))
     t = trainer(3)
     t.fit(model, loader())
     before = model.sample(6, seed=11)
     t.save_checkpoint(tmp_path / "gan.ckpt")
-    loaded = GAN.load_from_checkpoint(tmp_path / "gan.ckpt", weights_only=False)
+    nets = {"generator": Generator(latent_dim=8, image_size=32, width=4), "discriminator": Discriminator(width=4)}
+    loaded = GAN.load_from_checkpoint(tmp_path / "gan.ckpt", **nets)  # a Python-built GAN: its nets passed again
     assert (loaded.batches, loaded.d_steps) == (3, 3)
     assert torch.equal(flat(loaded.generator_ema), flat(model.generator_ema))
     assert not torch.equal(flat(loaded.generator_ema), flat(loaded.generator))
@@ -242,7 +270,7 @@ def test_truncation_moves_samples_toward_the_mean():
 
 @pytest.mark.parametrize("precision", ["bf16-mixed", "16-mixed"])
 def test_mixed_precision_steps_are_finite(precision):
-    model = tiny_gan(r1_gamma=1.0, r1_every=1)
+    model = tiny_gan(r1=R1(gamma=1.0, every=1))
     g0, d0 = flat(model.generator), flat(model.discriminator)
     dtypes = set()
     model.discriminator.register_forward_hook(lambda m, i, out: dtypes.add(out.dtype))
@@ -273,7 +301,7 @@ def test_nan_loss_stops_before_the_update():
 
 
 def test_bad_arguments_raise_user_errors():
-    with pytest.raises(UserError, match="loss"):
-        tiny_gan(loss="lsgan")
+    with pytest.raises(UserError, match="gan_losses"):
+        tiny_gan(loss="hinge")  # the game is an object
     with pytest.raises(UserError, match="n_critic"):
         tiny_gan(n_critic=0)

@@ -46,8 +46,9 @@ def test_plain_ddp_two_processes_end_bit_identical(tmp_path):
         "--trainer.max_steps", "6", "--trainer.limit_val_batches", "0", "--trainer.enable_progress_bar", "false",
         "--trainer.default_root_dir", str(tmp_path / "logs"), f"--trainer.callbacks+={callback}",
         "--model.init_args.generator.init_args.width", "4", "--model.init_args.discriminator.init_args.width", "4",
-        "--images.log_images_every_n_batches", "2", "--model.init_args.r1_gamma", "1.0",
-        "--model.init_args.r1_every", "2", "--data.init_args.batch_size", "16",
+        "--images.log_images_every_n_batches", "2", "--model.init_args.r1",
+        '{"class_path": "aigc_lightning.gan_regularizers.R1", "init_args": {"gamma": 1.0, "every": 2}}',
+        "--data.init_args.batch_size", "16",
     ]
     proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240, check=False)
     assert proc.returncode == 0, proc.stderr[-3000:]

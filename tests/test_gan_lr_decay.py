@@ -1,6 +1,9 @@
-"""GAN ``lr_decay``: both learning rates anneal over the last fraction of the run, and a resumed run continues it."""
+"""GAN ``lr_scheduler`` (``schedules.LinearDecay``): both learning rates anneal over the last fraction of the run, one
+scheduler step per batch, and a resumed run continues it."""
 
 from __future__ import annotations
+
+from functools import partial
 
 import pytest
 import torch
@@ -9,17 +12,23 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 
 from aigc_lightning.callbacks.resume import RNGState
 from aigc_lightning.errors import UserError
-from aigc_lightning.lr_decay import linear_decay_factor
+from aigc_lightning.gan_regularizers import R1
+from aigc_lightning.schedules import LinearDecay, build_scheduler
 from test_gan import flat, loader, tiny_gan, trainer
 
 
+def linear_decay_factor(batch: int, total: int, fraction: float) -> float:
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    return LinearDecay(optimizer, fraction, total_steps=total).factor(batch)
+
+
 class RecordLR(Callback):
-    """The lr of every optimizer after each batch: one row (lr_g, lr_d) per batch."""
+    """The lr of every optimizer during each batch: one row (lr_g, lr_d) per batch."""
 
     def __init__(self) -> None:
         self.rows: list[tuple[float, ...]] = []
 
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
         self.rows.append(tuple(opt.param_groups[0]["lr"] for opt in trainer.optimizers))
 
 
@@ -34,6 +43,16 @@ def test_linear_decay_factor():
     assert all(linear_decay_factor(b, 8, 0.0) == 1 for b in range(8))
 
 
+def test_build_scheduler_fills_in_only_an_unset_total():
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    assert build_scheduler(partial(LinearDecay, fraction=0.5), opt, lambda: 8).total_steps == 8
+    assert build_scheduler(partial(LinearDecay, fraction=0.5, total_steps=4), opt, lambda: 8).total_steps == 4
+    cosine = partial(torch.optim.lr_scheduler.CosineAnnealingLR, T_max=3)  # no total_steps: left alone
+    assert build_scheduler(cosine, opt, lambda: 1 / 0).T_max == 3
+    with pytest.raises(UserError, match="total_steps"):
+        LinearDecay(opt, 0.5)
+
+
 @pytest.mark.parametrize(
     ("n_critic", "bounds"),
     [(1, {"max_steps": 16, "max_epochs": -1}), (2, {"max_steps": 24, "max_epochs": -1}),
@@ -41,7 +60,7 @@ def test_linear_decay_factor():
 )  # fmt: skip
 def test_lr_decays_over_the_last_fraction_of_the_run(n_critic, bounds):
     # 8 batches (4 per epoch) whichever bound ends the run; optimizer steps are n_critic + 1 per batch
-    model = tiny_gan(lr_decay=0.5, n_critic=n_critic, optimizer_g=lambda p: torch.optim.Adam(p, lr=1e-3),
+    model = tiny_gan(lr_scheduler=partial(LinearDecay, fraction=0.5), n_critic=n_critic, optimizer_g=lambda p: torch.optim.Adam(p, lr=1e-3),
                      optimizer_d=lambda p: torch.optim.Adam(p, lr=4e-3))  # fmt: skip
     record = RecordLR()
     trainer(8, callbacks=[record], **bounds).fit(model, loader())
@@ -52,13 +71,13 @@ def test_lr_decays_over_the_last_fraction_of_the_run(n_critic, bounds):
 
 
 def test_unbounded_run_with_lr_decay_is_a_user_error():
-    with pytest.raises(UserError, match="lr_decay"):
-        trainer(1, max_steps=-1, max_epochs=-1).fit(tiny_gan(lr_decay=0.5), loader())
+    with pytest.raises(UserError, match="lr_scheduler needs a run of known length"):
+        trainer(1, max_steps=-1, max_epochs=-1).fit(tiny_gan(lr_scheduler=partial(LinearDecay, fraction=0.5)), loader())
 
 
 def test_resume_continues_the_decay_bit_for_bit(tmp_path):
     def fit(folder, *callbacks, ckpt_path=None):
-        model = tiny_gan(lr_decay=0.75, r1_gamma=1.0, r1_every=2)
+        model = tiny_gan(lr_scheduler=partial(LinearDecay, fraction=0.75), r1=R1(1.0, every=2))
         save = ModelCheckpoint(dirpath=tmp_path / folder, save_last=True)
         t = trainer(8, max_steps=-1, max_epochs=2, enable_checkpointing=True, callbacks=[RNGState(), save, *callbacks])
         t.fit(model, loader(), ckpt_path=ckpt_path, weights_only=False)  # hparams hold the nets
@@ -71,4 +90,4 @@ def test_resume_continues_the_decay_bit_for_bit(tmp_path):
     assert torch.equal(flat(resumed.generator), flat(whole.generator))
     assert torch.equal(flat(resumed.discriminator), flat(whole.discriminator))
     for a, b in zip(t_whole.optimizers, t_resumed.optimizers):
-        assert a.param_groups[0]["lr"] == b.param_groups[0]["lr"] < b.param_groups[0]["base_lr"] / 4
+        assert a.param_groups[0]["lr"] == b.param_groups[0]["lr"] < b.param_groups[0]["initial_lr"] / 4

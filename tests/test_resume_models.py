@@ -19,7 +19,8 @@ MODELS = {
             "--seed_everything", "0", "--model", "aigc_lightning.modules.GAN",
             "--model.generator", "aigc_lightning.nets.Generator", "--model.generator.width", "8",
             "--model.discriminator", "aigc_lightning.nets.Discriminator", "--model.discriminator.width", "8",
-            "--images.log_images_every_n_batches", "2", "--model.mean_latent_samples", "64", "--model.bn_stat_batches", "1",
+            "--images.log_images_every_n_batches", "2", "--model.latents", "aigc_lightning.gan_latents.GaussianLatents",
+            "--model.latents.mean_samples", "64", "--model.bn_stat_batches", "1",
             "--data", "aigc_lightning.datamodules.DigitsDataModule", "--data.image_size", "28", "--data.batch_size", "8",
             ],
     # StyleGAN2 with every piece of state a resume must restore: w_avg (a buffer), the path-length mean and ADA's p
@@ -27,9 +28,9 @@ MODELS = {
     "stylegan2": [
             "--seed_everything", "0", "--config", str(ROOT / "configs/gan/stylegan2_digits.yaml"), "--trainer.callbacks", "[]",
             "--model.generator.init_args.channel_max", "8", "--model.generator.init_args.latent_dim", "16",
-            "--model.discriminator.init_args.channel_max", "8", "--model.pl_weight", "2", "--model.pl_every", "2",
-            "--model.style_mixing_prob", "0.9", "--model.r1_gamma", "0.05", "--model.r1_every", "2",
-            "--model.ada_interval", "4", "--model.ada_kimg", "1", "--model.ada_p", "0.5",
+            "--model.discriminator.init_args.channel_max", "8", "--model.path_length.init_args.every", "2",
+            "--model.r1.init_args.every", "2", "--model.ada.init_args.interval", "4",
+            "--model.ada.init_args.ada_kimg", "1", "--model.ada.init_args.p", "0.5",
             "--images.log_images_every_n_batches", "2", "--data.batch_size", "8",
             ],
     "vae": ["--config", str(ROOT / "configs/vae/vae_digits.yaml"), "--model.encoder.init_args.hidden_dim", "16",

@@ -20,6 +20,8 @@ from torchvision.io import decode_image
 from aigc_lightning.augment import AdaController, augment_with_probability, diff_augment
 from aigc_lightning.cli import AigcCLI, main
 from aigc_lightning.errors import UserError
+from aigc_lightning.gan_latents import StyleLatents
+from aigc_lightning.gan_regularizers import R1, PathLength
 from aigc_lightning.lazy import apply_lazy_correction, lazy_ratio
 from aigc_lightning.modules import GAN
 from aigc_lightning.nets import Generator, StyleGAN2Discriminator, StyleGAN2Generator
@@ -42,6 +44,7 @@ def tiny_nets(size: int = 16, channels: int = 1) -> tuple[StyleGAN2Generator, St
 
 def tiny_sg2(**kwargs) -> GAN:
     g, d = tiny_nets()
+    kwargs.setdefault("latents", StyleLatents())
     return GAN(g, d, optimizer_g=adam, optimizer_d=adam, **kwargs)
 
 
@@ -62,8 +65,11 @@ def flat(module: nn.Module) -> torch.Tensor:
     return torch.cat([p.detach().flatten().clone() for p in module.parameters()])
 
 
-FULL = {"style_mixing_prob": 0.9, "pl_weight": 2.0, "pl_every": 2, "r1_gamma": 1.0, "r1_every": 2,
-        "augment": "translation,cutout", "ada_target": 0.6, "ada_interval": 1, "lazy_reg_correction": True}  # fmt: skip
+def full() -> dict:
+    """Every StyleGAN2 piece on, at short intervals (fresh objects: they carry state)."""
+    return {"latents": StyleLatents(mixing_prob=0.9), "path_length": PathLength(2.0, every=2, lazy_correction=True),
+            "r1": R1(1.0, every=2, lazy_correction=True), "augment": "translation,cutout",
+            "ada": AdaController(target=0.6, interval=1)}  # fmt: skip
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -71,7 +77,7 @@ FULL = {"style_mixing_prob": 0.9, "pl_weight": 2.0, "pl_every": 2, "r1_gamma": 1
 
 
 def test_stylegan2_module_trains_both_nets_and_tracks_w_avg():
-    model = tiny_sg2(**FULL)
+    model = tiny_sg2(**full())
     g0, d0, w0 = flat(model.generator), flat(model.discriminator), model.generator.w_avg.clone()
     t = trainer(3)
     t.fit(model, loader())
@@ -79,7 +85,7 @@ def test_stylegan2_module_trains_both_nets_and_tracks_w_avg():
     assert not torch.equal(flat(model.generator), g0) and not torch.equal(flat(model.discriminator), d0)
     assert not torch.equal(model.generator.w_avg, w0)  # the mapping's EMA of w moved while training
     assert torch.equal(model.generator_ema.w_avg, model.generator.w_avg)  # the EMA generator copies buffers
-    assert model.pl_mean > 0 and math.isfinite(model.pl_mean)
+    assert model.path_length.mean > 0 and math.isfinite(model.path_length.mean)
     logged = t.callback_metrics
     assert {"train/pl_penalty", "train/pl_mean", "train/aug_p", "train/r1"} <= set(logged)
     assert all(math.isfinite(v.item()) for v in logged.values()), logged
@@ -87,15 +93,15 @@ def test_stylegan2_module_trains_both_nets_and_tracks_w_avg():
 
 def test_path_length_term_is_finite_at_batch_two():
     # batch 2 with shrink 2: the path-length pass sees a single sample (NVlabs issue #210: NaNs at tiny batches)
-    model = tiny_sg2(pl_weight=2.0, pl_every=1, pl_batch_shrink=2, style_mixing_prob=0.9)
+    model = tiny_sg2(path_length=PathLength(2.0, every=1, batch_shrink=2), latents=StyleLatents(mixing_prob=0.9))
     t = trainer(3)
     t.fit(model, loader(n=6, batch_size=2))
-    assert math.isfinite(t.callback_metrics["train/pl_penalty"].item()) and model.pl_mean > 0
+    assert math.isfinite(t.callback_metrics["train/pl_penalty"].item()) and model.path_length.mean > 0
     assert torch.isfinite(flat(model.generator)).all()
 
 
 def test_lazy_regularisation_corrects_lr_and_betas():
-    model = tiny_sg2(pl_weight=2.0, pl_every=4, r1_gamma=1.0, r1_every=16, lazy_reg_correction=True)
+    model = tiny_sg2(path_length=PathLength(2.0, every=4, lazy_correction=True), r1=R1(1.0, 16, lazy_correction=True))
     trainer(1).fit(model, loader())
     opt_g, opt_d = (opt.optimizer for opt in model.optimizers())
     assert lazy_ratio(4) == 0.8 and lazy_ratio(16) == 16 / 17
@@ -104,7 +110,7 @@ def test_lazy_regularisation_corrects_lr_and_betas():
     assert opt_d.param_groups[0]["lr"] == pytest.approx(0.0025 * 16 / 17)
     assert opt_d.param_groups[0]["betas"] == pytest.approx((0.0, 0.99 ** (16 / 17)))
     # off by default: DCGAN configs keep their optimizers as written
-    plain = tiny_sg2(pl_weight=2.0, r1_gamma=1.0)
+    plain = tiny_sg2(path_length=PathLength(2.0), r1=R1(1.0))
     trainer(1).fit(plain, loader())
     assert plain.optimizers()[0].optimizer.param_groups[0]["lr"] == 0.0025
     sgd = apply_lazy_correction(torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=1.0), 1)
@@ -136,8 +142,8 @@ def test_ada_p_follows_the_sign_of_real_logits():
     # in the module: a D that is always sure of the reals raises p by batch_size / (ada_kimg · 1000) per batch
     for sign, expected in ((1.0, 3 * 4 / 1000), (-1.0, 0.0)):
         g, _ = tiny_nets()
-        model = GAN(g, SignedD(sign), optimizer_g=adam, augment="translation", ada_target=0.6, ada_kimg=1,
-                    ada_interval=1)  # fmt: skip
+        ada = AdaController(target=0.6, ada_kimg=1, interval=1)
+        model = GAN(g, SignedD(sign), optimizer_g=adam, augment="translation", ada=ada)
         trainer(3).fit(model, loader())
         assert model.ada.p == pytest.approx(expected)
 
@@ -156,7 +162,7 @@ def test_augment_with_probability():
 
 @pytest.mark.parametrize("precision", ["bf16-mixed", "16-mixed"])
 def test_mixed_precision_with_path_length_is_finite(precision):
-    model = tiny_sg2(**FULL)
+    model = tiny_sg2(**full())
     g0 = flat(model.generator)
     if precision == "16-mixed":  # on CPU only the plugin runs fp16 autocast (Trainer falls back to bf16)
         plugin = MixedPrecision("16-mixed", "cpu", scaler=torch.amp.GradScaler("cpu", init_scale=256.0))
@@ -170,10 +176,12 @@ def test_mixed_precision_with_path_length_is_finite(precision):
 
 def test_bad_stylegan2_options():
     g, d = tiny_nets()
-    with pytest.raises(UserError, match="ada_target"):
-        GAN(g, d, ada_target=0.6)
-    with pytest.raises(UserError, match="pl_weight"):
-        GAN(Generator(latent_dim=8, image_size=32, width=4), d, pl_weight=2.0)
+    with pytest.raises(UserError, match="model.ada"):
+        GAN(g, d, ada=AdaController())
+    with pytest.raises(UserError, match="path_length"):  # no ws without the StyleGAN2 latent path
+        GAN(g, d, path_length=PathLength())
+    with pytest.raises(UserError, match="StyleLatents needs a StyleGAN2Generator"):
+        GAN(Generator(latent_dim=8, image_size=32, width=4), d, latents=StyleLatents())
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -248,7 +256,7 @@ def test_pretrained_config_predicts_truncated_seeded_pngs(tmp_path):
     torch.testing.assert_close(a, expected, rtol=0, atol=1 / 255 + 1e-6)
     # the module takes the file's discriminator too, and the file's architecture over the configured one
     model = GAN(StyleGAN2Generator(image_size=8, latent_dim=8), StyleGAN2Discriminator(image_size=8),
-                generator_checkpoint=str(tmp_path / "g.pt"))  # fmt: skip
+                latents=StyleLatents(), generator_checkpoint=str(tmp_path / "g.pt"))  # fmt: skip
     assert model.generator.image_size == 16 and model.generator.training
     assert torch.equal(flat(model.discriminator), flat(d)) and torch.equal(model.generator_ema.w_avg, g.w_avg)
 
@@ -319,8 +327,8 @@ def test_two_process_ddp_with_path_length_and_mixing_ends_identical(tmp_path):
         "--trainer.accelerator", "cpu", "--trainer.devices", "2", "--trainer.strategy", "ddp",
         "--trainer.max_steps", "6", "--trainer.limit_val_batches", "0", "--trainer.default_root_dir",
         str(tmp_path / "logs"), "--trainer.callbacks", "[]", f"--trainer.callbacks+={callback}", *TINY_DIGITS,
-        "--model.pl_weight", "2", "--model.pl_every", "1", "--model.style_mixing_prob", "0.9", "--model.r1_gamma",
-        "0.05", "--model.r1_every", "2", "--model.ada_interval", "1", "--model.ada_kimg", "1",
+        "--model.path_length.init_args.every", "1", "--model.r1.init_args.every", "2",
+        "--model.ada.init_args.interval", "1", "--model.ada.init_args.ada_kimg", "1",
         "--images.log_images_every_n_batches", "2", "--data.batch_size", "8",
     ]  # fmt: skip
     proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240, check=False)
@@ -362,4 +370,4 @@ def test_gpu_configs_run_on_generated_images(tmp_path, config):
         "--data.image_size", "16", "--data.channels", "3", "--data.batch_size", "4",
     ])  # fmt: skip
     assert cli.trainer.state.finished and cli.model.batches == 1 and cli.trainer.precision == "bf16-mixed"
-    assert cli.model.generator.image_shape == (3, 16, 16) and cli.model.pl_mean > 0
+    assert cli.model.generator.image_shape == (3, 16, 16) and cli.model.path_length.mean > 0

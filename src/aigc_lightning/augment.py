@@ -13,6 +13,8 @@ from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
+from jsonargparse.typing import ClosedUnitInterval as Unit
+from jsonargparse.typing import PositiveFloat, PositiveInt
 from torch import Tensor
 
 from aigc_lightning.errors import UserError
@@ -105,15 +107,20 @@ class AdaController:
     the real images D saw since the last adjustment: p goes from 0 to 1 in ``ada_kimg`` thousand images at the
     fastest (NVlabs stylegan2-ada-pytorch ``training_loop.py``: target 0.6, interval 4, ada_kimg 500). A plain
     object with float state so the module can save it in ``checkpoint["counters"]`` and restore it exactly.
+    A GAN config names it as ``model.ada`` (it steers the probability of ``model.augment``)::
+
+        ada: {class_path: aigc_lightning.augment.AdaController, init_args: {target: 0.6, ada_kimg: 100}}
 
     Args:
         target: the r_t that p is driven toward (0.6 in the paper).
-        ada_kimg: thousands of images for p to travel from 0 to 1.
-        interval: batches between adjustments.
-        p: the initial probability.
+        ada_kimg: thousands of images for p to travel from 0 to 1 (NVlabs 500).
+        interval: batches between adjustments (NVlabs 4).
+        p: the initial probability (NVlabs' ``--p``).
     """
 
-    def __init__(self, target: float = 0.6, ada_kimg: float = 500.0, interval: int = 4, p: float = 0.0) -> None:
+    def __init__(
+        self, target: Unit = 0.6, ada_kimg: PositiveFloat = 500.0, interval: PositiveInt = 4, p: Unit = 0.0
+    ) -> None:
         self.target, self.ada_kimg, self.interval = float(target), float(ada_kimg), int(interval)
         self.p = float(p)  # a plain float: constrained types do not unpickle under weights_only
         self.sign_sum = 0.0  # Σ sign(D(real)) since the last adjustment
@@ -144,6 +151,9 @@ class AdaController:
         step = (1.0 if rt > self.target else -1.0 if rt < self.target else 0.0) * float(sums[1])
         self.p = min(max(self.p + step / (self.ada_kimg * 1000), 0.0), 1.0)
         self.sign_sum, self.count = 0.0, 0.0
+
+    def __repr__(self) -> str:
+        return f"AdaController(target={self.target}, ada_kimg={self.ada_kimg}, interval={self.interval})"
 
     def state_dict(self) -> dict[str, float]:
         return {"aug_p": self.p, "ada_sign_sum": self.sign_sum, "ada_count": self.count}

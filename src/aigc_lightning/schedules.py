@@ -1,4 +1,12 @@
-"""``WarmupCosine``: the learning-rate schedule torch has in pieces but not as one class a config can name.
+"""Learning-rate schedules: the one mechanism every module uses (``lr_scheduler``, an ``LRSchedulerCallable``).
+
+A module takes ``lr_scheduler: LRSchedulerCallable | None`` and builds it with ``build_scheduler``, which fills in
+``total_steps`` (the run's length) where the config left it unset, so a schedule written as a *fraction* of the run
+stays right when the run length changes (a config trained for 25 epochs, the same config smoke-tested for 10
+batches). Schedulers are torch ``LRScheduler``s: Lightning checkpoints their state, so a resumed run continues
+exactly. Any torch scheduler works too (``CosineAnnealingLR`` …).
+
+``WarmupCosine``: the schedule torch has in pieces but not as one class a config can name.
 
 Linear warm-up then cosine decay is ``SequentialLR([LinearLR, CosineAnnealingLR])`` in torch, but ``SequentialLR``
 takes scheduler *instances*, which a YAML config cannot write as one ``LRSchedulerCallable``; ``OneCycleLR`` is one
@@ -9,12 +17,14 @@ own learning rate by the same factor.
 
 from __future__ import annotations
 
+import inspect
 import math
+from collections.abc import Callable
 
 from jsonargparse.typing import ClosedUnitInterval as Unit
 from jsonargparse.typing import NonNegativeInt, PositiveInt
 from torch.optim import Optimizer
-from torch.optim.lr_scheduler import LambdaLR
+from torch.optim.lr_scheduler import LambdaLR, LRScheduler
 
 from aigc_lightning.errors import UserError
 
@@ -58,4 +68,64 @@ class WarmupCosine(LambdaLR):
         return self.final_factor + (1 - self.final_factor) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
-__all__ = ["WarmupCosine"]
+class LinearDecay(LambdaLR):
+    """Each group's lr × 1 until the last ``fraction`` of ``total_steps``, then linearly down to 1 / (decay steps) at
+    the last step (BigGAN / StyleGAN-style annealing). A GAN steps it once per batch.
+
+    Args:
+        optimizer: the optimizer whose groups it scales.
+        fraction: the last fraction of the run over which the learning rate falls; 0 keeps it constant.
+        total_steps: steps of the whole run; left unset, the module fills in the run's length.
+        last_epoch: the index of the last step done (-1: a fresh schedule), as in every torch scheduler.
+    """
+
+    def __init__(
+        self, optimizer: Optimizer, fraction: Unit = 0.25, total_steps: PositiveInt | None = None, last_epoch: int = -1
+    ) -> None:
+        if total_steps is None:
+            raise UserError("LinearDecay needs total_steps: set it, or use it as a module's lr_scheduler")
+        self.fraction, self.total_steps = float(fraction), int(total_steps)
+        super().__init__(optimizer, self.factor, last_epoch)
+
+    def factor(self, step: int) -> float:
+        """The multiplier of every group's learning rate at ``step`` (0-based)."""
+        decay = round(self.fraction * self.total_steps)
+        if decay <= 0:
+            return 1.0
+        return min(1.0, max(self.total_steps - step, 1) / decay)
+
+
+def build_scheduler(
+    factory: Callable[..., LRScheduler], optimizer: Optimizer, total_steps: Callable[[], int]
+) -> LRScheduler:
+    """``factory(optimizer)``, given ``total_steps=total_steps()`` when the factory takes a ``total_steps`` that the
+    config left unset (``WarmupCosine``, ``LinearDecay``, ``OneCycleLR`` without ``epochs``)."""
+    try:
+        parameters = inspect.signature(factory).parameters
+    except (TypeError, ValueError):  # a builtin or C callable: nothing to fill in
+        parameters = {}
+    unset = parameters.get("total_steps")
+    epochs = parameters.get("epochs")
+    if unset is not None and unset.default is None and (epochs is None or epochs.default is None):
+        return factory(optimizer, total_steps=total_steps())
+    return factory(optimizer)
+
+
+def run_batches(trainer, optimizer_steps_per_batch: int) -> int:
+    """Training batches the run will do: the earlier of ``max_steps`` (optimizer steps, ``optimizer_steps_per_batch``
+    per batch under manual optimization) and ``max_epochs`` × batches per epoch; a ``UserError`` if unbounded."""
+    trainer.estimated_stepping_batches  # noqa: B018 - sets up the train dataloader, hence num_training_batches
+    total = math.inf
+    if trainer.max_steps is not None and trainer.max_steps >= 0:
+        total = trainer.max_steps // optimizer_steps_per_batch
+    if trainer.max_epochs is not None and trainer.max_epochs >= 0:
+        total = min(total, trainer.max_epochs * trainer.num_training_batches)
+    if not math.isfinite(total) or total < 1:
+        raise UserError(
+            "model.lr_scheduler needs a run of known length; set --trainer.max_epochs or --trainer.max_steps "
+            "(or the scheduler's total_steps)"
+        )
+    return int(total)
+
+
+__all__ = ["LinearDecay", "WarmupCosine", "build_scheduler", "run_batches"]

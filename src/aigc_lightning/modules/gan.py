@@ -1,17 +1,24 @@
 """GAN training with manual, alternating optimizer steps: ``n_critic`` discriminator steps, then one generator step.
 
-Schedules (lazy R1, EMA ramp-up) run on this module's own **batch** counter: ``trainer.global_step``
-counts optimizer steps, i.e. ``n_critic + 1`` per batch, so ``--trainer.max_steps N`` stops after
-``N / (n_critic + 1)`` batches. Logged scalars use Lightning's batch x-axis too, every ``log_every_n_steps`` batches.
+The recipe is made of small objects a config picks by ``class_path`` (docs/gan.md): the adversarial game
+(``loss``: ``gan_losses``), the latent path (``latents``: ``gan_latents``, StyleGAN2's mapping, style mixing and
+w-truncation), the lazy regularisers (``r1``, ``path_length``: ``gan_regularizers``) and ADA's p (``ada``:
+``augment.AdaController``). This module owns only the alternation, the EMA generator and sampling.
+
+Schedules (lazy R1, path length, EMA ramp-up, ``lr_scheduler``) run on this module's own **batch** counter:
+``trainer.global_step`` counts optimizer steps, i.e. ``n_critic + 1`` per batch, so ``--trainer.max_steps N`` stops
+after ``N / (n_critic + 1)`` batches. Logged scalars use Lightning's batch x-axis too, every ``log_every_n_steps``
+batches.
 
 Multi-GPU: Lightning's ``ddp`` wraps the whole LightningModule in one ``DistributedDataParallel``. A D step never
 reaches G's parameters (and the G step leaves D's frozen), which that wrapper treats as an error unless
-``find_unused_parameters=True``, so ``setup`` switches it on for the plain ``ddp`` strategy (``compat.py``; Lightning
-issues #20328, #20866). ``bench/overhead.py --ddp`` measures what this costs.
+``find_unused_parameters=True``. Configs that run on several devices say ``strategy: ddp_find_unused_parameters_true``;
+a user's ``--trainer.strategy ddp`` (or ``auto`` on several devices) must just work too, which no config can
+cover, so ``setup`` asks ``compat.find_unused_parameters`` (the one place that touches the strategy's settings;
+Lightning issues #20328, #20866). ``bench/overhead.py --ddp`` measures what this costs.
 
-StyleGAN2 (docs/stylegan2.md): style mixing, lazy path length, ADA's p, truncation around ``w_avg``. Regularisers
-join the loss of the step they fall on (NVlabs takes an extra step), so each loss uses every parameter of its
-network and DDP never sees an unused one; p, the path-length mean and ``w_avg`` are saved for exact resume.
+Regularisers join the loss of the step they fall on (NVlabs takes an extra step), so each loss uses every parameter
+of its network; p, the path-length mean and ``w_avg`` are saved for exact resume.
 
 Image grids (samples from fixed seeds, a latent interpolation) are drawn by the ``ImageLogger`` callback from
 ``images_to_log``; FID/KID/IS by the ``GenerativeMetrics`` callback from ``sample``.
@@ -20,77 +27,64 @@ Image grids (samples from fixed seeds, a latent interpolation) are drawn by the 
 from __future__ import annotations
 
 import copy
-import math
 from typing import Any, Literal
 
 import torch
-from jsonargparse.typing import ClosedUnitInterval as Unit
-from jsonargparse.typing import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
+from jsonargparse.typing import NonNegativeFloat, NonNegativeInt, PositiveInt
 from lightning.pytorch import LightningModule
-from lightning.pytorch.cli import OptimizerCallable
+from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import Tensor, nn
 from torch.optim.swa_utils import update_bn
 
-from aigc_lightning import compat, losses
+from aigc_lightning import compat
 from aigc_lightning.augment import AdaController, augment_with_probability, parse_policy
 from aigc_lightning.constraints import UnitIntervalBelowOne
 from aigc_lightning.errors import UserError, check_finite, checked_optimizer
+from aigc_lightning.gan_latents import GaussianLatents, Latents
+from aigc_lightning.gan_losses import AdversarialLoss, NonSaturating
+from aigc_lightning.gan_regularizers import R1, PathLength
 from aigc_lightning.lazy import apply_lazy_correction
-from aigc_lightning.lr_decay import linear_decay_factor, run_batches, set_lr_factor
 from aigc_lightning.modules.hparams import PlainHyperparameters
-from aigc_lightning.nets.stylegan2 import mix_styles, networks_from_rosinality
+from aigc_lightning.nets.stylegan2 import networks_from_rosinality
 from aigc_lightning.pixels import to_unit
+from aigc_lightning.schedules import build_scheduler, run_batches
 from aigc_lightning.seeds import interpolation_latents, randn_from_seeds
-
-D_LOSSES = {"nonsaturating": losses.d_nonsaturating, "hinge": losses.d_hinge, "wgan-gp": losses.d_wasserstein}
-G_LOSSES = {"nonsaturating": losses.g_nonsaturating, "hinge": losses.g_hinge, "wgan-gp": losses.g_wasserstein}
 
 
 class GAN(PlainHyperparameters, LightningModule):
-    """Generative adversarial network with an EMA generator, R1 / WGAN-GP penalties, DiffAugment and truncation.
+    """Generative adversarial network with an EMA generator, lazy regularisers, DiffAugment / ADA and truncation.
 
     Args:
-        generator: maps z (B, ``generator.latent_dim``) to images (B, C, H, W) in [-1, 1]. A generator with
-            ``mapping``, ``synthesis`` and ``w_avg`` (StyleGAN2) gets truncation in w space around ``w_avg``.
+        generator: maps z (B, ``generator.latent_dim``) to images (B, C, H, W) in [-1, 1].
         discriminator: maps images to one logit per image, shape (B,).
         optimizer_g: optimizer factory for the generator (DCGAN: Adam, lr 2e-4, betas (0.5, 0.999)).
         optimizer_d: optimizer factory for the discriminator.
-        lr_decay: the last fraction of the run's batches over which both learning rates fall linearly toward 0
-            (BigGAN / StyleGAN-style annealing; ``lr_decay.py``); 0 keeps them constant. The run's length is read
-            off the Trainer (``max_steps`` / (n_critic + 1) or ``max_epochs``, whichever ends first).
-        loss: ``nonsaturating`` (the original GAN, in logits form), ``hinge`` or ``wgan-gp`` (Wasserstein critic
-            plus gradient penalty; use a discriminator without batch norm).
+        lr_scheduler: learning-rate scheduler factory, built once for each optimizer and stepped once per batch,
+            e.g. ``aigc_lightning.schedules.LinearDecay`` (both rates fall linearly over the last fraction of the
+            run); a ``total_steps`` left unset is the run's length in batches. ``null``: constant rates.
+        loss: the adversarial game (``aigc_lightning.gan_losses``): ``NonSaturating`` (``null``), ``Hinge`` or
+            ``WassersteinGP`` (with its ``gp_weight``; use a discriminator without batch norm).
+        latents: how latents reach the generator (``aigc_lightning.gan_latents``): ``GaussianLatents`` (``null``:
+            z into ``G(z)``) or ``StyleLatents`` (StyleGAN2: style mixing, truncation in w around ``w_avg``).
         n_critic: discriminator steps per batch (each with fresh z, on the same real batch) before one G step.
-        gp_weight: weight λ of the WGAN-GP gradient penalty (only with ``loss: wgan-gp``).
-        r1_gamma: weight γ of the R1 penalty γ/2·‖∇D(x)‖² on real images; 0 disables it.
-        r1_every: lazy regularisation (StyleGAN2): R1 on every k-th D step only, scaled by k.
+        r1: lazy R1 penalty on real images (``aigc_lightning.gan_regularizers.R1``); ``null`` for none.
+        path_length: StyleGAN2's lazy path-length penalty (``aigc_lightning.gan_regularizers.PathLength``, needs
+            ``StyleLatents``); ``null`` for none.
         augment: DiffAugment policy applied to real and fake images before D, e.g. ``color,translation,cutout``;
             empty or ``null`` for none. Helps small datasets.
+        ada: ADA (``aigc_lightning.augment.AdaController``): apply ``augment`` to each image with a probability p
+            steered by D's overfitting; ``null`` applies ``augment`` always.
         ema_decay: decay of the generator's exponential moving average (used for sampling and metrics), in
             [0, 1); 0 makes the EMA generator a copy of the trained one.
         ema_warmup: EMA ramp-up: the decay at batch t is ``min(ema_decay, (1 + t) / (ema_warmup + t))`` so early,
             random weights are forgotten quickly.
-        truncation_psi: the truncation trick: latents are pulled toward the mean latent,
-            ``mean + psi * (z - mean)``, psi >= 0; 1 disables it, the seed's setting is 0.7. Used by ``sample``
+        truncation_psi: the truncation trick: latents are pulled toward the centre, ``centre + psi * (z - centre)``
+            (in w for ``StyleLatents``), psi >= 0; 1 disables it, the seed's setting is 0.7. Used by ``sample``
             and predict.
-        mean_latent_samples: number of latents the mean latent is estimated from (once, with a fixed seed).
         bn_stat_batches: batches of 64 fixed latents that re-estimate the EMA generator's batch-norm statistics
             before sampling (BigGAN's "standing statistics"); averaged weights need statistics of their own.
         noise_mode: StyleGAN2 noise for sampling and predict: ``const`` (stored noise: an image depends on its seed
             alone), ``random`` (from torch's global generator) or ``none``.
-        style_mixing_prob: StyleGAN2: probability that a training sample takes a second latent's ws from a random
-            layer on (StyleGAN §3.1; NVlabs 0.9).
-        pl_weight: weight of StyleGAN2's path-length penalty (eq. 4; NVlabs 2); 0 disables it.
-        pl_every: lazy path length: every k-th batch only, scaled by k (NVlabs 4).
-        pl_decay: decay of the running mean of path lengths (NVlabs 0.01).
-        pl_batch_shrink: the path-length pass uses batch_size // this many samples, at least 1 (NVlabs 2).
-        lazy_reg_correction: lr × c and Adam betas ** c, c = k / (k + 1), for each lazy regulariser that is on
-            (k = ``r1_every`` for D, ``pl_every`` for G), as StyleGAN2.
-        ada_target: ADA: apply ``augment`` to each image with probability p, moved so that E[sign(D(real))]
-            approaches this target (paper: 0.6); ``null`` applies ``augment`` always.
-        ada_kimg: thousands of real images in which p can go from 0 to 1 (NVlabs 500).
-        ada_interval: batches between adjustments of p (NVlabs 4).
-        ada_p: the initial p (NVlabs' ``--p``).
         generator_checkpoint: a rosinality/stylegan2-pytorch ``.pt`` whose ``g_ema`` + ``latent_avg`` (and ``d`` if
             present) replace the configured networks, architecture read off the file (pretrained predict, fine-tune).
     """
@@ -101,40 +95,28 @@ class GAN(PlainHyperparameters, LightningModule):
         discriminator: nn.Module,
         optimizer_g: OptimizerCallable = torch.optim.Adam,
         optimizer_d: OptimizerCallable = torch.optim.Adam,
-        lr_decay: Unit = 0.0,
-        loss: Literal["nonsaturating", "hinge", "wgan-gp"] = "nonsaturating",
+        lr_scheduler: LRSchedulerCallable | None = None,
+        loss: AdversarialLoss | None = None,
+        latents: Latents | None = None,
         n_critic: PositiveInt = 1,
-        gp_weight: NonNegativeFloat = 10.0,
-        r1_gamma: NonNegativeFloat = 0.0,
-        r1_every: PositiveInt = 16,
+        r1: R1 | None = None,
+        path_length: PathLength | None = None,
         augment: str | None = None,
+        ada: AdaController | None = None,
         ema_decay: UnitIntervalBelowOne = 0.999,
         ema_warmup: PositiveInt = 10,
         truncation_psi: NonNegativeFloat = 1.0,
-        mean_latent_samples: PositiveInt = 4096,
         bn_stat_batches: NonNegativeInt = 16,
         noise_mode: Literal["random", "const", "none"] = "const",
-        style_mixing_prob: Unit = 0.0,
-        pl_weight: NonNegativeFloat = 0.0,
-        pl_every: PositiveInt = 4,
-        pl_decay: Unit = 0.01,
-        pl_batch_shrink: PositiveInt = 2,
-        lazy_reg_correction: bool = False,
-        ada_target: Unit | None = None,
-        ada_kimg: PositiveFloat = 500.0,
-        ada_interval: PositiveInt = 4,
-        ada_p: Unit = 0.0,
         generator_checkpoint: str | None = None,
     ) -> None:
         super().__init__()
-        if loss not in D_LOSSES:
-            raise UserError(f"unknown GAN loss {loss!r}; use one of {', '.join(D_LOSSES)}")
-        if n_critic < 1 or r1_every < 1 or ema_warmup < 1:
-            raise UserError(f"n_critic, r1_every and ema_warmup must be >= 1, got {n_critic}, {r1_every}, {ema_warmup}")
+        if n_critic < 1 or ema_warmup < 1:
+            raise UserError(f"n_critic and ema_warmup must be >= 1, got {n_critic}, {ema_warmup}")
         if not 0 <= ema_decay < 1:
             raise UserError(f"ema_decay must be in [0, 1), got {ema_decay}")
-        # Networks stay in the hyperparameters: under LightningCLI they are their class_path configs, which is
-        # what lets ``GAN.load_from_checkpoint(path)`` rebuild the model without arguments.
+        # Networks and recipe objects stay in the hyperparameters as their class_path configs under LightningCLI,
+        # which is what lets ``GAN.load_from_checkpoint(path)`` rebuild the model without arguments.
         self.save_hyperparameters()
         self.automatic_optimization = False
         if generator_checkpoint is not None:
@@ -142,65 +124,76 @@ class GAN(PlainHyperparameters, LightningModule):
             generator, file_d = networks_from_rosinality(generator_checkpoint, getattr(generator, "channels", None))
             discriminator = file_d or discriminator
         self.generator, self.discriminator = generator, discriminator
-        # StyleGAN2-like: truncation in w around w_avg, style mixing and path length need these three
-        self.styled = all(hasattr(generator, a) for a in ("mapping", "synthesis", "w_avg"))
-        if (style_mixing_prob > 0 or pl_weight > 0) and not self.styled:
-            raise UserError("style_mixing_prob and pl_weight need a StyleGAN2Generator; set them to 0 for this one")
+        if loss is not None and not isinstance(loss, AdversarialLoss):
+            raise UserError(
+                f"model.loss must be an aigc_lightning.gan_losses object (NonSaturating(), Hinge(), "
+                f"WassersteinGP(gp_weight)), got {loss!r}"
+            )
+        self.loss = loss if loss is not None else NonSaturating()
+        self.latents = latents if latents is not None else GaussianLatents()
+        self.latents.check(generator)
+        self.r1, self.path_length = r1, path_length
+        if path_length is not None and not self.latents.gives_ws:
+            raise UserError(
+                "model.path_length needs the ws of a StyleGAN2 generator: set model.latents to "
+                "aigc_lightning.gan_latents.StyleLatents, or drop model.path_length"
+            )
         # The EMA generator is a frozen submodule, so it is in every checkpoint's state_dict. Lightning's
         # WeightAveraging callback averages the whole LightningModule (G and D) and swaps it in only during
         # validation, while sampling and metrics need an averaged G alone, at any time: hence this small piece.
         self.generator_ema = copy.deepcopy(generator).requires_grad_(False)
-        self.optimizer_g, self.optimizer_d = optimizer_g, optimizer_d
+        self.optimizer_g, self.optimizer_d, self.lr_scheduler = optimizer_g, optimizer_d, lr_scheduler
         self.augment = parse_policy(augment)  # the parsed policy; hparams keep the string
-        if ada_target is not None and not self.augment:
-            raise UserError("ada_target adapts the probability of the augment policy; set --model.augment too")
-        self.ada = None if ada_target is None else AdaController(ada_target, ada_kimg, ada_interval, ada_p)
+        if ada is not None and not self.augment:
+            raise UserError("model.ada adapts the probability of the augment policy; set --model.augment too")
+        self.ada = ada
         self.latent_dim: int = generator.latent_dim
         # Counters, in checkpoint["counters"] for exact resume
         self.batches = 0  # training batches done (the x-axis of every schedule)
         self.d_steps = 0  # discriminator steps done (lazy R1 schedule)
-        self.pl_mean = 0.0  # running mean of path lengths (a Python float: identical on every rank, exact on resume)
         self._ema_stale = True  # EMA weights changed since its BN statistics / mean latent were computed
         self._mean_latent: Tensor | None = None
-        self._run_batches = 0  # the run's length in batches, read off the Trainer at the start of fit (lr_decay)
 
     # ------------------------------------------------------------------------------------------------------
     # Lightning hooks
 
     def setup(self, stage: str) -> None:
-        if stage == "fit":  # runs before the strategy wraps the model
+        if stage == "fit":  # runs before the strategy wraps the model; see the module docstring
             compat.find_unused_parameters(self.trainer.strategy)
         if stage == "fit" and self.trainer.world_size > 1:
             # seed_everything gives every rank the same seed, hence the same z and augmentations: the ranks would
             # all show D the same fakes. A per-rank offset keeps runs reproducible and the fakes distinct.
             torch.manual_seed(torch.initial_seed() + 1_000_003 * self.trainer.global_rank)
 
-    def configure_optimizers(self) -> list[torch.optim.Optimizer]:
+    def configure_optimizers(self) -> Any:
         opt_g = checked_optimizer(self.optimizer_g, self.generator.parameters(), "model.optimizer_g")
         opt_d = checked_optimizer(self.optimizer_d, self.discriminator.parameters(), "model.optimizer_d")
-        if self.hparams.lazy_reg_correction:  # built fresh each fit; a resumed run then loads the saved groups
-            if self.hparams.pl_weight > 0:
-                apply_lazy_correction(opt_g, self.hparams.pl_every)
-            if self.hparams.r1_gamma > 0:
-                apply_lazy_correction(opt_d, self.hparams.r1_every)
-        return [opt_g, opt_d]
+        # built fresh each fit; a resumed run then loads the saved groups
+        for regulariser, opt in ((self.path_length, opt_g), (self.r1, opt_d)):
+            if regulariser is not None and (interval := regulariser.correction_interval()) is not None:
+                apply_lazy_correction(opt, interval)
+        if self.lr_scheduler is None:
+            return [opt_g, opt_d]
 
-    def on_train_start(self) -> None:
-        if self.hparams.lr_decay > 0:
-            self._run_batches = run_batches(self.trainer, self.hparams.n_critic + 1)
+        def batches() -> int:  # the run's length in batches, for a scheduler whose total_steps is unset
+            return run_batches(self.trainer, self.hparams.n_critic + 1)
+
+        return [opt_g, opt_d], [build_scheduler(self.lr_scheduler, opt, batches) for opt in (opt_g, opt_d)]
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        ada = {} if self.ada is None else self.ada.state_dict()  # p and its running sums
-        checkpoint["counters"] = {"batches": self.batches, "d_steps": self.d_steps, "pl_mean": self.pl_mean, **ada}
+        counters = {"batches": self.batches, "d_steps": self.d_steps}
+        for state in (self.path_length, self.ada):  # the path-length mean; p and its running sums
+            counters.update({} if state is None else state.state_dict())
+        checkpoint["counters"] = counters
         super().on_save_checkpoint(checkpoint)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         super().on_load_checkpoint(checkpoint)
-        counters = checkpoint.get("counters", checkpoint.get("gan_counters", {}))  # gan_counters: before 0.2
+        counters = checkpoint.get("counters", {})
         self.batches, self.d_steps = counters.get("batches", 0), counters.get("d_steps", 0)
-        self.pl_mean = counters.get("pl_mean", 0.0)
-        if self.ada is not None:
-            self.ada.load_state_dict(counters)
+        for state in (self.path_length, self.ada):
+            if state is not None:
+                state.load_state_dict(counters)
         self._ema_stale = True
 
     # ------------------------------------------------------------------------------------------------------
@@ -213,19 +206,8 @@ class GAN(PlainHyperparameters, LightningModule):
         return self.discriminator(self._augment(x))
 
     def _fake(self, n: int, device: torch.device) -> tuple[Tensor, Tensor | None]:
-        """``n`` training fakes from the generator and, for a StyleGAN2 generator, the ws they came from (style
-        mixing applied per sample with probability ``style_mixing_prob``); ws is None for other generators."""
-        z = torch.randn(n, self.latent_dim, device=device)
-        g = self.generator
-        if not self.styled:
-            return g(z), None
-        ws = g.mapping(z)  # (n, num_ws, w_dim); in training mode this updates w_avg
-        if self.hparams.style_mixing_prob > 0:
-            ws2 = g.mapping(torch.randn_like(z), update_w_avg=False)  # w_avg follows the first latent only
-            cut = torch.randint(1, g.num_ws, (n,), device=device)
-            mixed = torch.rand(n, device=device) < self.hparams.style_mixing_prob
-            ws = mix_styles(ws, ws2, torch.where(mixed, cut, torch.full_like(cut, g.num_ws)))
-        return g.synthesis(ws), ws
+        """``n`` training fakes and the ws they came from (None unless the latent path has ws)."""
+        return self.latents.fakes(self.generator, n, device)
 
     def _all_reduce(self, x: Tensor, op: str = "sum") -> Tensor:  # over DDP ranks; the identity on one device
         return self.trainer.strategy.reduce(x.to(self.device), reduce_op=op).cpu()
@@ -238,16 +220,17 @@ class GAN(PlainHyperparameters, LightningModule):
             real_logits, fake_logits = self._d(real), self._d(fake)
             if self.ada is not None:
                 self.ada.accumulate(real_logits)
-            loss = D_LOSSES[self.hparams.loss](real_logits.float(), fake_logits.float()).mean()
+            loss = self.loss.discriminator_loss(real_logits.float(), fake_logits.float()).mean()
             logs = {"d_real": real_logits.detach().float().mean(), "d_fake": fake_logits.detach().float().mean()}
-            if self.hparams.loss == "wgan-gp":
-                gp = losses.gradient_penalty(self.discriminator, real, fake).mean()
-                loss = loss + self.hparams.gp_weight * gp
+            gp = self.loss.penalty(self.discriminator, real, fake)
+            if gp is not None:
+                gp = gp.mean()
+                loss = loss + self.loss.penalty_weight * gp
                 logs["gp"] = gp.detach()
-            if self.hparams.r1_gamma > 0 and self.d_steps % self.hparams.r1_every == 0:
-                # Lazy R1 on the images D actually sees (augmented when DiffAugment is on), scaled by the interval.
-                r1 = losses.r1_penalty(self.discriminator, self._augment(real)).mean()
-                loss = loss + self.hparams.r1_gamma / 2 * r1 * self.hparams.r1_every
+            if self.r1 is not None and self.r1.due(self.d_steps):
+                # on the images D actually sees (augmented when DiffAugment is on)
+                r1 = self.r1(self.discriminator, self._augment(real)).mean()
+                loss = loss + self.r1.scale(r1)
                 logs["r1"] = r1.detach()
             check_finite(loss, "train/d_loss", self.batches)
             opt_d.zero_grad(set_to_none=True)
@@ -258,41 +241,31 @@ class GAN(PlainHyperparameters, LightningModule):
         return logs
 
     def generator_step(self, batch_size: int, device: torch.device) -> dict[str, Tensor]:
-        """One G update (plus the lazy path-length term on every ``pl_every``-th batch); returns values to log."""
+        """One G update (plus the lazy path-length term when it is due); returns values to log."""
         opt_g = self.optimizers()[0]
         with self.toggled_optimizer(opt_g):
-            loss = G_LOSSES[self.hparams.loss](self._d(self._fake(batch_size, device)[0]).float()).mean()
+            loss = self.loss.generator_loss(self._d(self._fake(batch_size, device)[0]).float()).mean()
             logs = {}
-            if self.hparams.pl_weight > 0 and self.batches % self.hparams.pl_every == 0:
-                pl = self.path_length_term(max(1, batch_size // self.hparams.pl_batch_shrink), device)
-                loss = loss + self.hparams.pl_weight * self.hparams.pl_every * pl
-                logs = {"pl_penalty": pl.detach(), "pl_mean": torch.tensor(self.pl_mean)}
+            pl = self.path_length
+            if pl is not None and pl.due(self.batches):
+                images, ws = self._fake(pl.batch_size(batch_size), device)
+                penalty = pl(images, ws, lambda x: self._all_reduce(x, "mean")).mean()
+                loss = loss + pl.scale(penalty)
+                logs = {"pl_penalty": penalty.detach(), "pl_mean": torch.tensor(pl.mean)}
             check_finite(loss, "train/g_loss", self.batches)
             opt_g.zero_grad(set_to_none=True)
             self.manual_backward(loss)
             opt_g.step()
         return {"g_loss": loss.detach(), **logs}
 
-    def path_length_term(self, n: int, device: torch.device) -> Tensor:
-        """Mean path-length penalty of ``n`` fresh fakes (StyleGAN2 eq. 4) after updating the running mean with the
-        lengths' mean over all DDP ranks (identical everywhere); a NaN mean leaves it as is and stops the run."""
-        images, ws = self._fake(n, device)
-        lengths = losses.path_lengths(images, ws)  # (n,)
-        batch_mean = float(self._all_reduce(lengths.detach().mean().double(), "mean"))
-        if math.isfinite(batch_mean):
-            self.pl_mean += self.hparams.pl_decay * (batch_mean - self.pl_mean)  # lerp toward the batch (NVlabs)
-        return losses.path_length_penalty(lengths, self.pl_mean).mean()
-
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         real = batch[0]
-        if self.hparams.lr_decay > 0:
-            factor = linear_decay_factor(self.batches, self._run_batches, self.hparams.lr_decay)
-            for opt in self.optimizers():
-                set_lr_factor(opt, factor)
         for _ in range(self.hparams.n_critic):
             logs = self.discriminator_step(real)
         logs.update(self.generator_step(real.shape[0], real.device))
         self.update_ema()
+        for scheduler in self.lr_schedulers() or []:  # manual optimization: Lightning leaves the stepping to us
+            scheduler.step()
         first = self.batches == 0
         self.batches += 1
         if self.ada is not None:
@@ -328,7 +301,7 @@ class GAN(PlainHyperparameters, LightningModule):
         z = randn_from_seeds(torch.arange(real.shape[0]) + 10_000 * batch_idx, (self.latent_dim,), real.device)
         real_logits = self.discriminator(real)
         fake_logits = self.discriminator(self.generator_ema(z))
-        d_loss = D_LOSSES[self.hparams.loss](real_logits.float(), fake_logits.float()).mean()
+        d_loss = self.loss.discriminator_loss(real_logits.float(), fake_logits.float()).mean()
         values = {"val/d_loss": d_loss, "val/d_real": real_logits.mean(), "val/d_fake": fake_logits.mean()}
         self.log_dict(values, sync_dist=True)
 
@@ -345,15 +318,11 @@ class GAN(PlainHyperparameters, LightningModule):
             batches = range(self.hparams.bn_stat_batches)
             zs = [torch.randn(64, self.latent_dim, generator=g).to(self.device) for _ in batches]
             update_bn(zs, self.generator_ema)  # no-op for a generator without batch norm
-        if self.styled:  # StyleGAN2: truncation centres on the tracked w_avg, as NVlabs
-            self._mean_latent = self.generator_ema.w_avg.clone()
-        else:
-            z = torch.randn(self.hparams.mean_latent_samples, self.latent_dim, generator=g).to(self.device)
-            self._mean_latent = z.mean(0)  # (D,)
+        self._mean_latent = self.latents.centre(self.generator_ema, g, self.device)
         self._ema_stale = False
 
     def mean_latent(self) -> Tensor:
-        """The truncation centre (D,): the EMA generator's ``w_avg`` (StyleGAN2), else the mean of fixed z."""
+        """The truncation centre of the EMA generator (``latents.centre``): the mean of fixed z, or ``w_avg``."""
         self._refresh_ema()
         return self._mean_latent
 
@@ -365,11 +334,7 @@ class GAN(PlainHyperparameters, LightningModule):
         g = self.generator_ema
         was_training = g.training
         g.eval()  # per-sample outputs, and mapping leaves w_avg alone
-        if self.styled:
-            ws = g.mapping(z, truncation_psi=psi, update_w_avg=False)  # (B, num_ws, w_dim), around w_avg
-            x = g.synthesis(ws, noise_mode=self.hparams.noise_mode)
-        else:
-            x = g(torch.lerp(self._mean_latent, z, psi) if psi != 1 else z)
+        x = self.latents.generate(g, z, psi, self._mean_latent, self.hparams.noise_mode)
         g.train(was_training)
         return to_unit(x).clamp(0, 1)
 

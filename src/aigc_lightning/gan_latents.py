@@ -1,0 +1,110 @@
+"""How a GAN's latents reach its generator, in training and in sampling (``model.latents``, by ``class_path``).
+
+- ``GaussianLatents`` (the default): z ~ N(0, I) straight into ``G(z)``; truncation pulls z toward the mean of
+  fixed latents. Any generator (DCGAN).
+- ``StyleLatents``: StyleGAN2's path z → ``G.mapping`` → ws → ``G.synthesis``, with style mixing in training
+  (StyleGAN §3.1) and truncation in w around the tracked ``w_avg`` (as NVlabs). It hands the ws to the path-length
+  penalty (``gan_regularizers.PathLength``).
+
+    latents: {class_path: aigc_lightning.gan_latents.StyleLatents, init_args: {mixing_prob: 0.9}}
+"""
+
+from __future__ import annotations
+
+import torch
+from jsonargparse.typing import ClosedUnitInterval as Unit
+from jsonargparse.typing import PositiveInt
+from torch import Tensor, nn
+
+from aigc_lightning.errors import UserError
+from aigc_lightning.nets.stylegan2 import mix_styles
+
+
+class Latents:
+    """The latent path of a generator; subclasses choose it (see the module's docstring)."""
+
+    gives_ws = False  # whether ``fakes`` returns the ws its images came from
+
+    def check(self, generator: nn.Module) -> None:
+        """Raise a ``UserError`` if ``generator`` lacks what this path calls."""
+
+    def fakes(self, generator: nn.Module, n: int, device: torch.device) -> tuple[Tensor, Tensor | None]:
+        """``n`` training images (n, C, H, W) from fresh latents, and the ws they came from (None if none)."""
+        raise NotImplementedError
+
+    def centre(self, generator: nn.Module, rng: torch.Generator, device: torch.device) -> Tensor:
+        """The truncation centre of ``generator`` (the EMA one), from the seeded ``rng``."""
+        raise NotImplementedError
+
+    def generate(self, generator: nn.Module, z: Tensor, psi: float, centre: Tensor, noise_mode: str) -> Tensor:
+        """Images (B, C, H, W) in [-1, 1] from z (B, D), truncated toward ``centre`` by ``psi`` (1: none)."""
+        raise NotImplementedError
+
+
+class GaussianLatents(Latents):
+    """z ~ N(0, I) into ``G(z)``; truncation ``mean + psi · (z − mean)`` around the mean of fixed latents.
+
+    Args:
+        mean_samples: number of latents the truncation centre is estimated from (once, with a fixed seed).
+    """
+
+    def __init__(self, mean_samples: PositiveInt = 4096) -> None:
+        self.mean_samples = int(mean_samples)
+
+    def fakes(self, generator: nn.Module, n: int, device: torch.device) -> tuple[Tensor, None]:
+        return generator(torch.randn(n, generator.latent_dim, device=device)), None
+
+    def centre(self, generator: nn.Module, rng: torch.Generator, device: torch.device) -> Tensor:
+        return torch.randn(self.mean_samples, generator.latent_dim, generator=rng).to(device).mean(0)  # (D,)
+
+    def generate(self, generator: nn.Module, z: Tensor, psi: float, centre: Tensor, noise_mode: str) -> Tensor:
+        return generator(torch.lerp(centre, z, psi) if psi != 1 else z)
+
+    def __repr__(self) -> str:
+        return f"GaussianLatents(mean_samples={self.mean_samples})"
+
+
+class StyleLatents(Latents):
+    """StyleGAN2's z → mapping → ws → synthesis, with style mixing; truncation in w around ``w_avg``.
+
+    Args:
+        mixing_prob: probability that a training sample takes a second latent's ws from a random layer on
+            (StyleGAN §3.1; NVlabs 0.9). ``w_avg`` tracks the first latent of a pair only.
+    """
+
+    gives_ws = True
+
+    def __init__(self, mixing_prob: Unit = 0.0) -> None:
+        self.mixing_prob = float(mixing_prob)
+
+    def check(self, generator: nn.Module) -> None:
+        missing = [a for a in ("mapping", "synthesis", "w_avg", "num_ws") if not hasattr(generator, a)]
+        if missing:
+            raise UserError(
+                f"model.latents StyleLatents needs a StyleGAN2Generator (mapping, synthesis, w_avg); "
+                f"{type(generator).__name__} has no {', '.join(missing)}: drop model.latents for this generator"
+            )
+
+    def fakes(self, generator: nn.Module, n: int, device: torch.device) -> tuple[Tensor, Tensor]:
+        g = generator
+        z = torch.randn(n, g.latent_dim, device=device)
+        ws = g.mapping(z)  # (n, num_ws, w_dim); in training mode this updates w_avg
+        if self.mixing_prob > 0:
+            ws2 = g.mapping(torch.randn_like(z), update_w_avg=False)  # w_avg follows the first latent only
+            cut = torch.randint(1, g.num_ws, (n,), device=device)
+            mixed = torch.rand(n, device=device) < self.mixing_prob
+            ws = mix_styles(ws, ws2, torch.where(mixed, cut, torch.full_like(cut, g.num_ws)))
+        return g.synthesis(ws), ws
+
+    def centre(self, generator: nn.Module, rng: torch.Generator, device: torch.device) -> Tensor:
+        return generator.w_avg.clone()  # (w_dim,)
+
+    def generate(self, generator: nn.Module, z: Tensor, psi: float, centre: Tensor, noise_mode: str) -> Tensor:
+        ws = generator.mapping(z, truncation_psi=psi, update_w_avg=False)  # (B, num_ws, w_dim), around w_avg
+        return generator.synthesis(ws, noise_mode=noise_mode)
+
+    def __repr__(self) -> str:
+        return f"StyleLatents(mixing_prob={self.mixing_prob})"
+
+
+__all__ = ["GaussianLatents", "Latents", "StyleLatents"]
