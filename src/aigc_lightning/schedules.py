@@ -22,7 +22,7 @@ import math
 from collections.abc import Callable
 
 from jsonargparse.typing import ClosedUnitInterval as Unit
-from jsonargparse.typing import NonNegativeInt, PositiveInt
+from jsonargparse.typing import NonNegativeInt, PositiveFloat, PositiveInt
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LambdaLR, LRScheduler
 
@@ -95,6 +95,39 @@ class LinearDecay(LambdaLR):
         return min(1.0, max(self.total_steps - step, 1) / decay)
 
 
+class RampUpDown(LambdaLR):
+    """NVlabs' projection schedule (stylegan2-ada-pytorch ``projector.py``): each group's lr × a factor rising linearly
+    over the first ``rampup`` of ``total_steps`` and falling along a half cosine to 0 over the last ``rampdown``.
+
+    Args:
+        optimizer: the optimizer whose groups it scales.
+        rampup: fraction of the steps of linear warm-up (NVlabs 0.05).
+        rampdown: fraction of the steps of cosine ramp-down (NVlabs 0.25); above 1 it never reaches the top.
+        total_steps: steps of the whole schedule; left unset, the module fills it in.
+        last_epoch: the index of the last step done (-1: a fresh schedule), as in every torch scheduler.
+    """
+
+    def __init__(
+        self,
+        optimizer: Optimizer,
+        rampup: Unit = 0.05,
+        rampdown: PositiveFloat = 0.25,
+        total_steps: PositiveInt | None = None,
+        last_epoch: int = -1,
+    ) -> None:
+        if total_steps is None:
+            raise UserError("RampUpDown needs total_steps: set it, or use it as a module's lr_scheduler")
+        self.rampup, self.rampdown, self.total_steps = float(rampup), float(rampdown), int(total_steps)
+        super().__init__(optimizer, self.factor, last_epoch)
+
+    def factor(self, step: int) -> float:
+        """The multiplier of every group's learning rate at ``step`` (0-based), progress t = step / total_steps."""
+        t = step / self.total_steps
+        down = min(1.0, (1.0 - t) / self.rampdown)
+        up = min(1.0, t / self.rampup) if self.rampup > 0 else 1.0
+        return (0.5 - 0.5 * math.cos(down * math.pi)) * up
+
+
 def build_scheduler(
     factory: Callable[..., LRScheduler], optimizer: Optimizer, total_steps: Callable[[], int]
 ) -> LRScheduler:
@@ -128,4 +161,4 @@ def run_batches(trainer, optimizer_steps_per_batch: int) -> int:
     return int(total)
 
 
-__all__ = ["LinearDecay", "WarmupCosine", "build_scheduler", "run_batches"]
+__all__ = ["LinearDecay", "RampUpDown", "WarmupCosine", "build_scheduler", "run_batches"]

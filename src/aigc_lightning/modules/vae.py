@@ -43,6 +43,7 @@ from aigc_lightning.losses import (
 from aigc_lightning.modules.hparams import PlainHyperparameters
 from aigc_lightning.modules.vae_metrics import VAEMetrics
 from aigc_lightning.pixels import to_unit
+from aigc_lightning.schedules import build_scheduler
 from aigc_lightning.seeds import randn_from_seeds
 
 # exp(±) of these stays finite in fp32 and bf16; an encoder that drifts beyond would give inf/NaN KL.
@@ -385,11 +386,12 @@ class VAE(PlainHyperparameters, LightningModule):
         if self.lr_scheduler_factory is None:
             return optimizer
         interval = self.hparams.lr_scheduler_interval
-        kwargs = {}
-        unset = getattr(self.lr_scheduler_factory, "keywords", {})  # jsonargparse gives a functools.partial
-        if interval == "step" and "total_steps" in unset and unset["total_steps"] is None and not unset.get("epochs"):
-            kwargs["total_steps"] = int(self.trainer.estimated_stepping_batches)
-        scheduler = self.lr_scheduler_factory(optimizer, **kwargs)
+        if interval == "step":  # an unset total_steps is the run's number of steps
+            scheduler = build_scheduler(
+                self.lr_scheduler_factory, optimizer, lambda: int(self.trainer.estimated_stepping_batches)
+            )
+        else:
+            scheduler = self.lr_scheduler_factory(optimizer)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": interval}}
 
 
