@@ -210,7 +210,7 @@ def claim_version_folder(logger: Any) -> bool:
     """Give a TensorBoard/CSV logger with an automatic version a ``version_N`` folder no other run has.
 
     Both loggers pick N as one more than the highest ``version_*`` folder and create it later, so two runs started
-    at the same moment with the same root both became ``version_0`` (mixed event files, one config.yaml
+    at the same moment with the same root would both become ``version_0`` (mixed event files, one config.yaml
     overwritten). Here the folder is created with ``mkdir`` without ``exist_ok`` — atomic: exactly one process
     succeeds — moving on to N+1 until one is this run's, and the logger is pinned to it. Lightning has no public
     setter for a version once the logger is built (``_version``; Lightning issue #13245 asks for a unique-version
