@@ -1,29 +1,4 @@
-"""One-command accelerator check: each model config trained for N batches in each precision, DDP over all GPUs.
-
-    python bench/gpu_check.py [--batches 50] [--warmup 10] [--precisions 32-true bf16-mixed 16-mixed]
-        [--jobs gan vae stylegan2] [--channels_last] [--compile] [--devices N] [--cpu] [--set "CLI OVERRIDES"]
-
-Jobs (offline data, nothing downloaded): ``gan`` = configs/gan/dcgan_digits.yaml, ``vae`` =
-configs/vae/vae_digits.yaml, ``stylegan2`` = configs/gan/stylegan2_digits.yaml (skipped with a note while that file
-is absent). Every run is the config as shipped through the project's CLI parser, with its metric/checkpoint
-callbacks, image grids and logger off, stopped after ``--batches`` training batches.
-
-On CUDA all visible GPUs train together under ``ddp`` (``--devices`` to choose fewer); each run is then its own
-``python bench/gpu_check.py --worker …`` process, so Lightning's launcher can start the other ranks and every run
-starts with clean memory and compile caches. With one device the run happens in this process.
-
-Per run it prints: images per second over all ranks after ``--warmup`` batches (compilation and allocator
-warm-up excluded), peak memory (CUDA: the largest ``max_memory_allocated`` over ranks; CPU: the process's peak
-RSS so far), whether every logged training value and every weight stayed finite (a non-finite loss stops the run
-with the module's own error), and whether the ranks end with identical weights (the largest absolute difference
-of any parameter between rank 0 and any other rank; 0 means DDP kept them in step).
-
-``--channels_last`` and ``--compile`` add measured rows (the model moved to ``torch.channels_last``; its networks
-compiled with ``nn.Module.compile``) next to the plain row of every job and precision.
-
-``--cpu``: the same on the CPU, one process unless ``--devices N`` (then ``ddp`` over N processes, gloo). The CPU
-runs ``32-true`` and ``bf16-mixed``; ``16-mixed`` is skipped there (on a CPU Lightning runs it as ``bf16-mixed``).
-"""
+"""Each model config trained for N batches in each precision, DDP over all GPUs: img/s, memory, finiteness."""
 
 from __future__ import annotations
 
@@ -34,17 +9,17 @@ import subprocess
 import sys
 import tempfile
 import time
-import traceback
 from pathlib import Path
 
 import torch
 from lightning.pytorch import Callback
 
-REPO = Path(__file__).resolve().parents[1]
+from bench.common import ROOT
+
 JOBS = {
-    "gan": REPO / "configs/gan/dcgan_digits.yaml",
-    "vae": REPO / "configs/vae/vae_digits.yaml",
-    "stylegan2": REPO / "configs/gan/stylegan2_digits.yaml",
+    "gan": ROOT / "configs/gan/dcgan_digits.yaml",
+    "vae": ROOT / "configs/vae/vae_digits.yaml",
+    "stylegan2": ROOT / "configs/gan/stylegan2_digits.yaml",
 }
 CPU_PRECISIONS = ("32-true", "bf16-mixed")  # on a CPU Lightning turns 16-mixed into bf16-mixed
 
@@ -148,8 +123,8 @@ def run_spec(spec: dict) -> dict:
     if spec["devices"] == 1:
         return train_once(spec)
     with tempfile.NamedTemporaryFile("r", suffix=".json") as out:
-        command = [sys.executable, __file__, "--worker", json.dumps(spec), "--worker_out", out.name]
-        done = subprocess.run(command, check=False, capture_output=True, text=True)
+        command = [sys.executable, "-m", "bench", "gpu_check", "--worker", json.dumps(spec), "--worker_out", out.name]
+        done = subprocess.run(command, cwd=ROOT, check=False, capture_output=True, text=True)
         text = Path(out.name).read_text()
         if done.returncode != 0 or not text:
             tail = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]
@@ -157,39 +132,38 @@ def run_spec(spec: dict) -> dict:
         return json.loads(text)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--batches", type=int, default=50, help="training batches per run")
-    parser.add_argument("--warmup", type=int, default=10, help="batches left out of the img/s timing")
-    parser.add_argument("--precisions", nargs="+", default=["32-true", "bf16-mixed", "16-mixed"])
-    parser.add_argument("--jobs", nargs="+", default=list(JOBS), choices=list(JOBS))
-    parser.add_argument("--channels_last", action="store_true", help="add channels_last rows")
-    parser.add_argument("--compile", action="store_true", help="add torch.compile rows")
-    parser.add_argument("--devices", type=int, default=None, help="default: all visible GPUs (1 on --cpu)")
-    parser.add_argument("--cpu", action="store_true", help="run on the CPU (32-true and bf16-mixed)")
-    parser.add_argument(
-        "--set",
-        default="",
-        metavar="ARGS",
-        help='CLI overrides for every run, one string: "--data.batch_size 256"',
-    )
-    parser.add_argument("--json", default=None, help="also write the rows to this JSON file")
-    parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
-    parser.add_argument("--worker_out", default=None, help=argparse.SUPPRESS)
-    args = parser.parse_args()
+def gpu_check(args) -> dict | None:
+    """One-command accelerator check: each model config trained for N batches in each precision, DDP over all GPUs.
 
+    python -m bench gpu_check [--batches 50] [--warmup 10] [--precisions 32-true bf16-mixed 16-mixed]
+        [--jobs gan vae stylegan2] [--channels_last] [--compile] [--devices N] [--cpu] [--set "CLI OVERRIDES"] [--json OUT.json]
+
+Jobs (offline data, nothing downloaded): ``gan`` = configs/gan/dcgan_digits.yaml, ``vae`` =
+configs/vae/vae_digits.yaml, ``stylegan2`` = configs/gan/stylegan2_digits.yaml (skipped with a note while that file
+is absent). Every run is the config as shipped through the project's CLI parser, with its metric/checkpoint
+callbacks, image grids and logger off, stopped after ``--batches`` training batches.
+
+On CUDA all visible GPUs train together under ``ddp`` (``--devices`` to choose fewer); each run is then its own
+``python bench/gpu_check.py --worker …`` process, so Lightning's launcher can start the other ranks and every run
+starts with clean memory and compile caches. With one device the run happens in this process.
+
+Per run it prints: images per second over all ranks after ``--warmup`` batches (compilation and allocator
+warm-up excluded), peak memory (CUDA: the largest ``max_memory_allocated`` over ranks; CPU: the process's peak
+RSS so far), whether every logged training value and every weight stayed finite (a non-finite loss stops the run
+with the module's own error), and whether the ranks end with identical weights (the largest absolute difference
+of any parameter between rank 0 and any other rank; 0 means DDP kept them in step).
+
+``--channels_last`` and ``--compile`` add measured rows (the model moved to ``torch.channels_last``; its networks
+compiled with ``nn.Module.compile``) next to the plain row of every job and precision.
+
+``--cpu``: the same on the CPU, one process unless ``--devices N`` (then ``ddp`` over N processes, gloo). The CPU
+runs ``32-true`` and ``bf16-mixed``; ``16-mixed`` is skipped there (on a CPU Lightning runs it as ``bf16-mixed``).
+"""
     if args.worker:  # one run, on every rank; rank 0 writes its row
-        try:
-            row = train_once(json.loads(args.worker))
-        except Exception:
-            traceback.print_exc()
-            raise
+        row = train_once(json.loads(args.worker))
         if row is not None:
             Path(args.worker_out).write_text(json.dumps(row))
-        return
-
+        return None
     if not args.cpu and not torch.cuda.is_available():
         sys.exit("error: no CUDA device is visible; run with --cpu to check the CPU path")
     accelerator = "cpu" if args.cpu else "cuda"
@@ -203,7 +177,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         for job in args.jobs:
             if not JOBS[job].exists():
-                notes.append(f"{job}: skipped, {JOBS[job].relative_to(REPO)} does not exist in this checkout")
+                notes.append(f"{job}: skipped, {JOBS[job].relative_to(ROOT)} does not exist in this checkout")
                 continue
             for precision in args.precisions:
                 if args.cpu and precision not in CPU_PRECISIONS:
@@ -216,31 +190,21 @@ def main() -> None:
                         "accelerator": accelerator, "devices": devices, "folder": folder, "extra": args.set.split(),
                     }  # fmt: skip
                     rows.append(run_spec(spec))
-                    print(format_row(rows[-1]), flush=True)
-
-    name = "CPU" if args.cpu else torch.cuda.get_device_name(0)
-    print(f"\n{name}, {devices} device(s), {args.batches} batches per run ({args.warmup} untimed warm-up)")
-    print("| job | precision | options | ranks | img/s | peak MiB | finite | ranks agree | error |")
-    print("|---|---|---|---|---:|---:|---|---|---|")
-    for row in rows:
-        print(format_row(row))
-    for note in notes:
-        print(note)
-    if args.json:
-        Path(args.json).write_text(json.dumps({"rows": rows, "notes": notes}, indent=1))
+                    print(rows[-1], flush=True)
+    device = "CPU" if args.cpu else torch.cuda.get_device_name(0)
+    notes.insert(0, f"{device}, {devices} device(s), {args.batches} batches per run ({args.warmup} untimed warm-up)")
+    return {"rows": rows, "notes": notes}  # rank_max_abs_diff 0: the ranks ended with identical weights
 
 
-def format_row(row: dict) -> str:
-    diff = row.get("rank_max_abs_diff", float("nan"))
-    agree = "n/a (1 rank)" if row.get("ranks") == 1 else ("yes" if diff == 0 else f"no (max diff {diff:.2g})")
-    ips, mib = row.get("img_per_s", float("nan")), row.get("peak_mib", float("nan"))
-    finite = row.get("finite")
-    return (
-        f"| {row['job']} | {row['precision']} | {row['options']} | {row.get('ranks', '?')} | "
-        f"{ips:.0f} | {mib:.0f} | {'yes' if finite else 'no' if finite is not None else '?'} | {agree} | "
-        f"{row.get('error') or ''} |"
-    )
-
-
-if __name__ == "__main__":
-    main()
+def gpu_check_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--batches", type=int, default=50, help="training batches per run")
+    p.add_argument("--warmup", type=int, default=10, help="batches left out of the img/s timing")
+    p.add_argument("--precisions", nargs="+", default=["32-true", "bf16-mixed", "16-mixed"])
+    p.add_argument("--jobs", nargs="+", default=list(JOBS), choices=list(JOBS))
+    p.add_argument("--channels_last", action="store_true", help="add channels_last rows")
+    p.add_argument("--compile", action="store_true", help="add torch.compile rows")
+    p.add_argument("--devices", type=int, default=None, help="default: all visible GPUs (1 on --cpu)")
+    p.add_argument("--cpu", action="store_true", help="run on the CPU (32-true and bf16-mixed)")
+    p.add_argument("--set", default="", metavar="ARGS", help='CLI overrides for every run: "--data.batch_size 256"')
+    p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--worker_out", default=None, help=argparse.SUPPRESS)

@@ -1,21 +1,4 @@
-"""Parity of ``nets/stylegan2.py`` with rosinality/stylegan2-pytorch's ``model.py``, both directions, on the CPU.
-
-    git clone https://github.com/rosinality/stylegan2-pytorch /tmp/rosinality     # or any checkout of it
-    python bench/stylegan2_parity.py --rosinality_dir /tmp/rosinality
-
-For each case (size, channel_multiplier) it builds *their* Generator and Discriminator with random weights (noise
-strengths, biases and style biases randomised too, so every tensor matters), saves a checkpoint in their format
-(``g_ema``, ``d``, ``latent_avg`` = their ``mean_latent(4096)``), loads it with ``from_rosinality`` and prints the
-max |diff| of images (ψ = 1 and ψ = 0.7 around ``latent_avg``, their ``randomize_noise=False`` vs our
-``noise_mode="const"``; zero noise vs ``"none"``) and of D logits. The other way, a generator and discriminator built
-here (random weights) are exported with ``to_rosinality`` into their freshly built networks (``load_state_dict``,
-strict) and compared the same way. Every difference must be ≤ 1e-4 (exit status 1 otherwise).
-
-Their ``op`` package compiles CUDA kernels at import. ``--ops theirs`` stubs the compiler and runs their own CPU
-code paths (``upfirdn2d_native``, the CPU branch of ``fused_leaky_relu``); ``--ops shim`` puts a temporary ``op``
-package first on ``sys.path`` that implements the four names with our own few lines of PyTorch, independent of the
-project's ``upfirdn2d``. This script is not part of the test suite and is never imported by it.
-"""
+"""StyleGAN2 parity with rosinality/stylegan2-pytorch: ``python -m bench parity`` (see ``parity``)."""
 
 from __future__ import annotations
 
@@ -193,25 +176,28 @@ def run_case(model, size: int, cm: int, batch: int, tmp: Path) -> list[tuple[str
     return rows
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--rosinality_dir", type=Path, required=True, help="a checkout of stylegan2-pytorch")
-    parser.add_argument("--ops", nargs="+", choices=["theirs", "shim"], default=["theirs", "shim"])
-    parser.add_argument(
-        "--cases", nargs="+", default=["32:2", "64:2", "64:1"], help="size:channel_multiplier"
-    )
-    parser.add_argument("--batch", type=int, default=4)
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args()
-    if not (args.rosinality_dir / "model.py").is_file():
-        sys.exit(
-            f"{args.rosinality_dir}/model.py not found; pass --rosinality_dir of a stylegan2-pytorch checkout"
-        )
+def parity(args) -> dict:
+    """Parity of ``nets/stylegan2.py`` with rosinality/stylegan2-pytorch's ``model.py``, both directions, on the CPU.
 
-    worst = 0.0
-    print("| ops | size | cm | check | max abs diff | max abs value |\n|---|---|---|---|---|---|")
+    git clone https://github.com/rosinality/stylegan2-pytorch /tmp/rosinality     # or any checkout of it
+    python -m bench parity --rosinality_dir /tmp/rosinality
+
+For each case (size, channel_multiplier) it builds *their* Generator and Discriminator with random weights (noise
+strengths, biases and style biases randomised too, so every tensor matters), saves a checkpoint in their format
+(``g_ema``, ``d``, ``latent_avg`` = their ``mean_latent(4096)``), loads it with ``from_rosinality`` and prints the
+max |diff| of images (ψ = 1 and ψ = 0.7 around ``latent_avg``, their ``randomize_noise=False`` vs our
+``noise_mode="const"``; zero noise vs ``"none"``) and of D logits. The other way, a generator and discriminator built
+here (random weights) are exported with ``to_rosinality`` into their freshly built networks (``load_state_dict``,
+strict) and compared the same way. Every difference must be ≤ 1e-4 (exit status 1 otherwise, after the record is written).
+
+Their ``op`` package compiles CUDA kernels at import. ``--ops theirs`` stubs the compiler and runs their own CPU
+code paths (``upfirdn2d_native``, the CPU branch of ``fused_leaky_relu``); ``--ops shim`` puts a temporary ``op``
+package first on ``sys.path`` that implements the four names with our own few lines of PyTorch, independent of the
+project's ``upfirdn2d``. Not part of the test suite.
+"""
+    if not (args.rosinality_dir / "model.py").is_file():
+        sys.exit(f"{args.rosinality_dir}/model.py not found; pass --rosinality_dir of a stylegan2-pytorch checkout")
+    rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for ops in args.ops:
             model = import_their_model(args.rosinality_dir.resolve(), ops, Path(tmp))
@@ -219,11 +205,17 @@ def main() -> None:
                 size, cm = map(int, case.split(":"))
                 torch.manual_seed(args.seed)
                 for check, diff, scale in run_case(model, size, cm, args.batch, Path(tmp)):
-                    print(f"| {ops} | {size} | {cm} | {check} | {diff:.2e} | {scale:.2f} |", flush=True)
-                    worst = max(worst, diff)
-    print(f"\nworst {worst:.2e} (tolerance {TOLERANCE:.0e}): {'PASS' if worst <= TOLERANCE else 'FAIL'}")
-    sys.exit(0 if worst <= TOLERANCE else 1)
+                    rows.append({"ops": ops, "size": size, "cm": cm, "check": check, "max abs diff": f"{diff:.2e}",
+                                 "max abs value": round(scale, 2), "diff": diff})  # fmt: skip
+                    print(rows[-1], flush=True)
+    worst = max(r.pop("diff") for r in rows)
+    return {"rows": rows, "failed": worst > TOLERANCE, "summary": {"worst": f"{worst:.2e}", "tolerance": TOLERANCE,
+                                      "result": "PASS" if worst <= TOLERANCE else "FAIL"}}  # fmt: skip
 
 
-if __name__ == "__main__":
-    main()
+def parity_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--rosinality_dir", type=Path, required=True, help="a checkout of stylegan2-pytorch")
+    p.add_argument("--ops", nargs="+", choices=["theirs", "shim"], default=["theirs", "shim"])
+    p.add_argument("--cases", nargs="+", default=["32:2", "64:2", "64:1"], help="size:channel_multiplier")
+    p.add_argument("--batch", type=int, default=4)
+    p.add_argument("--seed", type=int, default=0)

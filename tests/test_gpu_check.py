@@ -1,8 +1,7 @@
-"""bench/gpu_check.py --cpu: the one-command accelerator check runs its jobs and reports what it measured."""
+"""python -m bench gpu_check --cpu: the one-command accelerator check runs its jobs and reports what it measured."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import sys
 
@@ -10,13 +9,15 @@ from conftest import ROOT
 
 
 def run_check(monkeypatch, tmp_path, *args: str) -> dict:
-    spec = importlib.util.spec_from_file_location("gpu_check", ROOT / "bench/gpu_check.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    out = tmp_path / "rows.json"
-    monkeypatch.setattr(sys, "argv", ["gpu_check.py", "--cpu", "--json", str(out), *args])
-    module.main()
-    return json.loads(out.read_text())
+    monkeypatch.syspath_prepend(str(ROOT))  # the bench package lives at the repository root
+    from bench.__main__ import main
+
+    monkeypatch.setattr(sys, "argv", ["python -m bench"])  # LightningCLI warns about pytest's own arguments
+    out = tmp_path / "gpu_check.json"
+    main(["gpu_check", "--cpu", "--json", str(out), *args])
+    record = json.loads(out.read_text())
+    assert record["name"] == "gpu_check" and record["command"].startswith("python -m bench gpu_check --cpu")
+    return record["results"]
 
 
 def test_cpu_run_times_each_precision_and_skips_fp16(monkeypatch, tmp_path):

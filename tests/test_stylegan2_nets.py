@@ -1,7 +1,7 @@
 """StyleGAN2 networks at tiny widths: shapes, noise modes, truncation, w_avg, style mixing, FIR filters, rosinality
 round trips, gradients, bf16, and the path-length / R1 terms against closed forms.
 
-Parity with rosinality's own model.py needs its checkout: bench/stylegan2_parity.py (docs/stylegan2.md).
+Parity with rosinality's own model.py needs its checkout: python -m bench parity (docs/stylegan2.md).
 """
 
 from __future__ import annotations

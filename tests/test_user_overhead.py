@@ -1,9 +1,9 @@
-"""bench/user_overhead.py's new jobs: the plain StyleGAN2 and style-network scripts train and save, and the bench
-hands both sides the same inputs and epochs."""
+"""``python -m bench user_overhead``: the plain StyleGAN2 and style-network scripts (bench/baselines/) train and
+save, and the case hands both sides the same inputs and epochs."""
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
 import sys
 
 import pytest
@@ -15,11 +15,8 @@ pytest.importorskip("skimage.data")
 
 
 def bench_module(name: str, monkeypatch):
-    monkeypatch.syspath_prepend(str(ROOT / "bench"))  # the plain scripts import plain_dcgan_digits
-    spec = importlib.util.spec_from_file_location(name, ROOT / f"bench/{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    monkeypatch.syspath_prepend(str(ROOT))  # the bench package lives at the repository root
+    return importlib.import_module(f"bench.{name}")
 
 
 def run_main(module, monkeypatch, *args: str) -> None:
@@ -42,10 +39,11 @@ def test_commands_give_both_sides_the_same_inputs_and_epochs(monkeypatch, tmp_pa
     framework, plain = bench.commands("sg2", None, tmp_path)  # the config's epochs: nothing overridden
     assert "--trainer.max_epochs" not in framework and "--epochs" not in plain
     assert framework[framework.index("--config") + 1].endswith("configs/gan/stylegan2_digits.yaml")
+    assert plain[plain.index("-m") + 1] == "bench.baselines.stylegan2"  # run from the repository root
 
 
 def test_plain_stylegan2_trains_with_the_configs_regulariser_cadence(monkeypatch, tmp_path, capsys):
-    script = bench_module("plain_stylegan2_digits", monkeypatch)
+    script = bench_module("baselines.stylegan2", monkeypatch)
     out = tmp_path / "sg2.pt"
     run_main(script, monkeypatch, "--epochs", "1", "--max_batches", "0", "--out", str(out))
     initial = torch.load(out)["g"]  # the script's G as initialised: what training must change
@@ -60,7 +58,7 @@ def test_plain_stylegan2_trains_with_the_configs_regulariser_cadence(monkeypatch
 
 def test_plain_style_network_trains_on_the_benchs_inputs(monkeypatch, tmp_path, capsys):
     inputs = bench_module("user_overhead", monkeypatch).write_inputs(tmp_path)
-    script = bench_module("plain_style_network", monkeypatch)
+    script = bench_module("baselines.style_network", monkeypatch)
     out = tmp_path / "style.pt"
     args = ["--content", str(inputs["photos"]), "--style", str(inputs["style"]), "--image_size", "64"]
     run_main(script, monkeypatch, *args, "--epochs", "1", "--max_batches", "0", "--out", str(out))

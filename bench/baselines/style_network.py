@@ -7,10 +7,10 @@ read from the files per crop as ``ContentDataModule`` does, 30 epochs of 64 crop
 resized to 256 px on its longer side, Adam (lr 1e-3), the config's loss (content on conv3_1, Gram style on
 relu1_1 … relu3_1, both normalised per layer, weights 1 / 5 / TV 20), one ``torch.save`` at the end. The loop is
 written out here; only the math is the project's (nets, ``losses``). No validation, logging or checkpoints: the
-reference ``bench/user_overhead.py`` times ``python -m aigc_lightning fit --config configs/style/fast_offline.yaml``
+reference ``python -m bench user_overhead`` times ``python -m aigc_lightning fit --config configs/style/fast_offline.yaml``
 against.
 
-    python bench/plain_style_network.py --content PHOTOS_DIR --style STYLE.png --out /tmp/plain_style.pt
+    python -m bench.baselines.style_network --content PHOTOS_DIR --style STYLE.png --out /tmp/plain_style.pt
 """
 
 from __future__ import annotations

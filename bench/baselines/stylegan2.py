@@ -7,11 +7,11 @@ non-saturating loss, style mixing 0.9, lazy R1 (γ 0.05 every 16th D step), lazy
 batch, decay 0.01, half batch), DiffAugment ``translation,cutout`` with ADA's probability (target 0.6, 100 kimg,
 every 4 batches), an EMA of G (decay 0.98897, ramp-up 10), one ``torch.save`` at the end. The loop is written out
 here; only the math is the project's (nets, ``losses``, ``augment``). No validation, metrics, logging or
-checkpoints: the reference ``bench/user_overhead.py`` times ``python -m aigc_lightning fit --config
+checkpoints: the reference ``python -m bench user_overhead`` times ``python -m aigc_lightning fit --config
 configs/gan/stylegan2_digits.yaml`` against.
 
-    python bench/plain_stylegan2_digits.py --out /tmp/plain_sg2.pt
-    python bench/plain_stylegan2_digits.py --epochs 1 --max_batches 3 --out /tmp/t.pt    # a smoke run
+    python -m bench.baselines.stylegan2 --out /tmp/plain_sg2.pt
+    python -m bench.baselines.stylegan2 --epochs 1 --max_batches 3 --out /tmp/t.pt    # a smoke run
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from aigc_lightning.augment import augment_with_probability
 from aigc_lightning.losses import path_length_penalty, path_lengths, r1_penalty
 from aigc_lightning.nets import StyleGAN2Discriminator, StyleGAN2Generator
 from aigc_lightning.nets.stylegan2 import mix_styles
-from plain_dcgan_digits import digits
+from bench.baselines.dcgan import digits, training_split
 
 # the config's model options
 LR, BETAS, EPS = 0.0025, (0.0, 0.99), 1e-8
@@ -65,9 +65,7 @@ def main() -> None:
     args = parser.parse_args()
 
     torch.manual_seed(0)
-    x = digits(32)
-    order = torch.randperm(len(x), generator=torch.Generator().manual_seed(0))
-    train = x[order[round(len(x) * 0.1) :]]  # the 90 % training split (DigitsDataModule's val_fraction 0.1)
+    train = training_split(digits(32))
     g = StyleGAN2Generator(image_size=32, channels=1, latent_dim=64, n_mlp=2, channel_max=32)
     d = StyleGAN2Discriminator(image_size=32, channels=1, channel_max=32, mbstd_group_size=4)
     g_ema = copy.deepcopy(g).requires_grad_(False)

@@ -1,0 +1,1 @@
+"""Benchmarks of aigc-lightning against plain PyTorch: ``python -m bench --list`` (see ``bench/__main__.py``)."""
