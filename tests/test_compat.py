@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import inspect
 import re
+from pathlib import Path
 
 import torch
 from lightning.pytorch import Trainer
@@ -156,3 +157,18 @@ def test_ckpt_path_last_is_resolved_through_find_last_checkpoints(tmp_path):
     trainer = Trainer(default_root_dir=tmp_path, callbacks=[AtomicCheckpoint()], enable_progress_bar=False)
     found = trainer.checkpoint_callback._find_last_checkpoints(trainer)
     assert found == {str(earlier)}  # Lightning's own search alone looks in version_1 only
+
+
+def test_two_runs_that_pick_the_same_version_get_their_own_folders(tmp_path, monkeypatch):
+    from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+
+    # both loggers make their pick before either folder exists: what two runs started together see
+    loggers = [TensorBoardLogger(tmp_path), TensorBoardLogger(tmp_path), CSVLogger(tmp_path)]
+    for logger in loggers:
+        monkeypatch.setattr(logger, "_get_next_version", lambda: 0)
+        assert logger._version is None  # the internal claim_version_folder reads and sets
+    assert all(compat.claim_version_folder(logger) for logger in loggers)
+    assert [logger.version for logger in loggers] == [0, 1, 2]
+    assert len({logger.log_dir for logger in loggers}) == 3 and all(Path(x.log_dir).is_dir() for x in loggers)
+    pinned = TensorBoardLogger(tmp_path, version=7)
+    assert not compat.claim_version_folder(pinned) and pinned.version == 7  # a version the user set stays
