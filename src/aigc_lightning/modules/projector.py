@@ -16,7 +16,6 @@ gradient synchronisation off in every step (``compat.disable_gradient_sync``).
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from functools import partial
@@ -35,7 +34,9 @@ from aigc_lightning.modules.generator_file import load_generator
 from aigc_lightning.modules.hparams import PlainHyperparameters
 from aigc_lightning.nets.latent_edits import layer_group, load_directions, read_latent, sefa_directions
 from aigc_lightning.nets.stylegan2 import StyleGAN2Generator
+from aigc_lightning.perceptual import PerceptualLoss
 from aigc_lightning.pixels import convert_channels, resize_crop, to_unit
+from aigc_lightning.schedules import RampUpDown
 from aigc_lightning.seeds import randn_from_seeds
 
 
@@ -54,12 +55,6 @@ def noise_maps(generator: StyleGAN2Generator, maps: dict[str, Tensor]) -> Iterat
         for name, value in saved.items():
             owner, _, attr = name.rpartition(".")
             setattr(generator.get_submodule(owner), attr, value)
-
-
-def lr_ramp(t: float, rampup: float, rampdown: float) -> float:
-    """NVlabs' learning-rate factor at progress t ∈ [0, 1): linear warm-up, cosine ramp-down."""
-    down = min(1.0, (1.0 - t) / rampdown)
-    return (0.5 - 0.5 * math.cos(down * math.pi)) * min(1.0, t / rampup)
 
 
 class Projector(PlainHyperparameters, LightningModule):
@@ -130,7 +125,8 @@ class Projector(PlainHyperparameters, LightningModule):
         if mix_seed is not None and mix_latent is not None:
             raise UserError("pass either --model.mix_seed or --model.mix_latent, not both")
         self.generator = load_generator(generator_checkpoint)
-        self.features = features if perceptual == "vgg" else None
+        # the same perceptual loss as style transfer (its LPIPS-style distance); frozen, so out of checkpoints
+        self.perceptual = PerceptualLoss(features, perceptual_layers) if perceptual == "vgg" and features else None
         if perceptual == "vgg" and features is None:
             raise UserError("--model.perceptual vgg needs --model.features (aigc_lightning.nets.VGGFeatures)")
         self.lpips = self._lpips() if perceptual == "lpips" else None
@@ -209,12 +205,8 @@ class Projector(PlainHyperparameters, LightningModule):
         rgb_x, rgb_t = convert_channels(x, 3), convert_channels(target, 3)
         if x.shape[-1] > 256:  # as NVlabs: VGG was built for 224 px
             rgb_x, rgb_t = resize_crop(rgb_x, 256), resize_crop(rgb_t, 256)
-        if self.features is not None:
-            layers = list(self.hparams.perceptual_layers)
-            f_x = self.features(to_unit(rgb_x), layers)
-            with torch.no_grad():
-                f_t = self.features(to_unit(rgb_t), layers)
-            out["perceptual"] = losses.perceptual_distance(f_x, f_t).sum()
+        if self.perceptual is not None:
+            out["perceptual"] = self.perceptual.distance(to_unit(rgb_x), to_unit(rgb_t)).sum()
         elif self.lpips is not None:
             out["perceptual"] = self.lpips(rgb_x, rgb_t).sum()  # lpips takes [-1, 1]
         else:
@@ -225,15 +217,16 @@ class Projector(PlainHyperparameters, LightningModule):
         if bool(batch["pad"][0]):
             return  # this rank has fewer targets than another: wait in step
         step, steps, name = int(batch["step"][0]), int(batch["steps"][0]), batch["name"][0]
+        h, opt = self.hparams, self.optimizers()
         if step == 0 or name != self.name:
             self.start(self.prepare_target(batch["image"][:1]), name)
+            # NVlabs' ramp over this target's steps, restarted per target at the served step (a resumed run starts
+            # mid-target); the peak lr is recorded in the groups, so it survives a resume
+            for group in opt.param_groups:
+                group.setdefault("initial_lr", group["lr"])
+            self.lr_schedule = RampUpDown(opt.optimizer, h.lr_rampup, h.lr_rampdown, steps, last_epoch=step - 1)
         compat.disable_gradient_sync(self.trainer.strategy)  # each rank projects its own targets: no averaging
         t = step / steps
-        h = self.hparams
-        opt = self.optimizers()
-        for group in opt.param_groups:
-            group.setdefault("peak_lr", group["lr"])
-            group["lr"] = group["peak_lr"] * lr_ramp(t, h.lr_rampup, h.lr_rampdown)
         w_noise_scale = self.w_std * h.noise_factor * max(0.0, 1.0 - t / h.noise_ramp) ** 2
         x = self.synthesize(self.w + torch.randn_like(self.w) * w_noise_scale, list(self.noise))
         d = self.distance(x, self.target)
@@ -243,6 +236,7 @@ class Projector(PlainHyperparameters, LightningModule):
         opt.zero_grad(set_to_none=True)
         self.manual_backward(loss)
         opt.step()
+        self.lr_schedule.step()
         with torch.no_grad():  # NVlabs: renormalise the noise maps to zero mean, unit variance after each step
             for p in self.noise:
                 p.sub_(p.mean()).mul_(p.square().mean().rsqrt())
