@@ -79,3 +79,25 @@ def test_predict_truncation_psi_flag(tmp_path):
     expected = model.sample(5, seed=42, truncation_psi=0.7)
     assert not torch.allclose(expected, model.sample(5, seed=42, truncation_psi=1.0), atol=1e-3)
     assert_pngs_equal(out, expected)
+
+
+def test_every_renamed_flat_option_names_a_real_object_and_argument():
+    import importlib
+    import inspect
+    import re
+
+    from aigc_lightning.modules.gan_renamed import RENAMED_OPTIONS, renamed_option_line
+
+    gan_args = set(inspect.signature(GAN).parameters)
+    for old, hint in RENAMED_OPTIONS.items():
+        assert old not in gan_args or old == "loss", old  # gone from the signature (loss is now an object)
+        line = renamed_option_line(f"model.init_args.{old}")
+        assert line.startswith(f"--model.{old} ") and "; write model." in line and "\n" not in line
+        assert re.match(r"model\.(\w+)", hint).group(1) in gan_args, hint  # the option it points to exists
+        accepted = set()  # the arguments of the classes it names (WassersteinGP for loss's gp_weight)
+        for path in re.findall(r"class_path: ([\w.]+)", hint):
+            module, _, name = path.rpartition(".")
+            accepted |= set(inspect.signature(getattr(importlib.import_module(module), name)).parameters)
+        names = re.findall(r"(\w+): (?:…|true)", hint.split("init_args", 1)[-1])
+        assert names and set(names) <= accepted | {"class_path"}, (old, names)
+    assert renamed_option_line("model.n_critic") is None

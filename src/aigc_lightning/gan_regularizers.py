@@ -120,4 +120,4 @@ class PathLength:
         )
 
 
-__all__ = ["PathLength", "R1"]
+__all__ = ["R1", "PathLength"]

@@ -15,15 +15,18 @@ PATH_LENGTH = (
 )
 ADA = "model.ada: {class_path: aigc_lightning.augment.AdaController, init_args: {target: …, ada_kimg: …, interval: …, p: …}}"
 LOSS = (
-    "model.loss: {class_path: aigc_lightning.gan_losses.NonSaturating} (or Hinge, or WassersteinGP with "
-    "init_args: {gp_weight: …})"
+    "model.loss: {class_path: aigc_lightning.gan_losses.NonSaturating}, or aigc_lightning.gan_losses.Hinge, or "
+    "{class_path: aigc_lightning.gan_losses.WassersteinGP, init_args: {gp_weight: …}}"
 )
 
 # old key → what replaces it
 RENAMED_OPTIONS: dict[str, str] = {
     "r1_gamma": f"{R1} (gamma)",
     "r1_every": f"{R1} (every)",
-    "lazy_reg_correction": "lazy_correction: true in model.r1 and model.path_length's init_args",
+    "lazy_reg_correction": (
+        "model.r1: {class_path: aigc_lightning.gan_regularizers.R1, init_args: {…, lazy_correction: true}}, and the "
+        "same in model.path_length"
+    ),
     "style_mixing_prob": (
         "model.latents: {class_path: aigc_lightning.gan_latents.StyleLatents, init_args: {mixing_prob: …}}"
     ),
@@ -51,7 +54,8 @@ def renamed_option_line(key: str) -> str | None:
     name = key.rpartition(".")[2].lstrip("-")
     if name not in RENAMED_OPTIONS:
         return None
-    return f"--model.{name} is not a GAN option; write {RENAMED_OPTIONS[name]} (docs/gan.md)"
+    what = "takes an object, not a name" if name == "loss" else "is not a GAN option"
+    return f"--model.{name} {what}; write {RENAMED_OPTIONS[name]} (docs/gan.md)"
 
 
 __all__ = ["RENAMED_OPTIONS", "renamed_option_line"]
