@@ -115,6 +115,11 @@ class GAN(PlainHyperparameters, LightningModule):
             raise UserError(f"n_critic and ema_warmup must be >= 1, got {n_critic}, {ema_warmup}")
         if not 0 <= ema_decay < 1:
             raise UserError(f"ema_decay must be in [0, 1), got {ema_decay}")
+        if loss is not None and not isinstance(loss, AdversarialLoss):
+            raise UserError(
+                f"model.loss must be an aigc_lightning.gan_losses object (NonSaturating(), Hinge(), "
+                f"WassersteinGP(gp_weight)), got {loss!r}"
+            )
         # Networks and recipe objects stay in the hyperparameters as their class_path configs under LightningCLI,
         # which is what lets ``GAN.load_from_checkpoint(path)`` rebuild the model without arguments.
         self.save_hyperparameters()
@@ -124,11 +129,6 @@ class GAN(PlainHyperparameters, LightningModule):
             generator, file_d = networks_from_rosinality(generator_checkpoint, getattr(generator, "channels", None))
             discriminator = file_d or discriminator
         self.generator, self.discriminator = generator, discriminator
-        if loss is not None and not isinstance(loss, AdversarialLoss):
-            raise UserError(
-                f"model.loss must be an aigc_lightning.gan_losses object (NonSaturating(), Hinge(), "
-                f"WassersteinGP(gp_weight)), got {loss!r}"
-            )
         self.loss = loss if loss is not None else NonSaturating()
         self.latents = latents if latents is not None else GaussianLatents()
         self.latents.check(generator)
