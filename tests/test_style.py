@@ -24,10 +24,11 @@ from aigc_lightning.datamodules import StyleDataModule
 from aigc_lightning.errors import UserError
 from aigc_lightning.losses import content_loss, gram_matrix, gram_matrix_fp32, style_loss, total_variation
 from aigc_lightning.modules import StyleTransfer
-from aigc_lightning.modules.style_transfer import Run, rgb_to_yiq
+from aigc_lightning.modules.style_transfer import Run
 from aigc_lightning.nets import VGGFeatures
 from aigc_lightning.nets.vgg import vgg19_layer_names
 from aigc_lightning.optim import BoxLBFGS
+from aigc_lightning.pixels import rgb_to_yiq
 
 skdata = pytest.importorskip("skimage.data")
 REPO = Path(__file__).resolve().parents[1]

@@ -32,7 +32,9 @@ def convert_channels(x: Tensor, channels: int) -> Tensor:
     if x.shape[1] == 3 and channels == 1:
         weights = torch.tensor([0.299, 0.587, 0.114], dtype=x.dtype, device=x.device)
         return (x * weights.view(1, 3, 1, 1)).sum(1, keepdim=True)
-    raise UserError(f"cannot convert {x.shape[1]}-channel images to {channels} channels; use channels: 1 or 3")
+    raise UserError(
+        f"cannot convert {x.shape[1]}-channel images to {channels} channels; use channels: 1 or 3"
+    )
 
 
 def resize_crop(x: Tensor, size: int, crop: int | None = None) -> Tensor:
@@ -48,4 +50,18 @@ def resize_crop(x: Tensor, size: int, crop: int | None = None) -> Tensor:
     return x
 
 
-__all__ = ["convert_channels", "resize_crop", "to_signed", "to_unit"]
+# RGB → YIQ (NTSC): Y is luma, I/Q the chroma that colour preservation keeps from the content.
+RGB_TO_YIQ = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
+
+
+def rgb_to_yiq(x: Tensor) -> Tensor:
+    """(B, 3, H, W) RGB → YIQ."""
+    return torch.einsum("ij,bjhw->bihw", RGB_TO_YIQ.to(x), x)
+
+
+def yiq_to_rgb(x: Tensor) -> Tensor:
+    """(B, 3, H, W) YIQ → RGB (the exact inverse of ``rgb_to_yiq``)."""
+    return torch.einsum("ij,bjhw->bihw", torch.linalg.inv(RGB_TO_YIQ).to(x), x)
+
+
+__all__ = ["convert_channels", "resize_crop", "rgb_to_yiq", "to_signed", "to_unit", "yiq_to_rgb"]

@@ -28,7 +28,13 @@ from typing import Literal
 
 import torch
 import torch.nn.functional as F
-from jsonargparse.typing import ClosedUnitInterval, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
+from jsonargparse.typing import (
+    ClosedUnitInterval,
+    NonNegativeFloat,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+)
 from lightning.pytorch import LightningModule
 from lightning.pytorch.cli import OptimizerCallable
 from torch import Tensor, nn
@@ -39,21 +45,9 @@ from aigc_lightning.modules.hparams import PlainHyperparameters
 from aigc_lightning.modules.style_precision import Schedule
 from aigc_lightning.optim import BestImage, BoxLBFGS, restart
 from aigc_lightning.perceptual import PerceptualLoss, Targets
+from aigc_lightning.pixels import rgb_to_yiq, yiq_to_rgb
 
 MAX_RESTARTS = 20  # rejected (non-finite) steps at one scale, each retried with half the step size, before giving up
-# RGB → YIQ (NTSC): Y is luma, I/Q the chroma that colour preservation keeps from the content.
-RGB_TO_YIQ = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
-
-
-def rgb_to_yiq(x: Tensor) -> Tensor:
-    """(B, 3, H, W) RGB → YIQ."""
-    return torch.einsum("ij,bjhw->bihw", RGB_TO_YIQ.to(x), x)
-
-
-def yiq_to_rgb(x: Tensor) -> Tensor:
-    """(B, 3, H, W) YIQ → RGB (the exact inverse of ``rgb_to_yiq``)."""
-    return torch.einsum("ij,bjhw->bihw", torch.linalg.inv(RGB_TO_YIQ).to(x), x)
-
 
 def resize(x: Tensor, size: tuple[int, int]) -> Tensor:
     """Bilinear, antialiased resize of (B, C, H, W) to ``size``; a no-op when the size already matches."""
