@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import math
 import re
 import shlex
 import sys
@@ -23,11 +24,20 @@ from bench.common import ROOT, machine_info, markdown_table
 CASES = {
     "overhead": ("bench.overhead", "GAN Trainer.fit steps/s against a plain loop; --ddp: 2 processes vs 1"),
     "stylegan2_speed": ("bench.overhead", "StyleGAN2 training img/s (every regulariser on) against DCGAN"),
-    "user_overhead": ("bench.user_overhead", "the whole `fit` command against a plain script; --help start-up"),
-    "exit_time": ("bench.user_overhead", "interpreter exit after `main` returns: normal, gc.freeze, os._exit"),
+    "user_overhead": (
+        "bench.user_overhead",
+        "the whole `fit` command against a plain script; --help start-up",
+    ),
+    "exit_time": (
+        "bench.user_overhead",
+        "interpreter exit after `main` returns: normal, gc.freeze, os._exit",
+    ),
     "vae_ablation": ("bench.user_overhead", "VAE digits fit CPU time with one convenience off at a time"),
     "gpu_check": ("bench.gpu_check", "each config x precision under DDP on all GPUs (--cpu: on the CPU)"),
-    "gan_fid": ("bench.gan_quality", "MNIST GAN FID/KID/IS: config vs plain DCGAN loop, equal batches and CPU s"),
+    "gan_fid": (
+        "bench.gan_quality",
+        "MNIST GAN FID/KID/IS: config vs plain DCGAN loop, equal batches and CPU s",
+    ),
     "gan_sweep": ("bench.gan_quality", "one variant of dcgan_mnist.yaml: FID of its EMA and raw generators"),
     "gan_digits": ("bench.gan_quality", "FID/KID/IS of a digits GAN checkpoint, with and without truncation"),
     "stylegan2_vs_dcgan": ("bench.gan_quality", "StyleGAN2 vs DCGAN digits configs at equal wall time: FID"),
@@ -37,7 +47,10 @@ CASES = {
     "style_eval_cost": ("bench.style", "Gatys: milliseconds per loss evaluation, tutorial vs ours"),
     "style_bf16_error": ("bench.style", "Gatys: loss and gradient error of the bfloat16 phase"),
     "style_plateau": ("bench.style", "Gatys: best loss after k evaluations from perturbed starts"),
-    "style_network_speed": ("bench.style_network", "feed-forward style network img/s vs Gatys; video flicker"),
+    "style_network_speed": (
+        "bench.style_network",
+        "feed-forward style network img/s vs Gatys; video flicker",
+    ),
     "fid_cost": ("bench.costs", "FID/KID/IS callback time as a share of a config's fit"),
     "data_loading": ("bench.costs", "in-memory uint8 folder data vs per-item PIL vs torchvision ImageFolder"),
     "soak": ("bench.costs", "digits GAN for N minutes with frequent checkpoints: RSS over time"),
@@ -46,12 +59,21 @@ CASES = {
 }
 
 
+def finite(value):
+    """The record with non-finite floats as strings ("inf", "nan"): JSON has no literal for them."""
+    if isinstance(value, dict):
+        return {k: finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [finite(v) for v in value]
+    return str(value) if isinstance(value, float) and not math.isfinite(value) else value
+
+
 def render(record: dict) -> str:
     """A record's results as markdown: its command, the machine, every list of rows as a table, the summary."""
     m = record["machine"]
     gpus = ", ".join(m.get("cuda") or []) or "no GPU"
-    lines = [f"`{record['command']}` — {m.get('processor')}, {m.get('cpus')} CPUs, {gpus}, torch {m.get('torch')}, "
-             f"{m.get('date', '')[:10]}", ""]  # fmt: skip
+    lines = [(f"`{record['command']}` — {m.get('processor')}, {m.get('cpus')} CPUs, {gpus}, torch {m.get('torch')}, "
+              f"{m.get('date', '')[:10]}"), ""]  # fmt: skip
     for key, value in record["results"].items():
         if isinstance(value, list) and value and isinstance(value[0], dict):
             lines += ([] if key == "rows" else [f"{key}:", ""]) + [markdown_table(value), ""]
@@ -70,10 +92,12 @@ def tables(argv: list[str]) -> None:
     pages = {page: page.read_text() for page in args.docs}
     for path in args.records:
         key, block = path.stem, render(json.loads(path.read_text()))
-        pattern = re.compile(rf"(<!-- bench:{re.escape(key)} -->\n).*?(<!-- /bench:{re.escape(key)} -->)", re.S)
+        pattern = re.compile(
+            rf"(<!-- bench:{re.escape(key)} -->\n).*?(<!-- /bench:{re.escape(key)} -->)", re.DOTALL
+        )
         hits = [page for page, text in pages.items() if pattern.search(text)]
         for page in hits:
-            pages[page] = pattern.sub(lambda m: m.group(1) + block + m.group(2), pages[page])
+            pages[page] = pattern.sub(lambda m, block=block: m.group(1) + block + m.group(2), pages[page])
         print(f"{path}: {', '.join(str(p) for p in hits) or f'no <!-- bench:{key} --> section in the docs'}")
     for page, text in pages.items():
         page.write_text(text)
@@ -107,7 +131,7 @@ def main(argv: list[str] | None = None) -> dict | None:
     print("\n" + render(record))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(record, indent=1, default=str) + "\n")
+        args.json.write_text(json.dumps(finite(record), indent=1, default=str, allow_nan=False) + "\n")
         print(f"wrote {args.json}")
     if results.get("failed"):  # a check that failed (parity beyond its tolerance): exit status 1
         sys.exit(1)

@@ -62,9 +62,16 @@ def machine_info() -> dict:
     """Where a result was measured: enough to tell a quiet workstation from a shared CI box or a GPU node."""
     import torch
 
-    git = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+    git = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=False
+    )
+    cpuinfo = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    model = next(
+        (line.split(":", 1)[1].strip() for line in cpuinfo.splitlines() if line.startswith("model name")),
+        None,
+    )
     return {
-        "platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+        "platform": platform.platform(), "processor": model or platform.processor() or platform.machine(),
         "cpus": os.cpu_count(), "python": sys.version.split()[0], "torch": torch.__version__,
         "torch_threads": torch.get_num_threads(), "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
         "cuda": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())],

@@ -16,13 +16,13 @@ from bench.common import MNIST_PNGS, ROOT, median
 def fid_cost(args) -> dict:
     """What FID/KID/IS during training cost: time inside ``GenerativeMetrics`` as a share of a config's ``fit`` wall time.
 
-The config runs exactly as ``python -m aigc_lightning fit --config ...`` would (extra CLI arguments after ``--``),
-logging into a temporary folder. The callback times its own work (real-feature caching, generation, feature
-extraction, metric computation) with ``time.perf_counter``; the goal is < 5 % of the fit's wall time.
+    The config runs exactly as ``python -m aigc_lightning fit --config ...`` would (extra CLI arguments after ``--``),
+    logging into a temporary folder. The callback times its own work (real-feature caching, generation, feature
+    extraction, metric computation) with ``time.perf_counter``; the goal is < 5 % of the fit's wall time.
 
-    python -m bench fid_cost                                   # configs/gan/dcgan_digits.yaml, as configured
-    python -m bench fid_cost --config configs/vae/vae_digits.yaml -- --trainer.max_epochs 10
-"""
+        python -m bench fid_cost                                   # configs/gan/dcgan_digits.yaml, as configured
+        python -m bench fid_cost --config configs/vae/vae_digits.yaml -- --trainer.max_epochs 10
+    """
     from aigc_lightning.callbacks import GenerativeMetrics
     from aigc_lightning.cli import AigcCLI
 
@@ -35,12 +35,19 @@ extraction, metric computation) with ``time.perf_counter``; the goal is < 5 % of
         start = time.perf_counter()
         cli.trainer.fit(cli.model, cli.datamodule)
         wall = time.perf_counter() - start
-        logged = {k: float(v) for k, v in cli.trainer.callback_metrics.items() if k in ("val/fid", "val/kid", "val/is")}
+        logged = {
+            k: float(v)
+            for k, v in cli.trainer.callback_metrics.items()
+            if k in ("val/fid", "val/kid", "val/is")
+        }
     m = metrics[0]
     row = {"config": args.config, "epochs": cli.trainer.current_epoch, "fit wall s": round(wall, 1),
            "metrics s": round(m.seconds, 1), "evaluations": m.evaluations, "num_samples": m.num_samples,
            "share": f"{100 * m.seconds / wall:.2f} %"}  # fmt: skip
-    return {"rows": [row], "summary": {"FID/KID/IS share of fit wall time (goal < 5 %)": row["share"], **logged}}
+    return {
+        "rows": [row],
+        "summary": {"FID/KID/IS share of fit wall time (goal < 5 %)": row["share"], **logged},
+    }
 
 
 def fid_cost_args(p: argparse.ArgumentParser) -> None:
@@ -61,11 +68,11 @@ def epoch_seconds(loader, epochs: int) -> float:
 def data_loading(args) -> dict:
     """Data loading: in-memory uint8 tensor (batched indexing) vs per-item PIL decoding, on real MNIST PNGs.
 
-Reference: torchvision's ``ImageFolder`` + transforms v2 + the default collate, what a plain-PyTorch script
-writes. Reports setup seconds, seconds per epoch (median of ``--epochs``), images/s and the speed-up, 1 thread.
+    Reference: torchvision's ``ImageFolder`` + transforms v2 + the default collate, what a plain-PyTorch script
+    writes. Reports setup seconds, seconds per epoch (median of ``--epochs``), images/s and the speed-up, 1 thread.
 
-    python -m bench data_loading [--root MNIST_PNGS] [--epochs 3]
-"""
+        python -m bench data_loading [--root MNIST_PNGS] [--epochs 3]
+    """
     import torch
     from torch.utils.data import DataLoader
     from torchvision import datasets
@@ -75,10 +82,18 @@ writes. Reports setup seconds, seconds per epoch (median of ``--epochs``), image
 
     torch.set_num_threads(1)
     start = time.perf_counter()
-    transform = v2.Compose([v2.Grayscale(), v2.ToImage(), v2.ToDtype(torch.float32, scale=True), v2.Normalize([0.5], [0.5])])
+    transform = v2.Compose(
+        [v2.Grayscale(), v2.ToImage(), v2.ToDtype(torch.float32, scale=True), v2.Normalize([0.5], [0.5])]
+    )
     reference = datasets.ImageFolder(args.root, transform=transform)
     loader = DataLoader(reference, batch_size=args.batch_size, shuffle=True)
-    timings = [("torchvision ImageFolder (reference)", time.perf_counter() - start, epoch_seconds(loader, args.epochs))]
+    timings = [
+        (
+            "torchvision ImageFolder (reference)",
+            time.perf_counter() - start,
+            epoch_seconds(loader, args.epochs),
+        )
+    ]
     for name, limit in (("ImageFolderDataModule, per item", 0), ("ImageFolderDataModule, in memory", 10**9)):
         start = time.perf_counter()
         dm = ImageFolderDataModule(args.root, image_size=28, channels=1, batch_size=args.batch_size, val_fraction=0,
@@ -107,11 +122,11 @@ def rss_mib(pid: int) -> float:
 def soak(args) -> dict:
     """Soak: the digits GAN config for a fixed wall time with last.ckpt every N batches; RSS sampled throughout.
 
-Flat memory means RSS at the end within a few percent of RSS after warm-up (the first sample after the first
-checkpoint). RSS is the training process's resident set from /proc (Linux), sampled every ``--interval`` seconds.
+    Flat memory means RSS at the end within a few percent of RSS after warm-up (the first sample after the first
+    checkpoint). RSS is the training process's resident set from /proc (Linux), sampled every ``--interval`` seconds.
 
-    python -m bench soak --minutes 30 --every-n-batches 50
-"""
+        python -m bench soak --minutes 30 --every-n-batches 50
+    """
     import torch
 
     root = Path(tempfile.mkdtemp(prefix="soak_"))
@@ -134,7 +149,9 @@ checkpoint). RSS is the training process's resident set from /proc (Linux), samp
     _, err = proc.communicate()
     if proc.returncode != 0:
         sys.exit(f"soak run failed ({proc.returncode}):\n{err[-3000:]}")
-    batches = torch.load(last, weights_only=False, map_location="cpu")["global_step"] // 2  # 2 optimizer steps a batch
+    batches = (
+        torch.load(last, weights_only=False, map_location="cpu")["global_step"] // 2
+    )  # 2 optimizer steps a batch
     warm, end = warm or samples[0], samples[-1]
     points = (("first sample", samples[0]), ("warm (first ckpt)", warm), ("peak", (0, max(r for _, r in samples))),
               ("end", end))  # fmt: skip
@@ -172,27 +189,30 @@ STAGES = [
 ]
 
 
-
-
 def profile_shares(args) -> dict:
     """Where a process's wall time went: a ``py-spy record --idle --format raw`` profile summed into coarse stages.
 
-Each main-thread sample is given to the first stage whose marker occurs in its stack (other threads — TensorBoard's
-writer, tqdm's monitor, the checkpoint writer — are skipped: they sleep while the main thread works); the rest is
-"other" (Lightning's loop and hooks, setup, the plain scripts' own loop). Seconds assume ``--rate`` samples/s.
+    Each main-thread sample is given to the first stage whose marker occurs in its stack (other threads — TensorBoard's
+    writer, tqdm's monitor, the checkpoint writer — are skipped: they sleep while the main thread works); the rest is
+    "other" (Lightning's loop and hooks, setup, the plain scripts' own loop). Seconds assume ``--rate`` samples/s.
 
-    py-spy record --idle --threads --format raw --rate 50 -o fw.raw -- python -m aigc_lightning fit --config …
-    python -m bench profile_shares fw.raw --rate 50
-"""
+        py-spy record --idle --threads --format raw --rate 50 -o fw.raw -- python -m aigc_lightning fit --config …
+        python -m bench profile_shares fw.raw --rate 50
+    """
     totals: collections.Counter[str] = collections.Counter()
     for line in Path(args.raw).read_text().splitlines():
         stack, _, count = line.rpartition(" ")
         frames = stack.split(";")
         if frames[0].startswith("thread ") and "MainThread" not in frames[0]:
             continue  # --threads: keep the main thread only
-        totals[next((name for name, marker in STAGES if any(marker in f for f in frames)), "other")] += int(count)
+        totals[next((name for name, marker in STAGES if any(marker in f for f in frames)), "other")] += int(
+            count
+        )
     n = sum(totals.values())
-    rows = [{"stage": stage, "share": f"{100 * c / n:.1f} %", "s": round(c / args.rate, 1)} for stage, c in totals.most_common()]
+    rows = [
+        {"stage": stage, "share": f"{100 * c / n:.1f} %", "s": round(c / args.rate, 1)}
+        for stage, c in totals.most_common()
+    ]
     return {"rows": rows, "summary": {"main thread in all, s": round(n / args.rate, 1)}}
 
 

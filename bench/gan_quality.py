@@ -91,7 +91,9 @@ def plain_samples(g: Generator, n: int, seed: int = 0) -> torch.Tensor:
     return ((g(z) + 1) / 2).clamp(0, 1)
 
 
-def train_plain(dm, batches: int, width: int, lr: float = 2e-4, seed: int = 0, cpu_seconds: float | None = None):
+def train_plain(
+    dm, batches: int, width: int, lr: float = 2e-4, seed: int = 0, cpu_seconds: float | None = None
+):
     """``bench.baselines.dcgan.example_loop`` on the same nets, seed and data; (generator, CPU s, batches done)."""
     seed_everything(seed)
     g, d = Generator(100, 1, 28, width), Discriminator(1, 28, width, norm="batch")
@@ -105,22 +107,22 @@ def scores(v: dict) -> dict:
 def gan_fid(args) -> dict:
     """GAN quality on real MNIST: FID/KID/IS with MNIST domain features, framework GAN vs a plain-PyTorch DCGAN loop.
 
-Data: the 10,000 MNIST test PNGs through ``ImageFolderDataModule(image_size=28, channels=1, val_fraction=0.2,
-seed=0)``: 8,000 training images, 2,000 held out as the FID reference.
-1. Feature extractor: ``Classifier`` with a 28-px ``ConvClassifier`` (``configs/classifier/digits.yaml`` pointed at
-   the folder) trained ``--classifier_epochs`` on the 8,000 (or ``--extractor``); its held-out accuracy is noted.
-2. framework: ``configs/gan/dcgan_mnist.yaml`` (nonsaturating DCGAN, Adam 4e-4/0.5, lazy R1, EMA generator) at
-   ``--width``, batch 64, ``--batches`` batches, its own metric callback removed.
-3. plain: the same ``Generator`` / ``Discriminator``, seed, loss, data and batches in the PyTorch DCGAN example's
-   loop (``bench.baselines.dcgan.example_loop``: Adam 2e-4 / 0.5, no EMA); then again until it has used the
-   framework run's process CPU time (the equal-seconds comparison; 1 thread: CPU time = wall time on a quiet
-   machine). Steps 2-3 repeat for each of ``--seeds``. ``--lr_ablation``: the plain loop at the config's lr.
-All are scored by ``evaluate_images`` on ``--num_samples`` samples (eval-mode generator, the same latents)
-against the held-out 2,000; "real" scores 2,000 training images the same way (the floor).
+    Data: the 10,000 MNIST test PNGs through ``ImageFolderDataModule(image_size=28, channels=1, val_fraction=0.2,
+    seed=0)``: 8,000 training images, 2,000 held out as the FID reference.
+    1. Feature extractor: ``Classifier`` with a 28-px ``ConvClassifier`` (``configs/classifier/digits.yaml`` pointed at
+       the folder) trained ``--classifier_epochs`` on the 8,000 (or ``--extractor``); its held-out accuracy is noted.
+    2. framework: ``configs/gan/dcgan_mnist.yaml`` (nonsaturating DCGAN, Adam 4e-4/0.5, lazy R1, EMA generator) at
+       ``--width``, batch 64, ``--batches`` batches, its own metric callback removed.
+    3. plain: the same ``Generator`` / ``Discriminator``, seed, loss, data and batches in the PyTorch DCGAN example's
+       loop (``bench.baselines.dcgan.example_loop``: Adam 2e-4 / 0.5, no EMA); then again until it has used the
+       framework run's process CPU time (the equal-seconds comparison; 1 thread: CPU time = wall time on a quiet
+       machine). Steps 2-3 repeat for each of ``--seeds``. ``--lr_ablation``: the plain loop at the config's lr.
+    All are scored by ``evaluate_images`` on ``--num_samples`` samples (eval-mode generator, the same latents)
+    against the held-out 2,000; "real" scores 2,000 training images the same way (the floor).
 
-    python -m bench gan_fid [--root MNIST_PNGS] [--batches 600] [--extractor CKPT] [--seeds 0 1]
-    python -m bench gan_fid --save_dir runs/gan_mnist     # keeps the first seed's framework checkpoint
-"""
+        python -m bench gan_fid [--root MNIST_PNGS] [--batches 600] [--extractor CKPT] [--seeds 0 1]
+        python -m bench gan_fid --save_dir runs/gan_mnist     # keeps the first seed's framework checkpoint
+    """
     torch.set_num_threads(args.threads)
     dm = data(args.root)
     held_out = (stack(dm.val_dataloader()) + 1) / 2  # (2000, 1, 28, 28) in [0, 1]
@@ -146,7 +148,9 @@ against the held-out 2,000; "real" scores 2,000 training images the same way (th
             row(f"framework GAN (raw generator), seed {seed}", plain_samples(gan.generator, args.num_samples),
                 fw_seconds, args.batches)  # fmt: skip
             g, seconds, done = train_plain(dm, args.batches, args.width, seed=seed)
-            same_batches = row(f"plain PyTorch DCGAN loop, seed {seed}", plain_samples(g, args.num_samples), seconds, done)
+            same_batches = row(
+                f"plain PyTorch DCGAN loop, seed {seed}", plain_samples(g, args.num_samples), seconds, done
+            )
             g, seconds, done = train_plain(dm, args.batches, args.width, seed=seed, cpu_seconds=fw_seconds)
             same_time = row(f"plain loop, the framework's CPU seconds, seed {seed}", plain_samples(g, args.num_samples),
                             seconds, done)  # fmt: skip
@@ -176,8 +180,12 @@ def gan_fid_args(p: argparse.ArgumentParser) -> None:
     mnist_args(p, 600)
     p.add_argument("--classifier_epochs", type=int, default=2)
     p.add_argument("--extractor", default=None, help="a Classifier .ckpt instead of training one")
-    p.add_argument("--save_dir", default=None, help="keep the first framework run here (checkpoints/last.ckpt)")
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1], help="training seeds, each a full comparison")
+    p.add_argument(
+        "--save_dir", default=None, help="keep the first framework run here (checkpoints/last.ckpt)"
+    )
+    p.add_argument(
+        "--seeds", type=int, nargs="+", default=[0, 1], help="training seeds, each a full comparison"
+    )
     p.add_argument("--lr_ablation", action="store_true", help="add the plain loop at the config's lr")
     p.add_argument("--threads", type=int, default=1, help="torch threads (1: CPU time equals wall time)")
 
@@ -185,14 +193,14 @@ def gan_fid_args(p: argparse.ArgumentParser) -> None:
 def gan_sweep(args) -> dict:
     """One variant of ``configs/gan/dcgan_mnist.yaml`` on real MNIST digits: the FID of its EMA and raw generators.
 
-Same data, width, batch, extractor and scored samples as ``gan_fid`` (its numbers compare with that case's rows);
-the options after ``--`` go to the CLI after the config and override it. The extractor is trained once
-(``configs/classifier/digits.yaml``'s classifier, 3 epochs, seed 0) and cached at ``--extractor``. This is how
-the learning rate and R1 of ``dcgan_mnist.yaml`` were chosen.
+    Same data, width, batch, extractor and scored samples as ``gan_fid`` (its numbers compare with that case's rows);
+    the options after ``--`` go to the CLI after the config and override it. The extractor is trained once
+    (``configs/classifier/digits.yaml``'s classifier, 3 epochs, seed 0) and cached at ``--extractor``. This is how
+    the learning rate and R1 of ``dcgan_mnist.yaml`` were chosen.
 
-    python -m bench gan_sweep [--batches 1500] -- --model.init_args.loss aigc_lightning.gan_losses.Hinge
-    python -m bench gan_sweep -- --seed_everything 1 --model.init_args.r1 null
-"""
+        python -m bench gan_sweep [--batches 1500] -- --model.init_args.loss aigc_lightning.gan_losses.Hinge
+        python -m bench gan_sweep -- --seed_everything 1 --model.init_args.r1 null
+    """
     torch.set_num_threads(1)
     dm = data(args.root)
     held_out = (stack(dm.val_dataloader()) + 1) / 2  # (2000, 1, 28, 28) in [0, 1]
@@ -224,10 +232,10 @@ def digits_reference() -> tuple[DigitsDataModule, torch.Tensor]:
 
 def gan_digits(args) -> dict:
     """FID / KID / IS of a trained digits GAN checkpoint against the 180 held-out digits (packaged digits-classifier
-features, offline), at ψ 1 and 0.7, plus the train-vs-held-out floor of the same metric.
+    features, offline), at ψ 1 and 0.7, plus the train-vs-held-out floor of the same metric.
 
-    python -m bench gan_digits lightning_logs/version_0/checkpoints/last.ckpt
-"""
+        python -m bench gan_digits lightning_logs/version_0/checkpoints/last.ckpt
+    """
     dm, real01 = digits_reference()
     model = GAN.load_from_checkpoint(args.checkpoint, map_location="cpu")
     rows = [{"images": f"GAN, {model.batches} batches, psi {psi}",
@@ -245,12 +253,12 @@ def gan_digits_args(p: argparse.ArgumentParser) -> None:
 
 def stylegan2_vs_dcgan(args) -> dict:
     """StyleGAN2 vs DCGAN on the scikit-learn digits at equal wall time: each shipped config trains ``--seconds``
-(Lightning's ``max_time``), then FID / KID / IS of 1,000 EMA samples against the 180 held-out digits with the
-packaged digits classifier's features (offline; not comparable with Inception FIDs). Both run without the
-in-training FID callback and validation; on a shared machine compare within one run.
+    (Lightning's ``max_time``), then FID / KID / IS of 1,000 EMA samples against the 180 held-out digits with the
+    packaged digits classifier's features (offline; not comparable with Inception FIDs). Both run without the
+    in-training FID callback and validation; on a shared machine compare within one run.
 
-    OMP_NUM_THREADS=1 python -m bench stylegan2_vs_dcgan [--seconds 300] [-- CLI options for both]
-"""
+        OMP_NUM_THREADS=1 python -m bench stylegan2_vs_dcgan [--seconds 300] [-- CLI options for both]
+    """
     _, real01 = digits_reference()
     rows = []
     for config in ("dcgan_digits", "stylegan2_digits"):

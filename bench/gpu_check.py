@@ -123,7 +123,16 @@ def run_spec(spec: dict) -> dict:
     if spec["devices"] == 1:
         return train_once(spec)
     with tempfile.NamedTemporaryFile("r", suffix=".json") as out:
-        command = [sys.executable, "-m", "bench", "gpu_check", "--worker", json.dumps(spec), "--worker_out", out.name]
+        command = [
+            sys.executable,
+            "-m",
+            "bench",
+            "gpu_check",
+            "--worker",
+            json.dumps(spec),
+            "--worker_out",
+            out.name,
+        ]
         done = subprocess.run(command, cwd=ROOT, check=False, capture_output=True, text=True)
         text = Path(out.name).read_text()
         if done.returncode != 0 or not text:
@@ -135,30 +144,30 @@ def run_spec(spec: dict) -> dict:
 def gpu_check(args) -> dict | None:
     """One-command accelerator check: each model config trained for N batches in each precision, DDP over all GPUs.
 
-    python -m bench gpu_check [--batches 50] [--warmup 10] [--precisions 32-true bf16-mixed 16-mixed]
-        [--jobs gan vae stylegan2] [--channels_last] [--compile] [--devices N] [--cpu] [--set "CLI OVERRIDES"] [--json OUT.json]
+        python -m bench gpu_check [--batches 50] [--warmup 10] [--precisions 32-true bf16-mixed 16-mixed]
+            [--jobs gan vae stylegan2] [--channels_last] [--compile] [--devices N] [--cpu] [--set "CLI OVERRIDES"] [--json OUT.json]
 
-Jobs (offline data, nothing downloaded): ``gan`` = configs/gan/dcgan_digits.yaml, ``vae`` =
-configs/vae/vae_digits.yaml, ``stylegan2`` = configs/gan/stylegan2_digits.yaml (skipped with a note while that file
-is absent). Every run is the config as shipped through the project's CLI parser, with its metric/checkpoint
-callbacks, image grids and logger off, stopped after ``--batches`` training batches.
+    Jobs (offline data, nothing downloaded): ``gan`` = configs/gan/dcgan_digits.yaml, ``vae`` =
+    configs/vae/vae_digits.yaml, ``stylegan2`` = configs/gan/stylegan2_digits.yaml (skipped with a note while that file
+    is absent). Every run is the config as shipped through the project's CLI parser, with its metric/checkpoint
+    callbacks, image grids and logger off, stopped after ``--batches`` training batches.
 
-On CUDA all visible GPUs train together under ``ddp`` (``--devices`` to choose fewer); each run is then its own
-``python bench/gpu_check.py --worker …`` process, so Lightning's launcher can start the other ranks and every run
-starts with clean memory and compile caches. With one device the run happens in this process.
+    On CUDA all visible GPUs train together under ``ddp`` (``--devices`` to choose fewer); each run is then its own
+    ``python bench/gpu_check.py --worker …`` process, so Lightning's launcher can start the other ranks and every run
+    starts with clean memory and compile caches. With one device the run happens in this process.
 
-Per run it prints: images per second over all ranks after ``--warmup`` batches (compilation and allocator
-warm-up excluded), peak memory (CUDA: the largest ``max_memory_allocated`` over ranks; CPU: the process's peak
-RSS so far), whether every logged training value and every weight stayed finite (a non-finite loss stops the run
-with the module's own error), and whether the ranks end with identical weights (the largest absolute difference
-of any parameter between rank 0 and any other rank; 0 means DDP kept them in step).
+    Per run it prints: images per second over all ranks after ``--warmup`` batches (compilation and allocator
+    warm-up excluded), peak memory (CUDA: the largest ``max_memory_allocated`` over ranks; CPU: the process's peak
+    RSS so far), whether every logged training value and every weight stayed finite (a non-finite loss stops the run
+    with the module's own error), and whether the ranks end with identical weights (the largest absolute difference
+    of any parameter between rank 0 and any other rank; 0 means DDP kept them in step).
 
-``--channels_last`` and ``--compile`` add measured rows (the model moved to ``torch.channels_last``; its networks
-compiled with ``nn.Module.compile``) next to the plain row of every job and precision.
+    ``--channels_last`` and ``--compile`` add measured rows (the model moved to ``torch.channels_last``; its networks
+    compiled with ``nn.Module.compile``) next to the plain row of every job and precision.
 
-``--cpu``: the same on the CPU, one process unless ``--devices N`` (then ``ddp`` over N processes, gloo). The CPU
-runs ``32-true`` and ``bf16-mixed``; ``16-mixed`` is skipped there (on a CPU Lightning runs it as ``bf16-mixed``).
-"""
+    ``--cpu``: the same on the CPU, one process unless ``--devices N`` (then ``ddp`` over N processes, gloo). The CPU
+    runs ``32-true`` and ``bf16-mixed``; ``16-mixed`` is skipped there (on a CPU Lightning runs it as ``bf16-mixed``).
+    """
     if args.worker:  # one run, on every rank; rank 0 writes its row
         row = train_once(json.loads(args.worker))
         if row is not None:
@@ -192,7 +201,9 @@ runs ``32-true`` and ``bf16-mixed``; ``16-mixed`` is skipped there (on a CPU Lig
                     rows.append(run_spec(spec))
                     print(rows[-1], flush=True)
     device = "CPU" if args.cpu else torch.cuda.get_device_name(0)
-    notes.insert(0, f"{device}, {devices} device(s), {args.batches} batches per run ({args.warmup} untimed warm-up)")
+    notes.insert(
+        0, f"{device}, {devices} device(s), {args.batches} batches per run ({args.warmup} untimed warm-up)"
+    )
     return {"rows": rows, "notes": notes}  # rank_max_abs_diff 0: the ranks ended with identical weights
 
 
@@ -205,6 +216,8 @@ def gpu_check_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--compile", action="store_true", help="add torch.compile rows")
     p.add_argument("--devices", type=int, default=None, help="default: all visible GPUs (1 on --cpu)")
     p.add_argument("--cpu", action="store_true", help="run on the CPU (32-true and bf16-mixed)")
-    p.add_argument("--set", default="", metavar="ARGS", help='CLI overrides for every run: "--data.batch_size 256"')
+    p.add_argument(
+        "--set", default="", metavar="ARGS", help='CLI overrides for every run: "--data.batch_size 256"'
+    )
     p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     p.add_argument("--worker_out", default=None, help=argparse.SUPPRESS)

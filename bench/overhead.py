@@ -13,7 +13,7 @@ import torch
 from lightning.pytorch import Callback, Trainer, seed_everything
 from torch.utils.data import DataLoader, TensorDataset
 
-from aigc_lightning.gan_latents import GaussianLatents, StyleLatents
+from aigc_lightning.gan_latents import StyleLatents
 from aigc_lightning.gan_regularizers import R1, PathLength
 from aigc_lightning.modules import GAN
 from aigc_lightning.nets import Discriminator, Generator, StyleGAN2Discriminator, StyleGAN2Generator
@@ -69,7 +69,9 @@ def plain(args) -> tuple[float, float]:
     g_ema.requires_grad_(False)
     opt_g, opt_d = adam_pair(g, d)
     start = cpu_start = end = cpu_end = 0.0
-    for i, (real, _) in enumerate(random_loader(args.image_size, args.batch_size, args.warmup + args.batches)):
+    for i, (real, _) in enumerate(
+        random_loader(args.image_size, args.batch_size, args.warmup + args.batches)
+    ):
         if i == args.warmup:
             start, cpu_start = time.perf_counter(), time.process_time()
         loss_d, loss_g = gan_step(g, d, g_ema, opt_g, opt_d, real, i, ema_decay=0.999)
@@ -93,7 +95,9 @@ def framework(args, processes: int = 1) -> tuple[float, float]:
 def run_worker(kind: str, args) -> tuple[float, float]:
     """One ``--ddp`` measurement in a fresh process (Lightning's ddp launcher relaunches it for rank 1)."""
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
-    options = [f"--{k}={getattr(args, k)}" for k in ("width", "image_size", "batch_size", "batches", "warmup")]
+    options = [
+        f"--{k}={getattr(args, k)}" for k in ("width", "image_size", "batch_size", "batches", "warmup")
+    ]
     cmd = [sys.executable, "-m", "bench", "overhead", *options, f"--threads={args.threads}", "--worker", kind]
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, check=False)
     lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
@@ -105,18 +109,18 @@ def run_worker(kind: str, args) -> tuple[float, float]:
 def overhead(args) -> dict | None:
     """Framework overhead: GAN ``Trainer.fit`` steps/s against a plain-PyTorch loop over the same nets and batches.
 
-Both sides run the same algorithm per batch (``bench.baselines.dcgan.gan_step``: D step on fakes made without a
-graph, G step with D frozen, non-saturating loss in logits form, one EMA update, a read of both losses). The
-framework side adds what ``fit`` gives: manual optimization through ``self.optimizers()`` / ``manual_backward`` /
-``toggled_optimizer``, ``self.log`` of 5 scalars, the loop and callbacks (logger, checkpoints, progress bar and
-grids off: no disk I/O is timed). Runs are interleaved ABBA; the summary is the median of per-pair ratios, on the
-wall clock (steps/s) and on process CPU time (steadier on a loaded machine; equal to wall with 1 idle thread).
-``--ddp``: 2-process CPU DDP (gloo) against 1 process, same per-process batch, each run a fresh process.
+    Both sides run the same algorithm per batch (``bench.baselines.dcgan.gan_step``: D step on fakes made without a
+    graph, G step with D frozen, non-saturating loss in logits form, one EMA update, a read of both losses). The
+    framework side adds what ``fit`` gives: manual optimization through ``self.optimizers()`` / ``manual_backward`` /
+    ``toggled_optimizer``, ``self.log`` of 5 scalars, the loop and callbacks (logger, checkpoints, progress bar and
+    grids off: no disk I/O is timed). Runs are interleaved ABBA; the summary is the median of per-pair ratios, on the
+    wall clock (steps/s) and on process CPU time (steadier on a loaded machine; equal to wall with 1 idle thread).
+    ``--ddp``: 2-process CPU DDP (gloo) against 1 process, same per-process batch, each run a fresh process.
 
-    python -m bench overhead                      # digits-config networks (width 32, 32 px, batch 64)
-    python -m bench overhead --width 64 --repeats 7
-    python -m bench overhead --ddp
-"""
+        python -m bench overhead                      # digits-config networks (width 32, 32 px, batch 64)
+        python -m bench overhead --width 64 --repeats 7
+        python -m bench overhead --ddp
+    """
     lightning_quiet()
     os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))  # Lightning's ddp launcher reads it
     torch.set_num_threads(args.threads)
@@ -166,8 +170,11 @@ def sg2_or_dcgan(kind: str, size: int) -> GAN:
     and dcgan_digits.yaml (width 32, z 100), one channel."""
     torch.manual_seed(0)
     if kind == "dcgan":
-        g, d = Generator(latent_dim=100, channels=1, image_size=size, width=32), Discriminator(1, size, width=32)
-        return GAN(g, d, bn_stat_batches=0, latents=GaussianLatents(mean_samples=64))
+        g, d = (
+            Generator(latent_dim=100, channels=1, image_size=size, width=32),
+            Discriminator(1, size, width=32),
+        )
+        return GAN(g, d, bn_stat_batches=0)
     adam = lambda params: torch.optim.Adam(params, lr=0.0025, betas=(0.0, 0.99))
     g = StyleGAN2Generator(image_size=size, channels=1, latent_dim=64, n_mlp=2, channel_max=32)
     d = StyleGAN2Discriminator(image_size=size, channels=1, channel_max=32)
@@ -177,11 +184,11 @@ def sg2_or_dcgan(kind: str, size: int) -> GAN:
 
 def stylegan2_speed(args) -> dict:
     """Training throughput (img/s) of the StyleGAN2 GAN module at 32 and 64 px with every regulariser of the
-configs on (style mixing 0.9, path length every 4, lazy R1 every 16), against DCGAN at the same sizes. Random
-images; the first 4 batches are warm-up. On a shared machine compare rows of one run.
+    configs on (style mixing 0.9, path length every 4, lazy R1 every 16), against DCGAN at the same sizes. Random
+    images; the first 4 batches are warm-up. On a shared machine compare rows of one run.
 
-    OMP_NUM_THREADS=1 python -m bench stylegan2_speed [--batches 20] [--batch_size 32]
-"""
+        OMP_NUM_THREADS=1 python -m bench stylegan2_speed [--batches 20] [--batch_size 32]
+    """
     lightning_quiet()
     rows = []
     for size in args.sizes:
@@ -198,4 +205,3 @@ def stylegan2_speed_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batches", type=int, default=20)
     p.add_argument("--batch_size", type=int, default=32)
     p.add_argument("--sizes", type=int, nargs="+", default=[32, 64])
-

@@ -7,22 +7,17 @@ import argparse
 import math
 import time
 
-import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 from torch import nn
-from torchvision.utils import make_grid
 
-from aigc_lightning.datamodules.video import VideoClip
 from aigc_lightning.losses import content_loss, gram_matrix, gram_matrix_fp32, style_loss
-from aigc_lightning.modules import StyleNetwork, StyleTransfer
-from aigc_lightning.modules import style_transfer
+from aigc_lightning.modules import StyleTransfer, style_transfer
 from aigc_lightning.modules.style_transfer import Run
-from aigc_lightning.nets import TransformNet, VGGFeatures
+from aigc_lightning.nets import VGGFeatures
 from aigc_lightning.optim import BestImage, BoxLBFGS
 from bench.baselines.nst_tutorial import CONTENT, PAIRS, STYLE, load, run_tutorial, shared_vgg, tutorial_model
-from bench.common import interleaved, median, median_seconds
+from bench.common import interleaved, median
 
 VARIANTS = {  # name -> (optimizer factory over the image, StyleTransfer options)
     # the configs' optimizer and feature_precision "auto" (bf16 then float32 here: the CPU has AVX512-BF16)
@@ -75,7 +70,10 @@ def run_ours(m: StyleTransfer, content, style, evals: int, target: float, second
 
     m.objective, style_transfer.BestImage = counted, lambda: TracedBest(start, m)  # each scale's best, traced
     try:
-        run, coarse = Run(nn.Parameter(torch.empty(0)), best=TracedBest(start, m)), sum(m.hparams.scale_steps[:-1])
+        run, coarse = (
+            Run(nn.Parameter(torch.empty(0)), best=TracedBest(start, m)),
+            sum(m.hparams.scale_steps[:-1]),
+        )
         while run.steps <= coarse or (
             m.evaluations < evals and run.best.loss > target and time.perf_counter() - start < seconds
         ):
@@ -98,55 +96,42 @@ def best_so_far_at(trace, seconds: float) -> float:
     return min(values) if values else math.inf
 
 
-def first_reach(trace, target: float) -> tuple[float, int] | None:
-    """(seconds, evaluations so far) of the first loss ≤ target in a trace of (seconds, loss[, evaluations])."""
-    for i, (t, loss, *evals) in enumerate(trace):
-        if loss <= target:
-            return t, evals[0] if evals else i + 1
-    return None
-
-
-def best_so_far_at(trace, seconds: float) -> float:
-    values = [e[1] for e in trace if e[0] <= seconds]
-    return min(values) if values else math.inf
-
-
 def style_speed(args) -> dict:
     """Style transfer: time to reach the PyTorch tutorial's *best* loss, over several image pairs.
 
-Reference: ``bench.baselines.nst_tutorial`` (the tutorial's loop, ``--evals`` loss evaluations). Its closure
-evaluates the clamped image, so each value it returns is the loss of a valid image; the target is the *lowest*
-of them (not the last: the tutorial sometimes runs away from its best) and the time it first reached it.
+    Reference: ``bench.baselines.nst_tutorial`` (the tutorial's loop, ``--evals`` loss evaluations). Its closure
+    evaluates the clamped image, so each value it returns is the loss of a valid image; the target is the *lowest*
+    of them (not the last: the tutorial sometimes runs away from its best) and the time it first reached it.
 
 
-Reference: a plain-PyTorch reimplementation of the loop of the PyTorch "Neural Transfer" tutorial
-(pytorch.org/tutorials/advanced/neural_style_tutorial.html): a ``nn.Sequential`` with loss modules after the conv
-layers (trimmed after the last one), target Grams computed once, ``optim.LBFGS([input_img])`` with its defaults
-(lr 1, max_iter 20, history 100, no line search), the image clamped *inside* the closure, content init, style
-weight 1e6, content weight 1, its layers ``conv_4`` (= conv2_2) for content and ``conv_1…conv_5`` (= conv1_1,
-conv1_2, conv2_1, conv2_2, conv3_1) for style, ``--evals`` loss evaluations. Its closure evaluates the clamped
-image, so each value it returns is the loss of a valid image; the target is the *lowest* of them (not the last:
-the tutorial sometimes runs away from its best) and the time it first reached it.
+    Reference: a plain-PyTorch reimplementation of the loop of the PyTorch "Neural Transfer" tutorial
+    (pytorch.org/tutorials/advanced/neural_style_tutorial.html): a ``nn.Sequential`` with loss modules after the conv
+    layers (trimmed after the last one), target Grams computed once, ``optim.LBFGS([input_img])`` with its defaults
+    (lr 1, max_iter 20, history 100, no line search), the image clamped *inside* the closure, content init, style
+    weight 1e6, content weight 1, its layers ``conv_4`` (= conv2_2) for content and ``conv_1…conv_5`` (= conv1_1,
+    conv1_2, conv2_1, conv2_2, conv3_1) for style, ``--evals`` loss evaluations. Its closure evaluates the clamped
+    image, so each value it returns is the loss of a valid image; the target is the *lowest* of them (not the last:
+    the tutorial sometimes runs away from its best) and the time it first reached it.
 
-Ours: ``StyleTransfer`` with the same layers and weights, through its own optimisation loop
-(``new_optimizer`` + ``optimizer_step_on``, exactly what ``fit`` and ``stylize`` run), timed from the target
-computation on, until its best-so-far loss reaches the tutorial's best or the tutorial's run time T (its
-``--evals`` evaluations) passes: the race is in time, so cheaper evaluations may be more of them (at most 4x).
+    Ours: ``StyleTransfer`` with the same layers and weights, through its own optimisation loop
+    (``new_optimizer`` + ``optimizer_step_on``, exactly what ``fit`` and ``stylize`` run), timed from the target
+    computation on, until its best-so-far loss reaches the tutorial's best or the tutorial's run time T (its
+    ``--evals`` evaluations) passes: the race is in time, so cheaper evaluations may be more of them (at most 4x).
 
-Both sides use the SAME network: seeded random VGG19 filters (no weights can be downloaded here) written as a local torchvision-layout ``.pth``, loaded by torchvision's ``vgg19().features`` for the reference and
-by ``VGGFeatures(path)`` (max pooling) for ours. Both run in the same process, one thread, one after the other
-for each pair; the objective is checked to be the same function on both sides.
+    Both sides use the SAME network: seeded random VGG19 filters (no weights can be downloaded here) written as a local torchvision-layout ``.pth``, loaded by torchvision's ``vgg19().features`` for the reference and
+    by ``VGGFeatures(path)`` (max pooling) for ours. Both run in the same process, one thread, one after the other
+    for each pair; the objective is checked to be the same function on both sides.
 
-Ours is scored by float32 values only: with ``feature_precision`` bf16 (the configs' "auto" on a CPU with
-AVX512-BF16), an image counts when its float32 re-score (a forward pass, timed as part of the run) or a float32
-evaluation says it is that good. The tutorial side is unchanged (float32, as published). Each run prints what
-it spent: bfloat16 and float32 evaluations (forward + backward) and float32 re-scores (forward only).
+    Ours is scored by float32 values only: with ``feature_precision`` bf16 (the configs' "auto" on a CPU with
+    AVX512-BF16), an image counts when its float32 re-score (a forward pass, timed as part of the run) or a float32
+    evaluation says it is that good. The tutorial side is unchanged (float32, as published). Each run prints what
+    it spent: bfloat16 and float32 evaluations (forward + backward) and float32 re-scores (forward only).
 
 
-    OMP_NUM_THREADS=1 python -m bench style_speed --size 128 --variants box box32    # the 128 px table
-    OMP_NUM_THREADS=1 python -m bench style_speed --size 256 --evals 150 --no-curves
-    OMP_NUM_THREADS=1 python -m bench style_speed --size 64 --variants box box_h10 box_nm5 lbfgs_sw lbfgs
-"""
+        OMP_NUM_THREADS=1 python -m bench style_speed --size 128 --variants box box32    # the 128 px table
+        OMP_NUM_THREADS=1 python -m bench style_speed --size 256 --evals 150 --no-curves
+        OMP_NUM_THREADS=1 python -m bench style_speed --size 64 --variants box box_h10 box_nm5 lbfgs_sw lbfgs
+    """
     torch.set_num_threads(args.threads)
     pth, cnn = shared_vgg()
 
@@ -175,8 +160,9 @@ it spent: bfloat16 and float32 evaluations (forward + backward) and float32 re-s
             # Ours gets the tutorial's budget in time (T = its --evals evaluations' seconds): cheaper evaluations
             # may be more (capped at 4x), the race is to the tutorial's best loss.
             budget = ref[-1][0]
-            trace, restarts, cost = run_ours(m, content, style, 4 * args.evals, ref_best, budget)
+            trace, _, cost = run_ours(m, content, style, 4 * args.evals, ref_best, budget)
             reach = first_reach(trace, ref_best)
+            trace = trace or [(math.nan, math.inf, 0)]  # nothing within --evals (coarse scales used them all)
             rows.append({
                 "pair": pair, "variant": variant, "tutorial best (eval, s)": f"{ref_best:.4g} ({ref_evals}, {ref_time:.1f})",
                 "tutorial last": ref[-1][1],
@@ -206,59 +192,69 @@ it spent: bfloat16 and float32 evaluations (forward + backward) and float32 re-s
 
 
 def style_speed_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--size", type=int, default=128, help="image side in pixels (the tutorial's CPU size: 128)")
+    p.add_argument(
+        "--size", type=int, default=128, help="image side in pixels (the tutorial's CPU size: 128)"
+    )
     p.add_argument("--evals", type=int, default=300, help="loss evaluations per run (both sides)")
-    p.add_argument("--pairs", type=int, nargs="+", default=list(range(len(PAIRS))), help="indices into PAIRS (all)")
+    p.add_argument(
+        "--pairs", type=int, nargs="+", default=list(range(len(PAIRS))), help="indices into PAIRS (all)"
+    )
     p.add_argument("--variants", nargs="+", default=["box"], choices=sorted(VARIANTS))
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--no-curves", action="store_true", help="skip the full-length runs behind the curve table")
+    p.add_argument(
+        "--no-curves", action="store_true", help="skip the full-length runs behind the curve table"
+    )
+
+
+def eval_cost_rows(size: int, pth, cnn, rounds: int) -> list[dict]:
+    """One size's rows of ``style_eval_cost``: each objective variant's median milliseconds per evaluation."""
+    content, style = load("astronaut", size), load("coffee", size)
+    model, style_losses, content_losses = tutorial_model(cnn, style, content)
+    model.requires_grad_(False)
+    m = StyleTransfer(
+        VGGFeatures(str(pth)), content_layers=CONTENT, style_layers=STYLE, normalize_layers=False
+    )
+    t = m.problem(content, style, torch.ones(1), (size, size))
+    old = VGGFeatures(str(pth)).truncate(CONTENT + STYLE)
+
+    def tutorial():
+        x = content.clone().requires_grad_(True)
+        model(x)
+        (sum(sl.loss for sl in style_losses) * 1e6 + sum(cl.loss for cl in content_losses)).backward()
+
+    def ours(bf16: bool):
+        x = content.clone().requires_grad_(True)
+        m.objective(x, t, bf16=bf16)["loss"].backward()
+
+    def previous():  # the objective before gram_matrix_fp32 and channels-last features
+        x = content.clone().requires_grad_(True)
+        f = old(x, CONTENT + STYLE)
+        loss = sum(content_loss(f[n], t.targets.content[n]) for n in CONTENT)
+        (loss + 1e6 * sum(style_loss(gram_matrix(f[n]), t.targets.grams[n]) for n in STYLE)).sum().backward()
+
+    def rescore():
+        with torch.no_grad():
+            m.objective(content, t)
+
+    times = interleaved({"tutorial (float32, as published)": tutorial, "previous objective (float32)": previous,
+                         "ours, float32": lambda: ours(False), "ours, bfloat16 features": lambda: ours(True),
+                         "ours, float32 re-score (forward only)": rescore}, rounds, warmup=2)  # fmt: skip
+    ref = median(times["tutorial (float32, as published)"])
+    return [{"px": size, "variant": name, "ms / evaluation": round(1000 * median(v), 1),
+              "vs tutorial": round(median(v) / ref, 2)} for name, v in times.items()]  # fmt: skip
 
 
 def style_eval_cost(args) -> dict:
     """Milliseconds per loss evaluation (forward + backward to the pixels): the tutorial's closure (float32, as
-published) against ours in float32, with bfloat16 features, and our float32 re-score (forward only); and the
-previous objective (``losses.gram_matrix``, contiguous layout) for the record. The variants take turns, one
-evaluation each per round (2 warm-up rounds), and the median is reported.
+    published) against ours in float32, with bfloat16 features, and our float32 re-score (forward only); and the
+    previous objective (``losses.gram_matrix``, contiguous layout) for the record. The variants take turns, one
+    evaluation each per round (2 warm-up rounds), and the median is reported.
 
-    OMP_NUM_THREADS=1 python -m bench style_eval_cost --sizes 128 256
-"""
+        OMP_NUM_THREADS=1 python -m bench style_eval_cost --sizes 128 256
+    """
     torch.set_num_threads(args.threads)
     pth, cnn = shared_vgg()
-    rows = []
-    for size in args.sizes:
-        content, style = load("astronaut", size), load("coffee", size)
-        model, style_losses, content_losses = tutorial_model(cnn, style, content)
-        model.requires_grad_(False)
-        m = StyleTransfer(VGGFeatures(str(pth)), content_layers=CONTENT, style_layers=STYLE, normalize_layers=False)
-        t = m.problem(content, style, torch.ones(1), (size, size))
-        old = VGGFeatures(str(pth)).truncate(CONTENT + STYLE)
-
-        def tutorial():
-            x = content.clone().requires_grad_(True)
-            model(x)
-            (sum(sl.loss for sl in style_losses) * 1e6 + sum(cl.loss for cl in content_losses)).backward()
-
-        def ours(bf16: bool):
-            x = content.clone().requires_grad_(True)
-            m.objective(x, t, bf16=bf16)["loss"].backward()
-
-        def previous():  # the objective before gram_matrix_fp32 and channels-last features
-            x = content.clone().requires_grad_(True)
-            f = old(x, CONTENT + STYLE)
-            loss = sum(content_loss(f[n], t.targets.content[n]) for n in CONTENT)
-            (loss + 1e6 * sum(style_loss(gram_matrix(f[n]), t.targets.grams[n]) for n in STYLE)).sum().backward()
-
-        def rescore():
-            with torch.no_grad():
-                m.objective(content, t)
-
-        times = interleaved({"tutorial (float32, as published)": tutorial, "previous objective (float32)": previous,
-                             "ours, float32": lambda: ours(False), "ours, bfloat16 features": lambda: ours(True),
-                             "ours, float32 re-score (forward only)": rescore}, args.rounds, warmup=2)  # fmt: skip
-        ref = median(times["tutorial (float32, as published)"])
-        rows += [{"px": size, "variant": name, "ms / evaluation": round(1000 * median(v), 1),
-                  "vs tutorial": round(median(v) / ref, 2)} for name, v in times.items()]  # fmt: skip
-    return {"rows": rows}
+    return {"rows": [row for size in args.sizes for row in eval_cost_rows(size, pth, cnn, args.rounds)]}
 
 
 def style_eval_cost_args(p: argparse.ArgumentParser) -> None:
@@ -280,16 +276,18 @@ def bf16_objective(m: StyleTransfer, t: dict, x: torch.Tensor, precision: str) -
 def style_bf16_error(args) -> dict:
     """How far style transfer's bfloat16 phase is from float32: loss and gradient errors of one evaluation.
 
-For the image pairs and three images each (the content image, a 70/30 content/style mix, the content with 5 %
-noise), the tutorial's objective (its layers, style weight 1e6, the same random VGG19) is evaluated in float32 and
-with bfloat16 features, the Gram products in bfloat16 (what ``losses.gram_matrix_fp32`` does with bfloat16
-features) or in float32 on the same bfloat16 features. Reports the loss's relative error and the gradient's
-relative error and cosine against float32.
+    For the image pairs and three images each (the content image, a 70/30 content/style mix, the content with 5 %
+    noise), the tutorial's objective (its layers, style weight 1e6, the same random VGG19) is evaluated in float32 and
+    with bfloat16 features, the Gram products in bfloat16 (what ``losses.gram_matrix_fp32`` does with bfloat16
+    features) or in float32 on the same bfloat16 features. Reports the loss's relative error and the gradient's
+    relative error and cosine against float32.
 
-    python -m bench style_bf16_error --size 128
-"""
+        python -m bench style_bf16_error --size 128
+    """
     pth, _ = shared_vgg()
-    m = StyleTransfer(VGGFeatures(str(pth)), content_layers=CONTENT, style_layers=STYLE, normalize_layers=False)
+    m = StyleTransfer(
+        VGGFeatures(str(pth)), content_layers=CONTENT, style_layers=STYLE, normalize_layers=False
+    )
     rows, g = [], torch.Generator().manual_seed(0)
     for c_name, s_name in PAIRS:
         content, style = load(c_name, args.size), load(s_name, args.size)
@@ -344,16 +342,16 @@ def plateau_losses(optimizer: str, cnn, content, style, seed: int, evals: int) -
 
 def style_plateau(args) -> dict:
     """Style transfer on a plateau: is the tutorial's best loss within 300 evaluations a property of its optimiser,
-or of one trajectory?
+    or of one trajectory?
 
-On texture pairs (coffee ← brick, camera ← gravel) both sides crawl along a plateau and the tutorial's best is its
-last evaluation. This runs ``torch`` (``torch.optim.LBFGS`` as in the tutorial, clamp inside the closure) and
-``box`` (``BoxLBFGS`` as in the configs) on the *same* objective from the content image and from copies perturbed
-by 1e-4 Gaussian noise (seeds 1, 2, ...), and reports the best loss after k evaluations. If the spread across
-perturbations is as large as the gap between the optimisers, the race is decided by trajectory noise.
+    On texture pairs (coffee ← brick, camera ← gravel) both sides crawl along a plateau and the tutorial's best is its
+    last evaluation. This runs ``torch`` (``torch.optim.LBFGS`` as in the tutorial, clamp inside the closure) and
+    ``box`` (``BoxLBFGS`` as in the configs) on the *same* objective from the content image and from copies perturbed
+    by 1e-4 Gaussian noise (seeds 1, 2, ...), and reports the best loss after k evaluations. If the spread across
+    perturbations is as large as the gap between the optimisers, the race is decided by trajectory noise.
 
-    OMP_NUM_THREADS=1 python -m bench style_plateau --pairs 3 5 --seeds 0 1 2
-"""
+        OMP_NUM_THREADS=1 python -m bench style_plateau --pairs 3 5 --seeds 0 1 2
+    """
     torch.set_num_threads(1)
     _, cnn = shared_vgg()
     checkpoints = [k for k in (50, 100, 200, 300) if k <= args.evals] or [args.evals]
@@ -371,7 +369,9 @@ perturbations is as large as the gap between the optimisers, the race is decided
                              "start": "content" if seed == 0 else f"content + noise (seed {seed})",
                              **{f"best after {k}": f"{b:.6f}" for k, b in zip(checkpoints, best)}})  # fmt: skip
             summary[f"{pair}, {optimizer}: median best after {checkpoints[-1]}"] = f"{median(finals):.6f}"
-            summary[f"{pair}, {optimizer}: spread over {len(finals)} starts"] = f"{max(finals) - min(finals):.2g}"
+            summary[f"{pair}, {optimizer}: spread over {len(finals)} starts"] = (
+                f"{max(finals) - min(finals):.2g}"
+            )
     return {"rows": rows, "summary": summary}
 
 

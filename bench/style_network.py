@@ -46,7 +46,9 @@ def pan_clip(frames: int, pan: int, height: int, width: int, noise: float) -> to
     scale = height / full.shape[0]
     full = F.interpolate(full.permute(2, 0, 1)[None], scale_factor=scale, mode="bilinear", antialias=True)[0]
     if (frames - 1) * pan + width > full.shape[-1]:
-        raise SystemExit(f"--frames {frames} × --pan {pan} runs off the photo; use fewer frames or a smaller pan")
+        raise SystemExit(
+            f"--frames {frames} × --pan {pan} runs off the photo; use fewer frames or a smaller pan"
+        )
     g = torch.Generator().manual_seed(0)
     clip = [full[:, :, t * pan : t * pan + width].permute(1, 2, 0) for t in range(frames)]  # (H, W, 3) each
     x = torch.stack(clip) + noise * torch.randn(frames, height, width, 3, generator=g)
@@ -92,15 +94,21 @@ video's first ``--frames`` frames instead.
         model = StyleNetwork.load_from_checkpoint(args.checkpoint, map_location="cpu", weights_only=False)
     else:  # speed only: the paper's width 32 and 5 residual blocks, untrained
         features = VGGFeatures("none", pool="avg")
-        model = StyleNetwork(TransformNet(32, 5), features, content_layers=["conv3_1"], style_layers=["relu1_1"])
+        model = StyleNetwork(
+            TransformNet(32, 5), features, content_layers=["conv3_1"], style_layers=["relu1_1"]
+        )
     model.eval()
     net = model.network
-    notes = [f"threads {args.threads}; network width {net.width}, {net.num_residual} residual blocks, "
-             f"{sum(p.numel() for p in net.parameters()) / 1e6:.2f} M parameters"]  # fmt: skip
+    params = sum(p.numel() for p in net.parameters()) / 1e6
+    notes = [
+        f"threads {args.threads}; network width {net.width}, {net.num_residual} residual blocks, {params:.2f} M parameters"
+    ]
     rows, result = [], {}
 
     gatys = gatys_module()
-    paper = StyleNetwork(TransformNet(32, 5), VGGFeatures("none"), content_layers=["conv1_1"], style_layers=["relu1_1"])
+    paper = StyleNetwork(
+        TransformNet(32, 5), VGGFeatures("none"), content_layers=["conv1_1"], style_layers=["relu1_1"]
+    )
     for size in args.sizes:
         x = photo(size)
         with torch.no_grad():
@@ -135,22 +143,32 @@ video's first ``--frames`` frames instead.
     else:
         clip = pan_clip(args.frames, args.pan, 192, 208, args.noise)  # chelsea is 288 px wide at 192 high
     base = flicker(clip)
-    notes.append(f"flicker of the input clip ({len(clip)} frames, {tuple(clip.shape[1:3])}): {base:.2f} (0–255 units)")
+    notes.append(
+        f"flicker of the input clip ({len(clip)} frames, {tuple(clip.shape[1:3])}): {base:.2f} (0–255 units)"
+    )
     outputs, result["flicker"] = {}, []
     for a in args.smoothing:
         model.hparams.temporal_smoothing = a
         out = torch.cat(list(model.stylize_frames(clip.split(8))))
         outputs[a] = out
         lag = float((out.float() - outputs[args.smoothing[0]].float()).abs().mean())
-        result["flicker"].append({"temporal_smoothing": a, "stylised flicker": round(flicker(out), 2),
-                                  "ratio to input": round(flicker(out) / base, 2), "mean |Δ| to unsmoothed": round(lag, 2)})
+        result["flicker"].append(
+            {
+                "temporal_smoothing": a,
+                "stylised flicker": round(flicker(out), 2),
+                "ratio to input": round(flicker(out) / base, 2),
+                "mean |Δ| to unsmoothed": round(lag, 2),
+            }
+        )
     if args.strip:
         pick = np.linspace(0, len(clip) - 1, 4).round().astype(int).tolist()
         strip = [clip[pick]] + [outputs[a][pick] for a in (args.smoothing[0], args.smoothing[-1])]
         tiles = torch.cat(strip).permute(0, 3, 1, 2).float() / 255  # (3·4, 3, H, W)
         tiles = F.interpolate(tiles, scale_factor=0.5, mode="bilinear", antialias=True)
         save_small(tiles, len(pick), args.strip)
-        notes.append(f"frame strip (rows: input, smoothing {args.smoothing[0]}, {args.smoothing[-1]}): {args.strip}")
+        notes.append(
+            f"frame strip (rows: input, smoothing {args.smoothing[0]}, {args.smoothing[-1]}): {args.strip}"
+        )
     return result
 
 

@@ -179,24 +179,26 @@ def run_case(model, size: int, cm: int, batch: int, tmp: Path) -> list[tuple[str
 def parity(args) -> dict:
     """Parity of ``nets/stylegan2.py`` with rosinality/stylegan2-pytorch's ``model.py``, both directions, on the CPU.
 
-    git clone https://github.com/rosinality/stylegan2-pytorch /tmp/rosinality     # or any checkout of it
-    python -m bench parity --rosinality_dir /tmp/rosinality
+        git clone https://github.com/rosinality/stylegan2-pytorch /tmp/rosinality     # or any checkout of it
+        python -m bench parity --rosinality_dir /tmp/rosinality
 
-For each case (size, channel_multiplier) it builds *their* Generator and Discriminator with random weights (noise
-strengths, biases and style biases randomised too, so every tensor matters), saves a checkpoint in their format
-(``g_ema``, ``d``, ``latent_avg`` = their ``mean_latent(4096)``), loads it with ``from_rosinality`` and prints the
-max |diff| of images (ψ = 1 and ψ = 0.7 around ``latent_avg``, their ``randomize_noise=False`` vs our
-``noise_mode="const"``; zero noise vs ``"none"``) and of D logits. The other way, a generator and discriminator built
-here (random weights) are exported with ``to_rosinality`` into their freshly built networks (``load_state_dict``,
-strict) and compared the same way. Every difference must be ≤ 1e-4 (exit status 1 otherwise, after the record is written).
+    For each case (size, channel_multiplier) it builds *their* Generator and Discriminator with random weights (noise
+    strengths, biases and style biases randomised too, so every tensor matters), saves a checkpoint in their format
+    (``g_ema``, ``d``, ``latent_avg`` = their ``mean_latent(4096)``), loads it with ``from_rosinality`` and prints the
+    max |diff| of images (ψ = 1 and ψ = 0.7 around ``latent_avg``, their ``randomize_noise=False`` vs our
+    ``noise_mode="const"``; zero noise vs ``"none"``) and of D logits. The other way, a generator and discriminator built
+    here (random weights) are exported with ``to_rosinality`` into their freshly built networks (``load_state_dict``,
+    strict) and compared the same way. Every difference must be ≤ 1e-4 (exit status 1 otherwise, after the record is written).
 
-Their ``op`` package compiles CUDA kernels at import. ``--ops theirs`` stubs the compiler and runs their own CPU
-code paths (``upfirdn2d_native``, the CPU branch of ``fused_leaky_relu``); ``--ops shim`` puts a temporary ``op``
-package first on ``sys.path`` that implements the four names with our own few lines of PyTorch, independent of the
-project's ``upfirdn2d``. Not part of the test suite.
-"""
+    Their ``op`` package compiles CUDA kernels at import. ``--ops theirs`` stubs the compiler and runs their own CPU
+    code paths (``upfirdn2d_native``, the CPU branch of ``fused_leaky_relu``); ``--ops shim`` puts a temporary ``op``
+    package first on ``sys.path`` that implements the four names with our own few lines of PyTorch, independent of the
+    project's ``upfirdn2d``. Not part of the test suite.
+    """
     if not (args.rosinality_dir / "model.py").is_file():
-        sys.exit(f"{args.rosinality_dir}/model.py not found; pass --rosinality_dir of a stylegan2-pytorch checkout")
+        sys.exit(
+            f"{args.rosinality_dir}/model.py not found; pass --rosinality_dir of a stylegan2-pytorch checkout"
+        )
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for ops in args.ops:

@@ -118,21 +118,21 @@ def pair_rows(job: str, pairs: list[tuple[dict, dict]], bare: list[dict]) -> tup
 def user_overhead(args) -> dict:
     """What a user pays: the whole ``python -m aigc_lightning fit`` command against a plain script of the same training.
 
-Whole processes, timed in turn (framework then plain, then plain then framework, …): wall time, CPU time (user +
-system of the child) and peak resident memory per pair; the summary is the median of the per-pair ratios. The
-framework runs with every default on (TensorBoard scalars and grids, FID/KID/IS, checkpoints, progress bar); the
-plain scripts (``bench/baselines/``: dcgan, vae, stylegan2, style_network) train the same networks on the same data
-for the same batches and save once. The style network's photos and style image are scikit-image samples written
-to a temporary folder, the same files for both sides. Also ``python -m aigc_lightning --help`` against ``import
-torch, torchvision`` (start-up), split into its stages (CPU seconds). ``--bare`` adds a third process per pair:
-the same ``fit`` with validation, logger, checkpoints, grids and progress bar off (framework − bare: what the
-conveniences cost; bare − plain: Lightning's loop and start-up). Run it on a quiet machine.
+    Whole processes, timed in turn (framework then plain, then plain then framework, …): wall time, CPU time (user +
+    system of the child) and peak resident memory per pair; the summary is the median of the per-pair ratios. The
+    framework runs with every default on (TensorBoard scalars and grids, FID/KID/IS, checkpoints, progress bar); the
+    plain scripts (``bench/baselines/``: dcgan, vae, stylegan2, style_network) train the same networks on the same data
+    for the same batches and save once. The style network's photos and style image are scikit-image samples written
+    to a temporary folder, the same files for both sides. Also ``python -m aigc_lightning --help`` against ``import
+    torch, torchvision`` (start-up), split into its stages (CPU seconds). ``--bare`` adds a third process per pair:
+    the same ``fit`` with validation, logger, checkpoints, grids and progress bar off (framework − bare: what the
+    conveniences cost; bare − plain: Lightning's loop and start-up). Run it on a quiet machine.
 
-    python -m bench user_overhead                        # GAN main job + VAE digits, 3 pairs each, + --help
-    python -m bench user_overhead --jobs sg2,stylenet --epochs 2 --pairs 1 --help_repeats 0
-    python -m bench user_overhead --jobs vae --plain_args "--fused --uniform_binarize"  # plain with our kernels
-    python -m bench user_overhead --jobs ''             # only --help against import torch, torchvision
-"""
+        python -m bench user_overhead                        # GAN main job + VAE digits, 3 pairs each, + --help
+        python -m bench user_overhead --jobs sg2,stylenet --epochs 2 --pairs 1 --help_repeats 0
+        python -m bench user_overhead --jobs vae --plain_args "--fused --uniform_binarize"  # plain with our kernels
+        python -m bench user_overhead --jobs ''             # only --help against import torch, torchvision
+    """
     threads = subprocess.run([sys.executable, "-c", "import torch; print(torch.get_num_threads())"],
                              capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
     print(f"torch threads (both sides): {threads}; load average before: {load_average()}", flush=True)
@@ -161,7 +161,9 @@ conveniences cost; bare − plain: Lightning's loop and start-up). Run it on a q
                      for _ in range(args.help_repeats))  # fmt: skip
         imports = median(run_process([sys.executable, "-c", "import torch, torchvision"])["wall"]
                          for _ in range(args.help_repeats))  # fmt: skip
-        summary.update({"--help s": cli, "import torch + torchvision s": imports, "start-up overhead s": cli - imports})
+        summary.update(
+            {"--help s": cli, "import torch + torchvision s": imports, "start-up overhead s": cli - imports}
+        )
         result["start-up stages"] = startup_breakdown(args.help_repeats)
     return result
 
@@ -205,21 +207,23 @@ def child(mode: str, epochs: int) -> tuple[str, float]:
 def exit_time(args) -> dict:
     """How long a command's process takes to *exit* after its work is done, and what ``gc.freeze()`` changes.
 
-A short VAE digits ``fit`` through ``aigc_lightning.cli.main`` in a fresh process per mode, which prints a
-timestamp when ``main`` returns; the parent notes when the process has ended. Modes (taking turns): ``normal``
-(plain interpreter exit), ``freeze`` (``gc.freeze()`` first, as the entry point ``cli.run`` does), ``os._exit``
-(no finalisation: the floor, not something to ship). A separate process measures the atexit handlers, one full
-``gc.collect()`` and the number of objects the collector tracks.
+    A short VAE digits ``fit`` through ``aigc_lightning.cli.main`` in a fresh process per mode, which prints a
+    timestamp when ``main`` returns; the parent notes when the process has ended. Modes (taking turns): ``normal``
+    (plain interpreter exit), ``freeze`` (``gc.freeze()`` first, as the entry point ``cli.run`` does), ``os._exit``
+    (no finalisation: the floor, not something to ship). A separate process measures the atexit handlers, one full
+    ``gc.collect()`` and the number of objects the collector tracks.
 
-    OMP_NUM_THREADS=1 python -m bench exit_time --repeats 3
-"""
+        OMP_NUM_THREADS=1 python -m bench exit_time --repeats 3
+    """
     times: dict[str, list[float]] = {"normal": [], "freeze": [], "os._exit": []}
     for _ in range(args.repeats):
         for mode, values in times.items():
             out, ended = child(mode, args.epochs)
             values.append(ended - float(next(l.split()[1] for l in out.splitlines() if l.startswith("END "))))
     out, _ = child("probe", args.epochs)
-    handlers, collect, objects = next(line.split()[1:] for line in out.splitlines() if line.startswith("PROBE"))
+    handlers, collect, objects = next(
+        line.split()[1:] for line in out.splitlines() if line.startswith("PROBE")
+    )
     rows = [{"exit after `main` returns": mode, "seconds (median)": median(v), "runs": ", ".join(f"{x:.2f}" for x in v)}
             for mode, v in times.items()]  # fmt: skip
     summary = {"atexit handlers s": float(handlers), "one full gc.collect() s": float(collect),
@@ -254,7 +258,9 @@ def fit_seconds(extra: list[str], epochs: int, before: bool) -> float:
         cli = AigcCLI(args=["--config", str(ROOT / "configs/vae/vae_digits.yaml"), "--trainer.default_root_dir",
                             tempfile.mkdtemp(), "--trainer.max_epochs", str(epochs), *extra], run=False)  # fmt: skip
         if before:
-            os.environ["PYTORCH_NVML_BASED_CUDA_CHECK"] = "1"  # AigcCLI switched it off on a driverless machine
+            os.environ["PYTORCH_NVML_BASED_CUDA_CHECK"] = (
+                "1"  # AigcCLI switched it off on a driverless machine
+            )
         start = time.thread_time()
         cli.trainer.fit(cli.model, cli.datamodule)
         return time.thread_time() - start
@@ -266,15 +272,15 @@ def fit_seconds(extra: list[str], epochs: int, before: bool) -> float:
 def vae_ablation(args) -> dict:
     """Where the VAE digits job's extra time goes: ``fit`` in this process, one convenience off at a time.
 
-Times only ``Trainer.fit`` (and the plain loop's training, ``bench.baselines.vae`` without warm-up and schedule)
-in one process, as main-thread CPU time (``time.thread_time``: not inflated by other processes), the variants
-taking turns, median of ``--repeats``: ``plain``; ``as shipped`` (configs/vae/vae_digits.yaml); ``before`` (the
-config and kernels before the overhead cuts: ``torch.bernoulli``, the NVML probe on every optimizer step,
-Lightning's per-batch progress bar, scalars every 10 batches, validation every 5th epoch, grids every 125
-batches, unfused Adam); ``no validation``, ``no grids``, ``no logger``, ``no progress bar``; ``bare`` (all off).
+    Times only ``Trainer.fit`` (and the plain loop's training, ``bench.baselines.vae`` without warm-up and schedule)
+    in one process, as main-thread CPU time (``time.thread_time``: not inflated by other processes), the variants
+    taking turns, median of ``--repeats``: ``plain``; ``as shipped`` (configs/vae/vae_digits.yaml); ``before`` (the
+    config and kernels before the overhead cuts: ``torch.bernoulli``, the NVML probe on every optimizer step,
+    Lightning's per-batch progress bar, scalars every 10 batches, validation every 5th epoch, grids every 125
+    batches, unfused Adam); ``no validation``, ``no grids``, ``no logger``, ``no progress bar``; ``bare`` (all off).
 
-    OMP_NUM_THREADS=1 python -m bench vae_ablation --epochs 30 --repeats 3
-"""
+        OMP_NUM_THREADS=1 python -m bench vae_ablation --epochs 30 --repeats 3
+    """
     torch.set_num_threads(1)
     times: dict[str, list[float]] = {"plain": [], **{name: [] for name in VARIANTS}}
     for _ in range(args.repeats):
@@ -283,7 +289,9 @@ batches, unfused Adam); ``no validation``, ``no grids``, ``no logger``, ``no pro
             times[name].append(fit_seconds(extra, args.epochs, before=name == "before"))
         print(" ".join(f"{name}={t[-1]:.2f}" for name, t in times.items()), flush=True)
     plain = median(times["plain"])
-    return {"rows": [{"variant": k, "CPU s": median(t), "× plain": median(t) / plain} for k, t in times.items()]}
+    return {
+        "rows": [{"variant": k, "CPU s": median(t), "× plain": median(t) / plain} for k, t in times.items()]
+    }
 
 
 def vae_ablation_args(p: argparse.ArgumentParser) -> None:

@@ -24,7 +24,9 @@ def test_list_names_every_case():
 
     for name in [*CASES, "tables"]:
         assert f"  {name} " in out
-    assert {"overhead", "user_overhead", "style_speed", "gan_fid", "vae_nll", "gpu_check", "parity"} <= set(CASES)
+    assert {"overhead", "user_overhead", "style_speed", "gan_fid", "vae_nll", "gpu_check", "parity"} <= set(
+        CASES
+    )
 
 
 def test_a_case_writes_its_record_and_tables_writes_it_into_the_docs(tmp_path):
@@ -34,11 +36,18 @@ def test_a_case_writes_its_record_and_tables_writes_it_into_the_docs(tmp_path):
     subprocess.run([sys.executable, "-m", "bench", "profile_shares", str(raw), "--rate", "10", "--json",
                     str(record_path)], cwd=ROOT, check=True, capture_output=True)  # fmt: skip
     record = json.loads(record_path.read_text())
-    assert record["name"] == "profile_shares" and record["command"].startswith("python -m bench profile_shares")
+    assert record["name"] == "profile_shares" and record["command"].startswith(
+        "python -m bench profile_shares"
+    )
     assert record["parameters"]["rate"] == 10 and "torch" in record["machine"]
-    rows = {row["stage"]: row for row in record["results"]["rows"]}  # the other thread's 7 samples are skipped
-    assert rows["imports"]["s"] == 0.3 and rows["training_step (the rest of it; automatic optimisation: "
-                                                "forward + losses)"]["s"] == 0.5 and rows["other"]["s"] == 0.2
+    rows = {
+        row["stage"]: row for row in record["results"]["rows"]
+    }  # the other thread's 7 samples are skipped
+    assert (
+        rows["imports"]["s"] == 0.3
+        and rows["training_step (the rest of it; automatic optimisation: forward + losses)"]["s"] == 0.5
+        and rows["other"]["s"] == 0.2
+    )
     page = tmp_path / "page.md"
     page.write_text("# Page\n\n<!-- bench:shares -->\nold table\n<!-- /bench:shares -->\n\nafter\n")
     subprocess.run([sys.executable, "-m", "bench", "tables", str(record_path), "--docs", str(page)], cwd=ROOT,

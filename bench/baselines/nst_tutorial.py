@@ -41,7 +41,6 @@ def load(name: str, size: int) -> torch.Tensor:
     return cover_crop(x, (size, size))[None]
 
 
-
 def tutorial_gram(x):
     a, b, c, d = x.size()
     features = x.view(a * b, c * d)
@@ -149,5 +148,3 @@ def shared_vgg() -> tuple[Path, nn.Module]:
     vgg = torchvision.models.vgg19(weights=None)
     vgg.load_state_dict(state, strict=False)
     return pth, vgg.features.eval()
-
-

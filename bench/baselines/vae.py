@@ -69,7 +69,9 @@ def digits_loop(epochs: int, batch_size: int = 64, warmup_batches: int = 500, fu
 class SeedVAE(nn.Module):
     """The seed's network written out plainly (fc1, fc21, fc22, fc3, fc4); the sweep's knobs default to off."""
 
-    def __init__(self, act: str = "relu", center: bool = False, indrop: float = 0.0, hdrop: float = 0.0) -> None:
+    def __init__(
+        self, act: str = "relu", center: bool = False, indrop: float = 0.0, hdrop: float = 0.0
+    ) -> None:
         super().__init__()
         self.fc1, self.fc21, self.fc22 = nn.Linear(784, 400), nn.Linear(400, 20), nn.Linear(400, 20)
         self.fc3, self.fc4 = nn.Linear(20, 400), nn.Linear(400, 784)
@@ -123,7 +125,9 @@ def iw_nll(encode, decode, xs: torch.Tensor, k: int, seed: int = 0) -> tuple[flo
             eps = torch.randn(50, *mu.shape, generator=g)  # (50, B, 20)
             z = mu + std * eps
             logits = decode(z.view(-1, 20)).view(50, x.shape[0], 784)
-            log_px = -F.binary_cross_entropy_with_logits(logits, x.expand_as(logits), reduction="none").sum(-1)
+            log_px = -F.binary_cross_entropy_with_logits(logits, x.expand_as(logits), reduction="none").sum(
+                -1
+            )
             log_pz = -0.5 * (z.pow(2) + LOG_2PI).sum(-1)
             log_qz = -0.5 * (eps.pow(2) + logvar + LOG_2PI).sum(-1)
             log_w.append(log_px + log_pz - log_qz)
@@ -142,7 +146,9 @@ def main() -> None:
     # Off by default: a plain script as usually written. On: the two kernels the framework's config and
     # DataModule use, so that the comparison isolates Lightning's loop and the conveniences.
     parser.add_argument("--fused", action="store_true", help="fused Adam, as configs/vae/vae_digits.yaml")
-    parser.add_argument("--uniform_binarize", action="store_true", help="binarise as U < p, as the DataModule")
+    parser.add_argument(
+        "--uniform_binarize", action="store_true", help="binarise as U < p, as the DataModule"
+    )
     parser.add_argument("--freeze_at_exit", action="store_true", help="gc.freeze() at the end, as cli.run")
     args = parser.parse_args()
     enc, dec, batches, _ = digits_loop(args.epochs, args.batch_size, args.warmup_batches, args.fused,
