@@ -4,7 +4,7 @@ when a dataset is absent and offline."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from jsonargparse.typing import NonNegativeInt, PositiveInt
@@ -23,28 +23,8 @@ class _TorchvisionDataModule(ImageDataModule):
     dataset_name = ""
     files_hint = ""
 
-    def __init__(
-        self,
-        root: str = "data",
-        image_size: PositiveInt = 28,
-        channels: Literal[1, 3] = 1,
-        batch_size: PositiveInt = 64,
-        num_workers: NonNegativeInt = 0,
-        val_fraction: UnitIntervalBelowOne = 0.1,
-        binarize: bool = False,
-        seed: int = 0,
-        download: bool = True,
-    ) -> None:
-        super().__init__(
-            root=root,
-            image_size=image_size,
-            channels=channels,
-            batch_size=batch_size,
-            num_workers=num_workers,
-            val_fraction=val_fraction,
-            binarize=binarize,
-            seed=seed,
-        )
+    def __init__(self, image_size: PositiveInt = 28, download: bool = True, **kwargs: Any) -> None:
+        super().__init__(image_size=image_size, **kwargs)
         self.download = download
 
     def torchvision_dataset(self, train: bool, download: bool):
@@ -82,16 +62,13 @@ class _TorchvisionDataModule(ImageDataModule):
 class MNISTDataModule(_TorchvisionDataModule):
     """MNIST (60k train / 10k test, 28×28 grey) via torchvision; test = the official test set.
 
+    ``binarize`` gives the standard VAE likelihood protocol (dynamic binarisation for training, fixed for val/test).
+
     Args:
         root: folder holding ``MNIST/raw`` (downloaded there when ``download``).
         image_size: served size (28 native).
-        channels: 1, or 3 to repeat the grey channel.
-        batch_size: images per batch.
-        num_workers: DataLoader workers.
-        val_fraction: held-out share of the training set.
-        binarize: dynamic/fixed Bernoulli binarisation (the standard VAE likelihood protocol).
-        seed: split / binarisation seed.
         download: fetch the files when absent.
+        **kwargs: ``ImageDataModule``'s other arguments (channels, batch size, workers, split, binarisation, seed).
     """
 
     dataset_name = "MNIST"
@@ -123,11 +100,8 @@ class CIFAR10DataModule(_TorchvisionDataModule):
         image_size: served size (32 native).
         channels: 3, or 1 for luma.
         batch_size: images per batch.
-        num_workers: DataLoader workers.
         val_fraction: held-out share of the training set.
-        binarize: Bernoulli-binarised pixels.
-        seed: split / binarisation seed.
-        download: fetch the archive when absent.
+        **kwargs: the other arguments of ``MNISTDataModule`` (``download``, workers, binarisation, seed).
     """
 
     dataset_name = "CIFAR-10"
@@ -135,25 +109,18 @@ class CIFAR10DataModule(_TorchvisionDataModule):
 
     def __init__(
         self,
-        root: str = "data",
         image_size: PositiveInt = 32,
         channels: Literal[1, 3] = 3,
         batch_size: PositiveInt = 128,
-        num_workers: NonNegativeInt = 0,
         val_fraction: UnitIntervalBelowOne = 0.02,
-        binarize: bool = False,
-        seed: int = 0,
-        download: bool = True,
+        **kwargs: Any,
     ) -> None:
         super().__init__(
-            root=root,
             image_size=image_size,
             channels=channels,
             batch_size=batch_size,
-            num_workers=num_workers,
             val_fraction=val_fraction,
-            binarize=binarize,
-            seed=seed,    download=download,
+            **kwargs,
         )
 
     def torchvision_dataset(self, train: bool, download: bool):
@@ -175,9 +142,8 @@ class CelebADataModule(_TorchvisionDataModule):
         batch_size: images per batch.
         num_workers: DataLoader workers.
         val_fraction: held-out share of the training set.
-        binarize: Bernoulli-binarised pixels.
-        seed: split / binarisation seed.
         download: fetch from Google Drive when absent (needs ``gdown``; often rate-limited: see torchvision).
+        **kwargs: the other arguments of ``MNISTDataModule`` (binarisation, seed).
     """
 
     dataset_name = "CelebA"
@@ -185,26 +151,18 @@ class CelebADataModule(_TorchvisionDataModule):
 
     def __init__(
         self,
-        root: str = "data",
         image_size: PositiveInt = 64,
         channels: Literal[1, 3] = 3,
         batch_size: PositiveInt = 128,
         num_workers: NonNegativeInt = 4,
         val_fraction: UnitIntervalBelowOne = 0.01,
-        binarize: bool = False,
-        seed: int = 0,
         download: bool = True,
+        **kwargs: Any,
     ) -> None:
         super().__init__(
-            root=root,
-            image_size=image_size,
-            channels=channels,
-            batch_size=batch_size,
-            num_workers=num_workers,
-            val_fraction=val_fraction,
-            binarize=binarize,
-            seed=seed,    download=download,
-        )
+            image_size=image_size, channels=channels, batch_size=batch_size, num_workers=num_workers,
+            val_fraction=val_fraction, download=download, **kwargs,
+        )  # fmt: skip
 
     def torchvision_dataset(self, train: bool, download: bool):
         from torchvision.datasets import CelebA
@@ -215,7 +173,9 @@ class CelebADataModule(_TorchvisionDataModule):
         ds = self._open(train)
         folder = Path(ds.root) / ds.base_folder / "img_align_celeba"
         files = [folder / name for name in ds.filename]
-        return ImageFiles(files, [0] * len(files), self.image_size, self.channels, binarize, seed, center_crop=148)
+        return ImageFiles(
+            files, [0] * len(files), self.image_size, self.channels, binarize, seed, center_crop=148
+        )
 
 
 __all__ = ["CIFAR10DataModule", "CelebADataModule", "FashionMNISTDataModule", "MNISTDataModule"]
