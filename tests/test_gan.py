@@ -14,7 +14,6 @@ from torch.utils.data import DataLoader, TensorDataset
 from aigc_lightning import losses
 from aigc_lightning.augment import diff_augment
 from aigc_lightning.errors import NonFiniteLossError, UserError
-from aigc_lightning.gan_latents import GaussianLatents
 from aigc_lightning.gan_losses import Hinge, NonSaturating, WassersteinGP
 from aigc_lightning.gan_regularizers import R1
 from aigc_lightning.modules import GAN
@@ -28,7 +27,7 @@ def tiny_gan(size: int = 32, channels: int = 1, **kwargs) -> GAN:
     torch.manual_seed(0)
     g = Generator(latent_dim=8, channels=channels, image_size=size, width=4)
     d = Discriminator(channels=channels, image_size=size, width=4)
-    kwargs.setdefault("latents", GaussianLatents(mean_samples=256))
+    kwargs.setdefault("mean_latent_samples", 256)
     kwargs.setdefault("bn_stat_batches", 2)
     return GAN(g, d, **kwargs)
 

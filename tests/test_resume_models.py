@@ -19,8 +19,7 @@ MODELS = {
             "--seed_everything", "0", "--model", "aigc_lightning.modules.GAN",
             "--model.generator", "aigc_lightning.nets.Generator", "--model.generator.width", "8",
             "--model.discriminator", "aigc_lightning.nets.Discriminator", "--model.discriminator.width", "8",
-            "--images.log_images_every_n_batches", "2", "--model.latents", "aigc_lightning.gan_latents.GaussianLatents",
-            "--model.latents.mean_samples", "64", "--model.bn_stat_batches", "1",
+            "--images.log_images_every_n_batches", "2", "--model.mean_latent_samples", "64", "--model.bn_stat_batches", "1",
             "--data", "aigc_lightning.datamodules.DigitsDataModule", "--data.image_size", "28", "--data.batch_size", "8",
             ],
     # StyleGAN2 with every piece of state a resume must restore: w_avg (a buffer), the path-length mean and ADA's p

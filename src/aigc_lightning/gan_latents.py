@@ -1,7 +1,7 @@
 """How a GAN's latents reach its generator, in training and in sampling (``model.latents``, by ``class_path``).
 
 - ``GaussianLatents`` (the default): z ~ N(0, I) straight into ``G(z)``; truncation pulls z toward the mean of
-  fixed latents. Any generator (DCGAN).
+  fixed latents (``model.mean_latent_samples`` of them). Any generator (DCGAN).
 - ``StyleLatents``: StyleGAN2's path z → ``G.mapping`` → ws → ``G.synthesis``, with style mixing in training
   (StyleGAN §3.1) and truncation in w around the tracked ``w_avg`` (as NVlabs). It hands the ws to the path-length
   penalty (``gan_regularizers.PathLength``).
@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import torch
 from jsonargparse.typing import ClosedUnitInterval as Unit
-from jsonargparse.typing import PositiveInt
 from torch import Tensor, nn
 
 from aigc_lightning.errors import UserError
@@ -32,8 +31,9 @@ class Latents:
         """``n`` training images (n, C, H, W) from fresh latents, and the ws they came from (None if none)."""
         raise NotImplementedError
 
-    def centre(self, generator: nn.Module, rng: torch.Generator, device: torch.device) -> Tensor:
-        """The truncation centre of ``generator`` (the EMA one), from the seeded ``rng``."""
+    def centre(self, generator: nn.Module, rng: torch.Generator, samples: int, device: torch.device) -> Tensor:
+        """The truncation centre of ``generator`` (the EMA one), estimated from ``samples`` latents of ``rng``
+        where it is estimated at all."""
         raise NotImplementedError
 
     def generate(self, generator: nn.Module, z: Tensor, psi: float, centre: Tensor, noise_mode: str) -> Tensor:
@@ -42,26 +42,19 @@ class Latents:
 
 
 class GaussianLatents(Latents):
-    """z ~ N(0, I) into ``G(z)``; truncation ``mean + psi · (z − mean)`` around the mean of fixed latents.
-
-    Args:
-        mean_samples: number of latents the truncation centre is estimated from (once, with a fixed seed).
-    """
-
-    def __init__(self, mean_samples: PositiveInt = 4096) -> None:
-        self.mean_samples = int(mean_samples)
+    """z ~ N(0, I) into ``G(z)``; truncation ``mean + psi · (z − mean)`` around the mean of fixed latents."""
 
     def fakes(self, generator: nn.Module, n: int, device: torch.device) -> tuple[Tensor, None]:
         return generator(torch.randn(n, generator.latent_dim, device=device)), None
 
-    def centre(self, generator: nn.Module, rng: torch.Generator, device: torch.device) -> Tensor:
-        return torch.randn(self.mean_samples, generator.latent_dim, generator=rng).to(device).mean(0)  # (D,)
+    def centre(self, generator: nn.Module, rng: torch.Generator, samples: int, device: torch.device) -> Tensor:
+        return torch.randn(samples, generator.latent_dim, generator=rng).to(device).mean(0)  # (D,)
 
     def generate(self, generator: nn.Module, z: Tensor, psi: float, centre: Tensor, noise_mode: str) -> Tensor:
         return generator(torch.lerp(centre, z, psi) if psi != 1 else z)
 
     def __repr__(self) -> str:
-        return f"GaussianLatents(mean_samples={self.mean_samples})"
+        return "GaussianLatents()"
 
 
 class StyleLatents(Latents):
@@ -96,8 +89,8 @@ class StyleLatents(Latents):
             ws = mix_styles(ws, ws2, torch.where(mixed, cut, torch.full_like(cut, g.num_ws)))
         return g.synthesis(ws), ws
 
-    def centre(self, generator: nn.Module, rng: torch.Generator, device: torch.device) -> Tensor:
-        return generator.w_avg.clone()  # (w_dim,)
+    def centre(self, generator: nn.Module, rng: torch.Generator, samples: int, device: torch.device) -> Tensor:
+        return generator.w_avg.clone()  # (w_dim,): tracked in training, as NVlabs
 
     def generate(self, generator: nn.Module, z: Tensor, psi: float, centre: Tensor, noise_mode: str) -> Tensor:
         ws = generator.mapping(z, truncation_psi=psi, update_w_avg=False)  # (B, num_ws, w_dim), around w_avg

@@ -81,6 +81,8 @@ class GAN(PlainHyperparameters, LightningModule):
         truncation_psi: the truncation trick: latents are pulled toward the centre, ``centre + psi * (z - centre)``
             (in w for ``StyleLatents``), psi >= 0; 1 disables it, the seed's setting is 0.7. Used by ``sample``
             and predict.
+        mean_latent_samples: number of latents the truncation centre of ``GaussianLatents`` is estimated from
+            (once, with a fixed seed).
         bn_stat_batches: batches of 64 fixed latents that re-estimate the EMA generator's batch-norm statistics
             before sampling (BigGAN's "standing statistics"); averaged weights need statistics of their own.
         noise_mode: StyleGAN2 noise for sampling and predict: ``const`` (stored noise: an image depends on its seed
@@ -106,6 +108,7 @@ class GAN(PlainHyperparameters, LightningModule):
         ema_decay: UnitIntervalBelowOne = 0.999,
         ema_warmup: PositiveInt = 10,
         truncation_psi: NonNegativeFloat = 1.0,
+        mean_latent_samples: PositiveInt = 4096,
         bn_stat_batches: NonNegativeInt = 16,
         noise_mode: Literal["random", "const", "none"] = "const",
         generator_checkpoint: str | None = None,
@@ -318,7 +321,7 @@ class GAN(PlainHyperparameters, LightningModule):
             batches = range(self.hparams.bn_stat_batches)
             zs = [torch.randn(64, self.latent_dim, generator=g).to(self.device) for _ in batches]
             update_bn(zs, self.generator_ema)  # no-op for a generator without batch norm
-        self._mean_latent = self.latents.centre(self.generator_ema, g, self.device)
+        self._mean_latent = self.latents.centre(self.generator_ema, g, self.hparams.mean_latent_samples, self.device)
         self._ema_stale = False
 
     def mean_latent(self) -> Tensor:

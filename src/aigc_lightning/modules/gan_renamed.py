@@ -42,9 +42,6 @@ RENAMED_OPTIONS: dict[str, str] = {
     "lr_decay": (
         "model.lr_scheduler: {class_path: aigc_lightning.schedules.LinearDecay, init_args: {fraction: …}}"
     ),
-    "mean_latent_samples": (
-        "model.latents: {class_path: aigc_lightning.gan_latents.GaussianLatents, init_args: {mean_samples: …}}"
-    ),
     "loss": LOSS,  # the old string values nonsaturating / hinge / wgan-gp
 }
 
