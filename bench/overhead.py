@@ -174,7 +174,7 @@ def sg2_or_dcgan(kind: str, size: int) -> GAN:
             Generator(latent_dim=100, channels=1, image_size=size, width=32),
             Discriminator(1, size, width=32),
         )
-        return GAN(g, d, bn_stat_batches=0)
+        return GAN(g, d, bn_stat_batches=0, mean_latent_samples=64)
     adam = lambda params: torch.optim.Adam(params, lr=0.0025, betas=(0.0, 0.99))
     g = StyleGAN2Generator(image_size=size, channels=1, latent_dim=64, n_mlp=2, channel_max=32)
     d = StyleGAN2Discriminator(image_size=size, channels=1, channel_max=32)
