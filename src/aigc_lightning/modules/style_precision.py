@@ -3,7 +3,7 @@
 A loss evaluation is a VGG forward and backward to the pixels. With bfloat16 features (autocast) it costs about
 half as much on hardware with native bfloat16 products (the Gram products too, accumulated in float32; the
 losses on them are float32: ``losses.gram_matrix_fp32``), but the features carry bfloat16's rounding (~0.4 % per
-value): loss values wobble by up to ~1e-3 relative and gradients by ~1 % (``bench/style_bf16_error.py``). That
+value): loss values wobble by up to ~1e-3 relative and gradients by ~1 % (``python -m bench style_bf16_error``). That
 is harmless while an optimizer step lowers the loss by percents, and noise once L-BFGS crawls along a plateau
 where steps gain less than 0.1 %. So a run starts in bfloat16 and switches to float32 for good at the first step
 that gained less than ``bf16_until`` (``StyleTransfer``'s option). The kept best image is always chosen by
