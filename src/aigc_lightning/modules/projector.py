@@ -80,7 +80,7 @@ class Projector(PlainHyperparameters, LightningModule):
         noise_factor: initial std of the exploration noise on w, in units of the std of w (0.05).
         noise_ramp: fraction of the steps over which that noise fades to 0 (0.75).
         w_avg_samples: random z whose mapped w give ``w_avg`` (the start) and the std of w.
-        truncation_psi: predict: pull the latent towards the generator's ``w_avg`` (0.7 is the seed's setting).
+        truncation_psi: predict: pull the latent towards the generator's ``w_avg`` (0.7 is the article's setting).
         mix_seed: predict: style mixing: the ``mix_layers`` of each latent come from the seed's w.
         mix_latent: predict: style mixing with a saved latent (a ``.pt`` written by fit) instead of a seed.
         mix_layers: the layers the mixing source drives: ``coarse`` (pose, shape), ``middle``, ``fine`` (colour,
