@@ -48,7 +48,7 @@ def test_a_python_built_module_saves_plain_values_and_loads_with_its_networks(tm
     }
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)  # Lightning's "is an instance of nn.Module" warning
-        model = GAN(**nets, n_critic=PositiveInt(1), lr_decay=ClosedUnitInterval(0.0), mean_latent_samples=64)
+        model = GAN(**nets, n_critic=PositiveInt(1), ema_decay=ClosedUnitInterval(0.9), mean_latent_samples=64)
     assert "generator" not in model.hparams and type(model.hparams.n_critic) is int
     trainer = tiny_trainer(tmp_path, batches=1)
     trainer.fit(model, DigitsDataModule(image_size=32, batch_size=8))
