@@ -91,3 +91,18 @@ def test_resume_continues_the_decay_bit_for_bit(tmp_path):
     assert torch.equal(flat(resumed.discriminator), flat(whole.discriminator))
     for a, b in zip(t_whole.optimizers, t_resumed.optimizers):
         assert a.param_groups[0]["lr"] == b.param_groups[0]["lr"] < b.param_groups[0]["initial_lr"] / 4
+
+
+def test_build_scheduler_fills_total_steps_of_a_command_line_factory_only_when_unset():
+    from jsonargparse import ArgumentParser
+    from lightning.pytorch.cli import LRSchedulerCallable
+
+    from aigc_lightning.schedules import build_scheduler
+
+    parser = ArgumentParser(exit_on_error=False)
+    parser.add_argument("--s", type=LRSchedulerCallable)
+    optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
+    for options, total in (([], 10), (["--s.total_steps", "4"], 4)):
+        config = parser.parse_args(["--s", "aigc_lightning.schedules.WarmupCosine", "--s.warmup_steps", "2", *options])
+        factory = parser.instantiate_classes(config).s  # what LightningCLI hands the module
+        assert build_scheduler(factory, optimizer, lambda: 10).total_steps == total

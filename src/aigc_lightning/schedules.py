@@ -133,15 +133,24 @@ def build_scheduler(
 ) -> LRScheduler:
     """``factory(optimizer)``, given ``total_steps=total_steps()`` when the factory takes a ``total_steps`` that the
     config left unset (``WarmupCosine``, ``LinearDecay``, ``OneCycleLR`` without ``epochs``)."""
-    try:
-        parameters = inspect.signature(factory).parameters
-    except (TypeError, ValueError):  # a builtin or C callable: nothing to fill in
-        parameters = {}
-    unset = parameters.get("total_steps")
-    epochs = parameters.get("epochs")
-    if unset is not None and unset.default is None and (epochs is None or epochs.default is None):
+    if is_unset(factory, "total_steps") and is_unset(factory, "epochs", absent=True):
         return factory(optimizer, total_steps=total_steps())
     return factory(optimizer)
+
+
+def is_unset(factory: Callable[..., LRScheduler], name: str, absent: bool = False) -> bool:
+    """Whether ``factory`` would build its scheduler with ``name`` = None; ``absent`` when it has no such argument.
+
+    The CLI's factories are ``functools.partial`` objects holding every configured argument in ``keywords`` (their
+    signature is ``(*args, **kwargs)``); a class or function is read from its signature."""
+    keywords = getattr(factory, "keywords", None)
+    if isinstance(keywords, dict) and name in keywords:
+        return keywords[name] is None
+    try:
+        parameter = inspect.signature(factory).parameters.get(name)
+    except (TypeError, ValueError):  # a builtin or C callable: nothing to fill in
+        parameter = None
+    return absent if parameter is None else parameter.default is None
 
 
 def run_batches(trainer, optimizer_steps_per_batch: int) -> int:
