@@ -362,3 +362,12 @@ def test_export_of_a_bad_checkpoint_is_one_line(tmp_path, trained, kind):
     expected = {"missing": "does not exist", "text": "not a readable checkpoint", "truncated": "not a readable"}
     assert expected.get(kind, "is not a StyleNetwork checkpoint") in message
     assert not (tmp_path / "style.pt").exists()
+
+
+def test_an_older_config_gets_one_line_saying_what_to_write_instead(tmp_path, capsys):
+    old = tmp_path / "old.yaml"
+    old.write_text("model:\n  class_path: aigc_lightning.modules.GAN\n  init_args:\n    r1_gamma: 0.1\n")
+    for extra in (["--config", str(old)], ["--model.r1_gamma", "0.1"]):
+        status, line = cli_error(gan_args(tmp_path, *extra), capsys)
+        assert status == 2 and line.startswith("error: --model.r1_gamma is not a GAN option; write model.r1:")
+        assert "aigc_lightning.gan_regularizers.R1" in line

@@ -99,6 +99,9 @@ def _unknown_key_line(message: str, match: re.Match[str], options: list[str], he
     line_end = message.find("\n", match.end())
     line = message[message.rfind("\n", 0, match.start()) + 1 : line_end if line_end >= 0 else None]
     owners = CLASS_PATH.findall(line) or CLASS_PATH.findall(message, 0, match.start())
+    renamed = _class(owners[-1]) if owners else None
+    if callable(getattr(renamed, "renamed_option_line", None)) and renamed.renamed_option_line(nested_name):
+        return renamed.renamed_option_line(nested_name)  # an option of an older config: what to write instead
     close = difflib.get_close_matches(nested_name, _parameters(owners[-1]) if owners else [], n=1)
     suggestion = f"{key.rpartition('.')[0]}.{close[0]}".lstrip(".") if close else None
     return _unknown_line(key, f" of {owners[-1]}" if owners else "", suggestion, help_hint)
@@ -109,13 +112,21 @@ def _unknown_line(key: str, owner: str, suggestion: str | None, help_hint: str) 
     return f"--{key} is not an option{owner} (unknown key); {fix} ({help_hint})"
 
 
-def _parameters(class_path: str) -> list[str]:
-    """The constructor arguments of ``class_path`` (``[]`` when it cannot be imported or inspected)."""
+def _class(class_path: str) -> Any:
+    """The object ``class_path`` names, or None when it cannot be imported."""
     module, _, name = class_path.rpartition(".")
     try:
-        target = getattr(importlib.import_module(module), name)
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError, ValueError):
+        return None
+
+
+def _parameters(class_path: str) -> list[str]:
+    """The constructor arguments of ``class_path`` (``[]`` when it cannot be imported or inspected)."""
+    try:
+        target = _class(class_path)
         return [p for p in inspect.signature(target).parameters if p not in ("self", "args", "kwargs")]
-    except (ImportError, AttributeError, TypeError, ValueError):
+    except (TypeError, ValueError):
         return []
 
 

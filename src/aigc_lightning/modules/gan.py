@@ -44,6 +44,7 @@ from aigc_lightning.gan_latents import GaussianLatents, Latents
 from aigc_lightning.gan_losses import AdversarialLoss, NonSaturating
 from aigc_lightning.gan_regularizers import R1, PathLength
 from aigc_lightning.lazy import apply_lazy_correction
+from aigc_lightning.modules.gan_renamed import renamed_option_line
 from aigc_lightning.modules.hparams import PlainHyperparameters
 from aigc_lightning.nets.stylegan2 import networks_from_rosinality
 from aigc_lightning.pixels import to_unit
@@ -90,6 +91,9 @@ class GAN(PlainHyperparameters, LightningModule):
         generator_checkpoint: a rosinality/stylegan2-pytorch ``.pt`` whose ``g_ema`` + ``latent_avg`` (and ``d`` if
             present) replace the configured networks, architecture read off the file (pretrained predict, fine-tune).
     """
+
+    # the CLI's unknown-key error asks the class about options of older configs (cli_errors.py)
+    renamed_option_line = staticmethod(renamed_option_line)
 
     def __init__(
         self,
