@@ -172,3 +172,22 @@ def test_two_runs_that_pick_the_same_version_get_their_own_folders(tmp_path, mon
     assert len({logger.log_dir for logger in loggers}) == 3 and all(Path(x.log_dir).is_dir() for x in loggers)
     pinned = TensorBoardLogger(tmp_path, version=7)
     assert not compat.claim_version_folder(pinned) and pinned.version == 7  # a version the user set stays
+
+
+def test_lbfgs_still_caches_its_parameter_count_that_forget_parameter_count_resets():
+    image = torch.ones(4, requires_grad=True)
+    lbfgs = torch.optim.LBFGS([image], max_iter=2)
+
+    def closure() -> torch.Tensor:
+        lbfgs.zero_grad()
+        loss = (image**2).sum()
+        loss.backward()
+        return loss
+
+    lbfgs.step(closure)
+    assert lbfgs._numel_cache == 4  # the internal compat.forget_parameter_count resets
+    image.data = torch.ones(9)  # the next scale: a larger image in the same parameter
+    lbfgs.state.clear()
+    compat.forget_parameter_count(lbfgs)
+    lbfgs.step(closure)
+    assert lbfgs._numel_cache == 9

@@ -203,6 +203,21 @@ class LastCheckpointSearch(ModelCheckpoint):
 
 
 # ----------------------------------------------------------------------------------------------------------
+# torch
+
+
+def forget_parameter_count(optimizer: Any) -> None:
+    """Make torch's LBFGS recount its parameters' elements at the next step (no-op for other optimizers).
+
+    ``LBFGS`` caches the total in ``_numel_cache`` when it first steps and has no public way to reset it; style
+    transfer restarts the same optimizer in place over an image of a new size (coarse-to-fine scales).
+    ``tests/test_compat.py`` fails if torch renames the cache.
+    """
+    if hasattr(optimizer, "_numel_cache"):
+        optimizer._numel_cache = None
+
+
+# ----------------------------------------------------------------------------------------------------------
 # Loggers
 
 
@@ -260,13 +275,14 @@ class SubcommandHooks(LightningCLI):
 
 
 __all__ = [
-    "claim_version_folder",
     "LastCheckpointSearch",
     "SubcommandHooks",
     "batches_processed",
+    "claim_version_folder",
     "defer_scipy_signal",
     "disable_gradient_sync",
     "find_unused_parameters",
+    "forget_parameter_count",
     "last_saved_step",
     "logger_records_batch",
     "save_last_now",

@@ -29,6 +29,8 @@ import torch
 from jsonargparse.typing import NonNegativeFloat, PositiveFloat, PositiveInt
 from torch import Tensor
 
+from aigc_lightning import compat
+
 
 class BoxLBFGS(torch.optim.Optimizer):
     """Projected L-BFGS inside ``[lower, upper]`` with a non-monotone projected Armijo line search.
@@ -219,5 +221,4 @@ def restart(optimizer, restarts: int) -> None:
     opt.state.clear()
     for group in opt.param_groups:
         group["lr"] = group.setdefault("base_lr", group["lr"]) * 0.5**restarts
-    if hasattr(opt, "_numel_cache"):
-        opt._numel_cache = None  # torch's LBFGS caches the parameter count, which a new scale changes
+    compat.forget_parameter_count(opt)  # torch's LBFGS caches it; a new scale changes it

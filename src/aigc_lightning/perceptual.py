@@ -19,8 +19,14 @@ import torch
 from torch import Tensor, nn
 
 from aigc_lightning.errors import UserError
-from aigc_lightning.losses import content_loss, gram_matrix, gram_matrix_fp32, perceptual_distance, style_loss
-from aigc_lightning.losses import total_variation
+from aigc_lightning.losses import (
+    content_loss,
+    gram_matrix,
+    gram_matrix_fp32,
+    perceptual_distance,
+    style_loss,
+    total_variation,
+)
 
 
 @dataclass
