@@ -3,21 +3,20 @@
 What this adds to a plain LightningCLI:
 - ``--checkpoint.*``: a ModelCheckpoint that is always there with ``save_last=True``, so every run has
   ``checkpoints/last.ckpt`` to resume from (``fit --ckpt_path …/last.ckpt``).
-- ``--images.*``: an ``ImageLogger`` that is always there: TensorBoard grids of the model's ``images_to_log``
-  every ``log_images_every_n_batches`` training batches (set per config in its ``images:`` section).
+- ``--images.*``: an ``ImageLogger`` that is always there: grids of the model's ``images_to_log`` (first batch,
+  every ``log_images_every_n_batches`` batches, end of training; set per config in its ``images:`` section).
 - the data's image shape flows into the networks: any network in the model's config with a ``channels`` or
   ``image_size`` argument gets the DataModule's values, so changing the data is enough.
-- ``predict --output_dir DIR --num_samples N --seed S``: generative models (those with ``sample``) predict from
-  seeds S … S+N-1 (``DIR/000000.png`` …), other models from their DataModule's ``predict_dataloader``; an
-  ``ImageWriter`` saves the PNGs and ``grid.png``.
+- ``predict --output_dir DIR --num_samples N --seed S [--overwrite true]``: generative models (those with
+  ``sample``) predict from seeds S … S+N-1 (``DIR/000000.png`` … and ``grid.png``), other models from their
+  DataModule's ``predict_dataloader``; ``ImageWriter`` refuses any data loss before work, then writes the files.
+- each run its own ``version_N`` folder (``compat.claim_version_folder``).
 - no ``--optimizer`` / ``--lr_scheduler``: models declare one ``OptimizerCallable`` per network instead (a GAN
   needs two; LightningCLI's automatic optimizer would put all parameters under one).
 - Lightning's default progress bar becomes ``ProgressBar``: redrawn at most every 0.1 s, not every batch.
 - ``UserError`` (bad data, files, options) ends with one ``error: …`` line instead of a traceback.
-- a parse error (an unknown key, a wrong type, a number out of range, in a config file or an option) ends with one
-  ``error: …`` line naming the key, the cause and the fix instead of jsonargparse's usage and nested union
-  errors (``AigcParser``); so do network sizes, Trainer numbers out of range and an output folder that cannot
-  be written (``cli_errors``).
+- a parse error (unknown key, wrong type, number out of range; in a config file or an option), a network size,
+  a Trainer number out of range or an unwritable folder ends with one ``error: …`` line (``cli_errors``).
 """
 
 from __future__ import annotations
