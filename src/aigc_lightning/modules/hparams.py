@@ -55,7 +55,7 @@ def plain(value: Any) -> Any:
 
 def is_data(value: Any) -> bool:
     """Whether ``value`` is plain data a config can hold: scalars, and dicts/lists/tuples of them."""
-    if isinstance(value, (bool, int, float, str, bytes, type(None))):
+    if isinstance(value, PLAIN_SCALARS):  # int/float subclasses too: ``plain`` converts them
         return True
     if isinstance(value, Namespace):
         value = value.as_dict()
