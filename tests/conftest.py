@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 TESTS = Path(__file__).resolve().parent
@@ -55,6 +56,16 @@ def write_mnist(root, name: str = "MNIST", n_train: int = 40, n_test: int = 12) 
     for split, n in (("train", n_train), ("t10k", n_test)):
         write_idx(raw / f"{split}-images-idx3-ubyte", rng.integers(0, 256, (n, 28, 28)))
         write_idx(raw / f"{split}-labels-idx1-ubyte", rng.integers(0, 10, (n,)))
+
+
+@pytest.fixture()
+def one_thread():
+    """Torch on one thread during the test: several test processes share 2 cores, and two threads each are ~10x
+    slower than one under that load."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
 
 
 @pytest.fixture()

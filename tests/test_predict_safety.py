@@ -22,7 +22,6 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from aigc_lightning.cli import main
@@ -34,12 +33,7 @@ STYLE_NET = ["predict", "--config", str(CONFIGS / "style/fast_offline.yaml"), "-
              "--model.network.init_args.num_residual", "1", "--trainer.enable_progress_bar", "false"]  # fmt: skip
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)  # several test runs share 2 cores
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: one torch thread per test
 
 
 def photo(path: Path, seed: int = 0, size: tuple[int, int] = (20, 24)) -> Path:

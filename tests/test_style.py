@@ -35,13 +35,7 @@ REPO = Path(__file__).resolve().parents[1]
 SMALL = {"content_layers": ("conv2_1",), "style_layers": ("conv1_1", "conv2_1", "conv3_1")}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # Several test runs share 2 cores: two threads per process are ~10x slower than one under that load.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: one torch thread per test
 
 
 @pytest.fixture(scope="module")

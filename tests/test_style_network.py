@@ -27,12 +27,7 @@ REPO = Path(__file__).resolve().parents[1]
 LAYERS = {"content_layers": ("conv2_1",), "style_layers": ("relu1_1", "relu2_1")}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)  # several test runs share 2 cores
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: one torch thread per test
 
 
 @pytest.fixture(scope="module")

@@ -27,12 +27,7 @@ TESTS = Path(__file__).parent
 REPO = TESTS.parent
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)  # several test runs share 2 cores
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest: one torch thread per test
 
 
 def make_video(path: Path, width: int = 32, height: int = 24, frames: int = 6, fps: int = 12,
