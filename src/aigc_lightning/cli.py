@@ -7,9 +7,9 @@ What this adds to a plain LightningCLI:
   every ``log_images_every_n_batches`` batches, end of training; set per config in its ``images:`` section).
 - the data's image shape flows into the networks: any network in the model's config with a ``channels`` or
   ``image_size`` argument gets the DataModule's values, so changing the data is enough.
-- ``predict --output_dir DIR --num_samples N --seed S [--overwrite true]``: generative models (those with
-  ``sample``) predict from seeds S … S+N-1 (``DIR/000000.png`` … and ``grid.png``), other models from their
-  DataModule's ``predict_dataloader``; ``ImageWriter`` refuses any data loss before work, then writes the files.
+- ``predict --output_dir DIR --num_samples N --seed S [--overwrite true]`` (``cli_predict``): generative models
+  (those with ``sample``) predict from seeds S … S+N-1 (``DIR/000000.png`` … and ``grid.png``), other models from
+  their DataModule's ``predict_dataloader``; ``ImageWriter`` refuses any data loss before work, then writes files.
 - each run its own ``version_N`` folder (``compat.claim_version_folder``).
 - no ``--optimizer`` / ``--lr_scheduler``: models declare one ``OptimizerCallable`` per network instead (a GAN
   needs two; LightningCLI's automatic optimizer would put all parameters under one).
@@ -36,7 +36,6 @@ from aigc_lightning import compat  # first: its start-up patch must run before L
 import torch.distributed
 import yaml
 from jsonargparse import Namespace
-from jsonargparse.typing import PositiveInt
 from lightning.pytorch import LightningDataModule, LightningModule, Trainer
 from lightning.pytorch.callbacks import TQDMProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
@@ -47,7 +46,6 @@ from aigc_lightning.callbacks.checkpoint import AtomicCheckpoint, check_checkpoi
 from aigc_lightning.callbacks.images import ImageLogger
 from aigc_lightning.callbacks.progress import ProgressBar
 from aigc_lightning.callbacks.resume import RNGState
-from aigc_lightning.callbacks.writer import ImageWriter
 from aigc_lightning.cli_errors import (
     check_trainer_numbers,
     check_writable_folder,
@@ -56,8 +54,8 @@ from aigc_lightning.cli_errors import (
     size_option,
     trainer_refusal,
 )
+from aigc_lightning.cli_predict import add_predict_arguments, prepare_predict
 from aigc_lightning.compat import SubcommandHooks
-from aigc_lightning.datamodules.seeds import SeedDataModule
 from aigc_lightning.errors import UserError
 from aigc_lightning.nets.sizes import SizeError
 
@@ -89,7 +87,9 @@ def model_flag_keys(args: Any) -> list[str]:
     """Keys of the ``--model.<key> …`` / ``--model.<key>=…`` options of a command line (``[]`` for dict args)."""
     if not isinstance(args, (list, tuple)):
         return []
-    return [a[len("--model.") :].split("=", 1)[0] for a in args if isinstance(a, str) and a.startswith("--model.")]
+    return [
+        a[len("--model.") :].split("=", 1)[0] for a in args if isinstance(a, str) and a.startswith("--model.")
+    ]
 
 
 def namespace_path(ns: Any, key: str) -> str | None:
@@ -199,13 +199,7 @@ class AigcCLI(SubcommandHooks):
 
     def add_subcommand_arguments(self, parser: LightningArgumentParser, subcommand: str) -> None:
         if subcommand == "predict":
-            parser.add_argument("--output_dir", type=str, default="predictions", help="Folder for the PNGs.")
-            parser.add_argument("--num_samples", type=PositiveInt, default=64, help="Samples to generate (GAN, VAE).")
-            parser.add_argument("--seed", type=int, default=0, help="Sample i is generated from seed + i.")
-            parser.add_argument(
-                "--overwrite", type=bool, default=False, help="Replace outputs that exist (else: refused)."
-            )
-            parser.set_defaults(return_predictions=False)  # images go to files, not into memory
+            add_predict_arguments(parser)
 
     def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
         command_line = sys.argv[1:] if args is None else args
@@ -220,7 +214,9 @@ class AigcCLI(SubcommandHooks):
             check_checkpoint_file(config["ckpt_path"])
         # before seed_everything's "Seed set to" line and any instantiation: the error is the only line on stderr
         check_trainer_numbers(config.get("trainer"))
-        if self.config.get("subcommand") != "predict":  # predict writes only --output_dir, its writer checks it
+        if (
+            self.config.get("subcommand") != "predict"
+        ):  # predict writes only --output_dir, its writer checks it
             for option, folder in output_folders(config):
                 check_writable_folder(folder, option)
 
@@ -252,12 +248,17 @@ class AigcCLI(SubcommandHooks):
             if option is None:
                 raise size from e
             needs = f"{size.owner} needs {size.name} >= {size.minimum}"
-            raise UserError(f"--{option} {size.value} is out of range ({needs}); pass an integer >= {size.minimum}") from e
+            raise UserError(
+                f"--{option} {size.value} is out of range ({needs}); pass an integer >= {size.minimum}"
+            ) from e
 
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
         try:
             trainer = super().instantiate_trainer(**kwargs)
-        except (MisconfigurationException, ValueError) as e:  # Lightning's own checks of the Trainer's options
+        except (
+            MisconfigurationException,
+            ValueError,
+        ) as e:  # Lightning's own checks of the Trainer's options
             config = self.config[self.subcommand] if self.subcommand else self.config
             raise UserError(trainer_refusal(e, config.get("trainer"), TRAINER_PARAMETERS)) from e
         for name in self._integer_limits:
@@ -267,7 +268,9 @@ class AigcCLI(SubcommandHooks):
             # RNG states in every checkpoint (exact resume); it has nothing to configure
             trainer.callbacks.append(RNGState())
         bar = trainer.progress_bar_callback
-        if type(bar) is TQDMProgressBar and bar.refresh_rate == 1:  # Lightning's default bar, not a configured one
+        if (
+            type(bar) is TQDMProgressBar and bar.refresh_rate == 1
+        ):  # Lightning's default bar, not a configured one
             trainer.callbacks[trainer.callbacks.index(bar)] = ProgressBar()
         if rank_zero_only.rank == 0:  # each run its own version_N, even when two start at the same moment
             for logger in trainer.loggers:
@@ -292,17 +295,9 @@ class AigcCLI(SubcommandHooks):
         link_image_shape(config.get("model"), data.get("init_args") if isinstance(data, Namespace) else None)
 
     def before_predict(self) -> None:
-        config = self.config_init[self.subcommand]
-        if hasattr(self.model, "sample"):
-            batch_size = getattr(self.datamodule, "batch_size", 64)
-            self.datamodule = SeedDataModule(config["num_samples"], config["seed"], batch_size)
-        # grid.png only beside seeded samples, whose digit names no input can take; predict on files writes one
-        # output per input. The checks run on every rank alike, before any work (see ImageWriter.check).
-        seeded = isinstance(self.datamodule, SeedDataModule)
-        writer = ImageWriter(config["output_dir"], grid=seeded, overwrite=config["overwrite"])
-        plan = getattr(self.datamodule, "predict_plan", None)
-        writer.check(plan() if callable(plan) else None)
-        self.trainer.callbacks.append(writer)
+        self.datamodule = prepare_predict(
+            self.model, self.datamodule, self.trainer, self.config_init[self.subcommand]
+        )
 
 
 def user_error_in(e: BaseException) -> UserError | None:

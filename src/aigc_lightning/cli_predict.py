@@ -1,0 +1,47 @@
+"""``predict``'s options and set-up: what the CLI adds to Lightning's predict loop.
+
+Generative models (those with ``sample``) predict from seeds: sample *i* comes from seed S+i, written as
+``DIR/000000.png`` … and ``DIR/grid.png``. Other models predict from their DataModule's ``predict_dataloader``
+(one output per input). Either way ``ImageWriter`` refuses any data loss before work, then writes the files.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from jsonargparse.typing import PositiveInt
+from lightning.pytorch import LightningDataModule, LightningModule, Trainer
+from lightning.pytorch.cli import LightningArgumentParser
+
+from aigc_lightning.callbacks.writer import ImageWriter
+from aigc_lightning.datamodules.seeds import SeedDataModule
+
+
+def add_predict_arguments(parser: LightningArgumentParser) -> None:
+    """``--output_dir``, ``--num_samples``, ``--seed``, ``--overwrite`` on the ``predict`` subcommand."""
+    parser.add_argument("--output_dir", type=str, default="predictions", help="Folder for the PNGs.")
+    parser.add_argument("--num_samples", type=PositiveInt, default=64, help="Samples to generate (GAN, VAE).")
+    parser.add_argument("--seed", type=int, default=0, help="Sample i is generated from seed + i.")
+    parser.add_argument(
+        "--overwrite", type=bool, default=False, help="Replace outputs that exist (else: refused)."
+    )
+    parser.set_defaults(return_predictions=False)  # images go to files, not into memory
+
+
+def prepare_predict(
+    model: LightningModule, datamodule: LightningDataModule, trainer: Trainer, config: Any
+) -> LightningDataModule:
+    """The DataModule predict runs on (seeds for generative models, else the configured one), with the writer
+    added to the Trainer after its checks passed."""
+    if hasattr(model, "sample"):
+        datamodule = SeedDataModule(
+            config["num_samples"], config["seed"], getattr(datamodule, "batch_size", 64)
+        )
+    # grid.png only beside seeded samples, whose digit names no input can take; predict on files writes one
+    # output per input. The checks run on every rank alike, before any work (see ImageWriter.check).
+    seeded = isinstance(datamodule, SeedDataModule)
+    writer = ImageWriter(config["output_dir"], grid=seeded, overwrite=config["overwrite"])
+    plan = getattr(datamodule, "predict_plan", None)
+    writer.check(plan() if callable(plan) else None)
+    trainer.callbacks.append(writer)
+    return datamodule
