@@ -261,6 +261,8 @@ class AigcCLI(SubcommandHooks):
         ) as e:  # Lightning's own checks of the Trainer's options
             config = self.config[self.subcommand] if self.subcommand else self.config
             raise UserError(trainer_refusal(e, config.get("trainer"), TRAINER_PARAMETERS)) from e
+        if getattr(self.model, "ddp_find_unused_parameters", False):  # e.g. the GAN (modules/gan.py says why)
+            compat.find_unused_parameters(trainer.strategy)  # before fit wraps the model; a user's setting wins
         for name in self._integer_limits:
             if getattr(trainer, name) == 1:
                 setattr(trainer, name, 1)  # one batch, as written (see integer_batch_limits)

@@ -12,10 +12,10 @@ batches.
 
 Multi-GPU: Lightning's ``ddp`` wraps the whole LightningModule in one ``DistributedDataParallel``. A D step never
 reaches G's parameters (and the G step leaves D's frozen), which that wrapper treats as an error unless
-``find_unused_parameters=True``. Configs that run on several devices say ``strategy: ddp_find_unused_parameters_true``;
-a user's ``--trainer.strategy ddp`` (or ``auto`` on several devices) must just work too, which no config can
-cover, so ``setup`` asks ``compat.find_unused_parameters`` (the one place that touches the strategy's settings;
-Lightning issues #20328, #20866). ``bench/overhead.py --ddp`` measures what this costs.
+``find_unused_parameters=True`` (Lightning issues #20328, #20866). Configs that run on several devices say
+``strategy: ddp_find_unused_parameters_true``; so must a Python ``Trainer``. The class attribute
+``ddp_find_unused_parameters`` tells the CLI to switch it on for a plain ``--trainer.strategy ddp`` (or ``auto`` on
+several devices) too. ``python -m bench overhead --ddp`` measures what it costs.
 
 Regularisers join the loss of the step they fall on (NVlabs takes an extra step), so each loss uses every parameter
 of its network; p, the path-length mean and ``w_avg`` are saved for exact resume.
@@ -94,6 +94,8 @@ class GAN(PlainHyperparameters, LightningModule):
 
     # the CLI's unknown-key error asks the class about options of older configs (cli_errors.py)
     renamed_option_line = staticmethod(renamed_option_line)
+    # one DDP wrapper around G and D sees unused parameters in every step (module docstring)
+    ddp_find_unused_parameters = True
 
     def __init__(
         self,
@@ -165,8 +167,6 @@ class GAN(PlainHyperparameters, LightningModule):
     # Lightning hooks
 
     def setup(self, stage: str) -> None:
-        if stage == "fit":  # runs before the strategy wraps the model; see the module docstring
-            compat.find_unused_parameters(self.trainer.strategy)
         if stage == "fit" and self.trainer.world_size > 1:
             # seed_everything gives every rank the same seed, hence the same z and augmentations: the ranks would
             # all show D the same fakes. A per-rank offset keeps runs reproducible and the fakes distinct.
