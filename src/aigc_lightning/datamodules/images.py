@@ -10,6 +10,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from aigc_lightning.datamodules.base import ImageDataModule
+from aigc_lightning.datamodules.cache import CachedImages, cached_files
 from aigc_lightning.datamodules.datasets import ImageFiles, TensorImages
 from aigc_lightning.datamodules.io import find_images, fit_uint8
 
@@ -56,7 +57,10 @@ class ImageFolderDataModule(ImageDataModule):
         root: the folder.
         image_size: output height = width.
         channels: 1 or 3.
-        in_memory_limit: largest folder (in images) decoded once into memory.
+        in_memory_limit: largest folder (in images) decoded once into memory (without ``cache_dir``).
+        cache_dir: folder of the prepared dataset cache: the images are decoded once (in parallel), stored as
+            uint8 pixels and memory-mapped by every later run; rebuilt when the folder, size or channels change
+            (``datamodules/cache.py``, docs/data.md). ``None``: no cache.
         **kwargs: ``ImageDataModule``'s other arguments (batch size, workers, split, binarisation, seed).
     """
 
@@ -66,10 +70,12 @@ class ImageFolderDataModule(ImageDataModule):
         image_size: PositiveInt = 64,
         channels: Literal[1, 3] = 3,
         in_memory_limit: NonNegativeInt = 100_000,
+        cache_dir: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(root=root, image_size=image_size, channels=channels, **kwargs)
-        self.in_memory_limit = in_memory_limit
+        self.in_memory_limit, self.cache_dir = in_memory_limit, cache_dir
+        self._entry = None
         self._decoded: tuple[Tensor, Tensor] | None = None
 
     def load(self, train: bool, binarize: bool, seed: int | None) -> Dataset | None:
@@ -77,6 +83,10 @@ class ImageFolderDataModule(ImageDataModule):
             return None
         files, labels, _ = find_images(self.root)
         per_item = ImageFiles(files, labels, self.image_size, self.channels, binarize, seed)
+        if self.cache_dir is not None:
+            if self._entry is None:  # opened once: binarised data loads the set twice
+                self._entry = cached_files(self.cache_dir, self.root, per_item)
+            return CachedImages(self._entry, binarize, seed)
         if len(files) > self.in_memory_limit:
             return per_item
         if self._decoded is None:

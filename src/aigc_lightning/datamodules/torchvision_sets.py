@@ -12,6 +12,7 @@ from torch.utils.data import Dataset
 
 from aigc_lightning.constraints import UnitIntervalBelowOne
 from aigc_lightning.datamodules.base import ImageDataModule
+from aigc_lightning.datamodules.cache import CachedImages, CacheEntry, cached_arrays, cached_files
 from aigc_lightning.datamodules.datasets import ImageFiles, TensorImages
 from aigc_lightning.datamodules.io import fit_uint8
 from aigc_lightning.errors import UserError
@@ -23,9 +24,12 @@ class _TorchvisionDataModule(ImageDataModule):
     dataset_name = ""
     files_hint = ""
 
-    def __init__(self, image_size: PositiveInt = 28, download: bool = True, **kwargs: Any) -> None:
+    def __init__(
+        self, image_size: PositiveInt = 28, download: bool = True, cache_dir: str | None = None, **kwargs: Any
+    ) -> None:
         super().__init__(image_size=image_size, **kwargs)
-        self.download = download
+        self.download, self.cache_dir = download, cache_dir
+        self._entries: dict[bool, CacheEntry] = {}  # train → its prepared cache entry (with ``cache_dir``)
 
     def torchvision_dataset(self, train: bool, download: bool):
         raise NotImplementedError
@@ -48,7 +52,29 @@ class _TorchvisionDataModule(ImageDataModule):
         for train in (True, False):
             self._open(train, self.download)
 
+    def cached(self, train: bool) -> CacheEntry:
+        """The prepared cache entry of the train or test set (``cache_dir``), keyed by the dataset's files."""
+        if train not in self._entries:
+            ds = self._open(train)
+            folder = Path(getattr(ds, "raw_folder", "") or Path(ds.root) / ds.base_folder)
+            sources = sorted(p for p in folder.rglob("*") if p.is_file())
+            shape = (len(ds.data), self.channels, self.image_size, self.image_size)
+
+            def chunks():
+                data, targets = torch.as_tensor(ds.data), torch.as_tensor(ds.targets, dtype=torch.long)
+                for i in range(0, len(data), 4096):
+                    x = data[i : i + 4096]
+                    x = x[:, None] if x.ndim == 3 else x.permute(0, 3, 1, 2)  # (B, C, H, W)
+                    yield fit_uint8(x, self.image_size, self.channels), targets[i : i + 4096]
+
+            split = "train" if train else "test"
+            self._entries[train] = cached_arrays(self.cache_dir, folder, sources, f"{self.dataset_name}-{split}",
+                                                 shape, chunks)  # fmt: skip
+        return self._entries[train]
+
     def in_memory(self, train: bool, binarize: bool, seed: int | None) -> TensorImages:
+        if self.cache_dir is not None:
+            return CachedImages(self.cached(train), binarize, seed)
         ds = self._open(train)
         data = torch.as_tensor(ds.data)
         x = data[:, None] if data.ndim == 3 else data.permute(0, 3, 1, 2)  # (N, C, H, W)
@@ -68,6 +94,7 @@ class MNISTDataModule(_TorchvisionDataModule):
         root: folder holding ``MNIST/raw`` (downloaded there when ``download``).
         image_size: served size (28 native).
         download: fetch the files when absent.
+        cache_dir: folder of the prepared dataset cache (resized pixels stored once, memory-mapped after).
         **kwargs: ``ImageDataModule``'s other arguments (channels, batch size, workers, split, binarisation, seed).
     """
 
@@ -132,8 +159,8 @@ class CIFAR10DataModule(_TorchvisionDataModule):
 class CelebADataModule(_TorchvisionDataModule):
     """CelebA aligned faces via torchvision, centre-cropped to 148 px then resized (the usual 64-px protocol).
 
-    202,599 images: decoded per item, so raise ``num_workers`` on a real machine. Splits: torchvision's
-    official train / test (``val_fraction`` of train is held out for validation).
+    202,599 images: decoded per item (raise ``num_workers`` on a real machine), or once into ``cache_dir``.
+    Splits: torchvision's official train / test (``val_fraction`` of train is held out for validation).
 
     Args:
         root: folder holding ``celeba/img_align_celeba`` and the ``list_*.txt`` files.
@@ -143,6 +170,7 @@ class CelebADataModule(_TorchvisionDataModule):
         num_workers: DataLoader workers.
         val_fraction: held-out share of the training set.
         download: fetch from Google Drive when absent (needs ``gdown``; often rate-limited: see torchvision).
+        cache_dir: folder of the prepared dataset cache (decode once, memory-map after; docs/data.md).
         **kwargs: the other arguments of ``MNISTDataModule`` (binarisation, seed).
     """
 
@@ -173,9 +201,16 @@ class CelebADataModule(_TorchvisionDataModule):
         ds = self._open(train)
         folder = Path(ds.root) / ds.base_folder / "img_align_celeba"
         files = [folder / name for name in ds.filename]
-        return ImageFiles(
+        per_item = ImageFiles(
             files, [0] * len(files), self.image_size, self.channels, binarize, seed, center_crop=148
         )
+        if self.cache_dir is None:
+            return per_item
+        if train not in self._entries:
+            self._entries[train] = cached_files(
+                self.cache_dir, folder, per_item, "-train" if train else "-test"
+            )
+        return CachedImages(self._entries[train], binarize, seed)
 
 
 __all__ = ["CIFAR10DataModule", "CelebADataModule", "FashionMNISTDataModule", "MNISTDataModule"]
