@@ -27,6 +27,7 @@ from PIL import Image
 from torchvision.io import decode_image
 from torchvision.utils import make_grid
 
+from aigc_lightning.callbacks.clips import write_clip, write_clip_grid
 from aigc_lightning.callbacks.video import write_video
 from aigc_lightning.datamodules.io import PredictPlan, replacing
 from aigc_lightning.errors import UserError
@@ -72,6 +73,7 @@ class ImageWriter(BasePredictionWriter):
         self.output_dir = Path(output_dir).expanduser()
         self.grid, self.nrow, self.overwrite = grid, nrow, overwrite
         self.names: list[str] = []
+        self.clip_fps: float | None = None  # set when the outputs are generated clips (MP4s and grid.mp4)
         self.written: set[str] = set()  # file names written by this run, to refuse a second write to one name
         if self.output_dir.exists() and not self.output_dir.is_dir():
             raise UserError(f"--output_dir {self.output_dir} is a file; pass a folder path (it is created)")
@@ -144,7 +146,7 @@ class ImageWriter(BasePredictionWriter):
 
     def on_predict_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self.check(None)
-        self.names, self.written = [], set()
+        self.names, self.written, self.clip_fps = [], set(), None
 
     def write_on_batch_end(
         self, trainer, pl_module, prediction, batch_indices, batch, batch_idx, dataloader_idx=0
@@ -162,6 +164,12 @@ class ImageWriter(BasePredictionWriter):
             for video, name in zip(prediction["videos"], prediction["names"]):
                 write_video(self._target(name, ".mp4"), video["source"], video["frames"])
             return
+        if "clips" in prediction:  # VideoGAN: clips (B, C, T, H, W) in [0, 1], one MP4 each, then grid.mp4
+            self.clip_fps = float(prediction["fps"])
+            for clip, name in zip(prediction["clips"], prediction["names"]):
+                write_clip(self._target(name, ".mp4"), clip, self.clip_fps)
+                self.names.append(name)
+            return
         # Rounded like ``save_image``, but grey stays one channel (``save_image`` would write RGB).
         images = prediction["images"].detach().float().clamp(0, 1).mul(255).add(0.5).to(torch.uint8).cpu()
         for image, name in zip(images, prediction["names"]):
@@ -176,15 +184,20 @@ class ImageWriter(BasePredictionWriter):
             names = [n for rank_names in every_rank for n in rank_names]
         if not self.grid or trainer.global_rank != 0 or not names or GRID in names:
             return
+        suffix = ".png" if self.clip_fps is None else ".mp4"
+        path = self.output_dir / f"{GRID}{suffix}"
+        if os.path.lexists(path) and not self.overwrite:
+            raise UserError(
+                f"{path} already exists; pass --overwrite true to replace it, or another --output_dir"
+            )
+        if self.clip_fps is not None:
+            clips = [self.output_dir / f"{n}.mp4" for n in sorted(set(names))]
+            write_clip_grid(clips, path, self.clip_fps, self.nrow)
+            return
         images = [decode_image(str(self.output_dir / f"{n}.png")).float() / 255 for n in sorted(set(names))]
         images = [i.expand(3, -1, -1) if len(i) == 1 else i for i in images]
         if len({tuple(i.shape) for i in images}) > 1:
             return  # differently sized outputs: no grid
         nrow = self.nrow or max(1, round(len(images) ** 0.5))
         grid = make_grid(torch.stack(images), nrow=nrow, padding=2)  # (3, H', W') in [0, 1]
-        path = self.output_dir / f"{GRID}.png"
-        if os.path.lexists(path) and not self.overwrite:
-            raise UserError(
-                f"{path} already exists; pass --overwrite true to replace it, or another --output_dir"
-            )
         _save_png(grid.mul(255).add(0.5).clamp(0, 255).to(torch.uint8), path)

@@ -3,6 +3,7 @@
 from aigc_lightning.datamodules.base import ImageDataModule
 from aigc_lightning.datamodules.content import ContentDataModule
 from aigc_lightning.datamodules.images import DigitsDataModule, ImageFolderDataModule
+from aigc_lightning.datamodules.moving_digits import MovingDigitsDataModule
 from aigc_lightning.datamodules.projection import ProjectionDataModule
 from aigc_lightning.datamodules.seeds import SeedDataModule
 from aigc_lightning.datamodules.style import StyleDataModule
@@ -22,6 +23,7 @@ __all__ = [
     "ImageDataModule",
     "ImageFolderDataModule",
     "MNISTDataModule",
+    "MovingDigitsDataModule",
     "ProjectionDataModule",
     "SeedDataModule",
     "StyleDataModule",

@@ -6,5 +6,6 @@ from aigc_lightning.modules.projector import Projector
 from aigc_lightning.modules.style_network import StyleNetwork
 from aigc_lightning.modules.style_transfer import StyleTransfer
 from aigc_lightning.modules.vae import VAE
+from aigc_lightning.modules.video_gan import VideoGAN
 
-__all__ = ["GAN", "VAE", "Classifier", "Projector", "StyleNetwork", "StyleTransfer"]
+__all__ = ["GAN", "VAE", "Classifier", "Projector", "StyleNetwork", "StyleTransfer", "VideoGAN"]

@@ -3,6 +3,7 @@
 from aigc_lightning.nets.classifier import ConvClassifier
 from aigc_lightning.nets.dcgan import Discriminator, Generator
 from aigc_lightning.nets.features import DomainFeatures, InceptionFeatures
+from aigc_lightning.nets.mocogan import MoCoGANDiscriminator, VideoDiscriminator, VideoGenerator
 from aigc_lightning.nets.style_network import TransformNet
 from aigc_lightning.nets.stylegan2 import StyleGAN2Discriminator, StyleGAN2Generator
 from aigc_lightning.nets.vae import ConvDecoder, ConvEncoder, MLPDecoder, MLPEncoder
@@ -18,8 +19,11 @@ __all__ = [
     "InceptionFeatures",
     "MLPDecoder",
     "MLPEncoder",
+    "MoCoGANDiscriminator",
     "StyleGAN2Discriminator",
     "StyleGAN2Generator",
     "TransformNet",
     "VGGFeatures",
+    "VideoDiscriminator",
+    "VideoGenerator",
 ]
