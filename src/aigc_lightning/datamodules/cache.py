@@ -224,7 +224,8 @@ def cached_files(
 
     def fill(images: np.ndarray, labels: np.ndarray) -> None:
         labels[:] = files.labels
-        count = build_workers() if workers is None else workers
+        # a few hundred images decode faster than worker processes start
+        count = (build_workers() if n >= 512 else 1) if workers is None else workers
         batch = max(1, min(64, n // max(1, 4 * count)))
         loader = DataLoader(_Decode(files), batch_size=batch, num_workers=count if count > 1 else 0,
                             collate_fn=_collate)  # fmt: skip
