@@ -5,8 +5,8 @@ What this adds to a plain LightningCLI:
   ``checkpoints/last.ckpt`` to resume from (``fit --ckpt_path …/last.ckpt``).
 - ``--images.*``: an ``ImageLogger`` that is always there: grids of the model's ``images_to_log`` (first batch,
   every ``log_images_every_n_batches`` batches, end of training; set per config in its ``images:`` section).
-- the data's image shape flows into the networks: any network in the model's config with a ``channels`` or
-  ``image_size`` argument gets the DataModule's values, so changing the data is enough.
+- the data's image shape flows into the networks: any network in the model's config with a ``channels``,
+  ``image_size`` or ``frames`` (clips) argument gets the DataModule's values, so changing the data is enough.
 - ``predict --output_dir DIR --num_samples N --seed S [--overwrite true]`` (``cli_predict``): generative models
   (those with ``sample``) predict from seeds S … S+N-1 (``DIR/000000.png`` … and ``grid.png``), other models from
   their DataModule's ``predict_dataloader``; ``ImageWriter`` refuses any data loss before work, then writes files.
@@ -54,12 +54,13 @@ from aigc_lightning.cli_errors import (
     size_option,
     trainer_refusal,
 )
+from aigc_lightning.cli_labels import with_labels
 from aigc_lightning.cli_predict import add_predict_arguments, prepare_predict
 from aigc_lightning.compat import SubcommandHooks
 from aigc_lightning.errors import UserError
 from aigc_lightning.nets.sizes import SizeError
 
-SHAPE_KEYS = ("channels", "image_size")
+SHAPE_KEYS = ("channels", "image_size", "frames", "num_classes", "class_names")  # frames: clips; classes: cli_labels
 DEFAULT_EVERY_N_BATCHES = 500  # periodic last.ckpt: a kill loses at most this many batches
 TRAINER_PARAMETERS = list(inspect.signature(Trainer.__init__).parameters)
 
@@ -77,7 +78,8 @@ def link_image_shape(model_cfg: Any, data_args: Any) -> None:
     if isinstance(init_args, Namespace):
         for key in SHAPE_KEYS:
             if key in init_args and data_args is not None and data_args.get(key) is not None:
-                init_args[key] = int(data_args[key])  # a plain int: PositiveInt does not serialise to YAML
+                value = data_args[key]  # a plain int: PositiveInt does not serialise to YAML
+                init_args[key] = list(value) if isinstance(value, list) else int(value)
         for value in vars(init_args).values():
             for item in value if isinstance(value, list) else [value]:
                 link_image_shape(item, data_args)
@@ -294,7 +296,7 @@ class AigcCLI(SubcommandHooks):
         if self.subcommand == "predict":
             config.trainer.logger = False  # predict writes PNGs only; no empty version_N folder per call
         data = config.get("data")
-        link_image_shape(config.get("model"), data.get("init_args") if isinstance(data, Namespace) else None)
+        link_image_shape(config.get("model"), with_labels(config.get("model"), data, self.subcommand))
 
     def before_predict(self) -> None:
         self.datamodule = prepare_predict(

@@ -15,13 +15,21 @@ from lightning.pytorch.cli import LightningArgumentParser
 
 from aigc_lightning.callbacks.writer import ImageWriter
 from aigc_lightning.datamodules.seeds import SeedDataModule
+from aigc_lightning.errors import UserError
+from aigc_lightning.labels import class_index
 
 
 def add_predict_arguments(parser: LightningArgumentParser) -> None:
-    """``--output_dir``, ``--num_samples``, ``--seed``, ``--overwrite`` on the ``predict`` subcommand."""
+    """``--output_dir``, ``--num_samples``, ``--seed``, ``--class_label``, ``--overwrite`` on ``predict``."""
     parser.add_argument("--output_dir", type=str, default="predictions", help="Folder for the PNGs.")
     parser.add_argument("--num_samples", type=PositiveInt, default=64, help="Samples to generate (GAN, VAE).")
     parser.add_argument("--seed", type=int, default=0, help="Sample i is generated from seed + i.")
+    parser.add_argument(
+        "--class_label",
+        type=str | None,
+        default=None,
+        help="Conditional models: every sample of this class (an index or a class name); default: class i mod K.",
+    )
     parser.add_argument(
         "--overwrite", type=bool, default=False, help="Replace outputs that exist (else: refused)."
     )
@@ -33,14 +41,23 @@ def prepare_predict(
 ) -> LightningDataModule:
     """The DataModule predict runs on (seeds for generative models, else the configured one), with the writer
     added to the Trainer after its checks passed."""
+    label, classes = config.get("class_label"), getattr(model, "num_classes", 0)
+    if label is not None and not classes:
+        raise UserError(
+            f"--class_label {label} needs a class-conditional model, and this one was trained without classes; "
+            "drop --class_label or pass a conditional model's config and checkpoint"
+        )
+    if label is not None:
+        label = class_index(label, classes, model.hparams.get("class_names"))
     if hasattr(model, "sample"):
         datamodule = SeedDataModule(
-            config["num_samples"], config["seed"], getattr(datamodule, "batch_size", 64)
+            config["num_samples"], config["seed"], getattr(datamodule, "batch_size", 64), label
         )
     # grid.png only beside seeded samples, whose digit names no input can take; predict on files writes one
     # output per input. The checks run on every rank alike, before any work (see ImageWriter.check).
     seeded = isinstance(datamodule, SeedDataModule)
-    writer = ImageWriter(config["output_dir"], grid=seeded, overwrite=config["overwrite"])
+    nrow = classes if seeded and classes and label is None else None  # sample i of class i mod K: a column per class
+    writer = ImageWriter(config["output_dir"], grid=seeded, overwrite=config["overwrite"], nrow=nrow)
     plan = getattr(datamodule, "predict_plan", None)
     writer.check(plan() if callable(plan) else None)
     trainer.callbacks.append(writer)

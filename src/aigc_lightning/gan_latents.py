@@ -1,7 +1,10 @@
 """How a GAN's latents reach its generator, in training and in sampling (``model.latents``, by ``class_path``).
 
 - ``GaussianLatents`` (the default): z ~ N(0, I) straight into ``G(z)``; truncation pulls z toward the mean of
-  fixed latents (``model.mean_latent_samples`` of them). Any generator (DCGAN).
+  fixed latents (``model.mean_latent_samples`` of them). Any generator (DCGAN). A class-conditional generator gets
+  ``G(z, y)``; its label embedding is never truncated, so z moves toward the class's own mean input (z̄, e(y)).
+
+Every method takes ``labels`` (B,) for a class-conditional generator, ``None`` otherwise.
 - ``StyleLatents``: StyleGAN2's path z → ``G.mapping`` → ws → ``G.synthesis``, with style mixing in training
   (StyleGAN §3.1) and truncation in w around the tracked ``w_avg`` (as NVlabs). It hands the ws to the path-length
   penalty (``gan_regularizers.PathLength``).
@@ -19,6 +22,24 @@ from aigc_lightning.errors import UserError
 from aigc_lightning.nets.stylegan2 import mix_styles
 
 
+def call_generator(generator: nn.Module, z: Tensor, labels: Tensor | None) -> Tensor:
+    """``G(z)``, or ``G(z, labels)`` for a class-conditional generator."""
+    return generator(z) if labels is None else generator(z, labels)
+
+
+class LabelledGenerator(nn.Module):
+    """``z ↦ G(z, labels[:B])``: a conditional generator with fixed labels, for helpers that call ``model(z)``
+    (``torch.optim.swa_utils.update_bn``'s standing batch-norm statistics)."""
+
+    def __init__(self, generator: nn.Module, labels: Tensor) -> None:
+        super().__init__()
+        self.generator, self.labels = generator, labels
+        self.train(generator.training)
+
+    def forward(self, z: Tensor) -> Tensor:
+        return self.generator(z, self.labels[: len(z)].to(z.device))
+
+
 class Latents:
     """The latent path of a generator; subclasses choose it (see the module's docstring)."""
 
@@ -27,7 +48,9 @@ class Latents:
     def check(self, generator: nn.Module) -> None:
         """Raise a ``UserError`` if ``generator`` lacks what this path calls."""
 
-    def fakes(self, generator: nn.Module, n: int, device: torch.device) -> tuple[Tensor, Tensor | None]:
+    def fakes(
+        self, generator: nn.Module, n: int, device: torch.device, labels: Tensor | None = None
+    ) -> tuple[Tensor, Tensor | None]:
         """``n`` training images (n, C, H, W) from fresh latents, and the ws they came from (None if none)."""
         raise NotImplementedError
 
@@ -36,7 +59,15 @@ class Latents:
         where it is estimated at all."""
         raise NotImplementedError
 
-    def generate(self, generator: nn.Module, z: Tensor, psi: float, centre: Tensor, noise_mode: str) -> Tensor:
+    def generate(
+        self,
+        generator: nn.Module,
+        z: Tensor,
+        psi: float,
+        centre: Tensor,
+        noise_mode: str,
+        labels: Tensor | None = None,
+    ) -> Tensor:
         """Images (B, C, H, W) in [-1, 1] from z (B, D), truncated toward ``centre`` by ``psi`` (1: none)."""
         raise NotImplementedError
 
@@ -44,14 +75,24 @@ class Latents:
 class GaussianLatents(Latents):
     """z ~ N(0, I) into ``G(z)``; truncation ``mean + psi · (z − mean)`` around the mean of fixed latents."""
 
-    def fakes(self, generator: nn.Module, n: int, device: torch.device) -> tuple[Tensor, None]:
-        return generator(torch.randn(n, generator.latent_dim, device=device)), None
+    def fakes(
+        self, generator: nn.Module, n: int, device: torch.device, labels: Tensor | None = None
+    ) -> tuple[Tensor, None]:
+        return call_generator(generator, torch.randn(n, generator.latent_dim, device=device), labels), None
 
     def centre(self, generator: nn.Module, rng: torch.Generator, samples: int, device: torch.device) -> Tensor:
         return torch.randn(samples, generator.latent_dim, generator=rng).to(device).mean(0)  # (D,)
 
-    def generate(self, generator: nn.Module, z: Tensor, psi: float, centre: Tensor, noise_mode: str) -> Tensor:
-        return generator(torch.lerp(centre, z, psi) if psi != 1 else z)
+    def generate(
+        self,
+        generator: nn.Module,
+        z: Tensor,
+        psi: float,
+        centre: Tensor,
+        noise_mode: str,
+        labels: Tensor | None = None,
+    ) -> Tensor:
+        return call_generator(generator, torch.lerp(centre, z, psi) if psi != 1 else z, labels)
 
     def __repr__(self) -> str:
         return "GaussianLatents()"
@@ -78,7 +119,9 @@ class StyleLatents(Latents):
                 f"{type(generator).__name__} has no {', '.join(missing)}: drop model.latents for this generator"
             )
 
-    def fakes(self, generator: nn.Module, n: int, device: torch.device) -> tuple[Tensor, Tensor]:
+    def fakes(
+        self, generator: nn.Module, n: int, device: torch.device, labels: Tensor | None = None
+    ) -> tuple[Tensor, Tensor]:
         g = generator
         z = torch.randn(n, g.latent_dim, device=device)
         ws = g.mapping(z)  # (n, num_ws, w_dim); in training mode this updates w_avg
@@ -92,7 +135,15 @@ class StyleLatents(Latents):
     def centre(self, generator: nn.Module, rng: torch.Generator, samples: int, device: torch.device) -> Tensor:
         return generator.w_avg.clone()  # (w_dim,): tracked in training, as NVlabs
 
-    def generate(self, generator: nn.Module, z: Tensor, psi: float, centre: Tensor, noise_mode: str) -> Tensor:
+    def generate(
+        self,
+        generator: nn.Module,
+        z: Tensor,
+        psi: float,
+        centre: Tensor,
+        noise_mode: str,
+        labels: Tensor | None = None,
+    ) -> Tensor:
         ws = generator.mapping(z, truncation_psi=psi, update_w_avg=False)  # (B, num_ws, w_dim), around w_avg
         return generator.synthesis(ws, noise_mode=noise_mode)
 
@@ -100,4 +151,4 @@ class StyleLatents(Latents):
         return f"StyleLatents(mixing_prob={self.mixing_prob})"
 
 
-__all__ = ["GaussianLatents", "Latents", "StyleLatents"]
+__all__ = ["GaussianLatents", "LabelledGenerator", "Latents", "StyleLatents", "call_generator"]

@@ -103,6 +103,29 @@ class ImageDataModule(LightningDataModule):
         """(channels, height, width) of the served images; the CLI links it into the model's networks."""
         return (self.channels, self.image_size, self.image_size)
 
+    label_names: tuple[str, ...] | None = None  # the fixed class names of a labelled dataset (subclasses set it)
+
+    @property
+    def class_names(self) -> list[str] | None:
+        """The name of class i (label i) for labelled data, ``None`` without labels; the CLI links their number
+        into a conditional model's networks (``num_classes``) and the names into the model (``class_names``)."""
+        return list(self.label_names) if self.label_names else None
+
+    @property
+    def num_classes(self) -> int:
+        """How many classes the labels take; 0 for unlabelled data."""
+        return len(self.class_names or ())
+
+    def require_classes(self) -> list[str]:
+        """``class_names``, or one ``UserError`` line for data without labels (a conditional model needs them)."""
+        names = self.class_names
+        if not names:
+            raise UserError(
+                f"{type(self).__name__} has no class labels, which a conditional model needs; train it on labelled "
+                "data (class sub-folders, MNIST, CIFAR-10, digits) or set --model.conditional false"
+            )
+        return names
+
     def load(self, train: bool, binarize: bool, seed: int | None) -> Dataset | None:
         """The train or test set; ``binarize``/``seed`` as in ``TensorImages`` (``seed=None``: fresh draws)."""
         raise NotImplementedError

@@ -13,6 +13,7 @@ from aigc_lightning.datamodules.base import ImageDataModule
 from aigc_lightning.datamodules.cache import CachedImages, cached_files
 from aigc_lightning.datamodules.datasets import ImageFiles, TensorImages
 from aigc_lightning.datamodules.io import find_images, fit_uint8
+from aigc_lightning.errors import UserError
 
 
 class DigitsDataModule(ImageDataModule):
@@ -24,6 +25,8 @@ class DigitsDataModule(ImageDataModule):
     Args:
         **kwargs: ``ImageDataModule``'s arguments but ``root``.
     """
+
+    label_names = tuple("0123456789")
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(root="", **kwargs)
@@ -77,6 +80,22 @@ class ImageFolderDataModule(ImageDataModule):
         self.in_memory_limit, self.cache_dir = in_memory_limit, cache_dir
         self._entry = None
         self._decoded: tuple[Tensor, Tensor] | None = None
+
+    @property
+    def class_names(self) -> list[str] | None:
+        """The class sub-folders' names, sorted (label i = the i-th); ``None`` for a flat folder."""
+        return find_images(self.root)[2] or None
+
+    def require_classes(self) -> list[str]:
+        files, _, names = find_images(self.root)
+        loose = next((f for f in files if f.parent == self.root), None)
+        if not names or loose is not None:
+            found = f"{loose.name} lies directly in it" if names else "it has no class sub-folders"
+            raise UserError(
+                f"image folder {self.root} cannot label a conditional model's data: {found}; put every image in "
+                f"one sub-folder per class ({self.root}/<class name>/<image>, labels by sorted folder name)"
+            )
+        return names
 
     def load(self, train: bool, binarize: bool, seed: int | None) -> Dataset | None:
         if not train:

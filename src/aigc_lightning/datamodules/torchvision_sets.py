@@ -99,6 +99,7 @@ class MNISTDataModule(_TorchvisionDataModule):
     """
 
     dataset_name = "MNIST"
+    label_names = tuple("0123456789")
     files_hint = "<root>/MNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte"
 
     def torchvision_dataset(self, train: bool, download: bool):
@@ -111,6 +112,8 @@ class FashionMNISTDataModule(MNISTDataModule):
     """Fashion-MNIST (Zalando, 28×28 grey) via torchvision; same arguments as ``MNISTDataModule``."""
 
     dataset_name = "FashionMNIST"
+    label_names = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag")
+    label_names += ("Ankle boot",)  # torchvision's FashionMNIST.classes
     files_hint = "<root>/FashionMNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte"
 
     def torchvision_dataset(self, train: bool, download: bool):
@@ -132,6 +135,7 @@ class CIFAR10DataModule(_TorchvisionDataModule):
     """
 
     dataset_name = "CIFAR-10"
+    label_names = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
     files_hint = "<root>/cifar-10-batches-py/{data_batch_1..5,test_batch}"
 
     def __init__(

@@ -40,9 +40,10 @@ from aigc_lightning import compat
 from aigc_lightning.augment import AdaController, augment_with_probability, parse_policy
 from aigc_lightning.constraints import UnitIntervalBelowOne
 from aigc_lightning.errors import UserError, check_finite, checked_optimizer
-from aigc_lightning.gan_latents import GaussianLatents, Latents
+from aigc_lightning.gan_latents import GaussianLatents, LabelledGenerator, Latents, call_generator
 from aigc_lightning.gan_losses import AdversarialLoss, NonSaturating
 from aigc_lightning.gan_regularizers import R1, PathLength
+from aigc_lightning.labels import network_classes, resolve_labels
 from aigc_lightning.lazy import apply_lazy_correction
 from aigc_lightning.modules.gan_renamed import renamed_option_line
 from aigc_lightning.modules.hparams import PlainHyperparameters
@@ -90,6 +91,9 @@ class GAN(PlainHyperparameters, LightningModule):
             alone), ``random`` (from torch's global generator) or ``none``.
         generator_checkpoint: a rosinality/stylegan2-pytorch ``.pt`` whose ``g_ema`` + ``latent_avg`` (and ``d`` if
             present) replace the configured networks, architecture read off the file (pretrained predict, fine-tune).
+        conditional: train on the data's labels: the CLI sets both networks' ``num_classes`` and ``class_names`` from
+            the data (docs/conditional.md). Networks with ``num_classes > 0`` make a conditional GAN anyway.
+        class_names: the name of each class (the CLI fills it from the data), for ``predict --class_label NAME``.
     """
 
     # the CLI's unknown-key error asks the class about options of older configs (cli_errors.py)
@@ -118,6 +122,8 @@ class GAN(PlainHyperparameters, LightningModule):
         bn_stat_batches: NonNegativeInt = 16,
         noise_mode: Literal["random", "const", "none"] = "const",
         generator_checkpoint: str | None = None,
+        conditional: bool = False,
+        class_names: list[str] | None = None,
     ) -> None:
         super().__init__()
         if n_critic < 1 or ema_warmup < 1:
@@ -141,6 +147,7 @@ class GAN(PlainHyperparameters, LightningModule):
         self.loss = loss if loss is not None else NonSaturating()
         self.latents = latents if latents is not None else GaussianLatents()
         self.latents.check(generator)
+        self.num_classes = network_classes(generator, discriminator, conditional)  # 0: unconditional
         self.r1, self.path_length = r1, path_length
         if path_length is not None and not self.latents.gives_ws:
             raise UserError(
@@ -209,34 +216,40 @@ class GAN(PlainHyperparameters, LightningModule):
     def _augment(self, x: Tensor) -> Tensor:  # DiffAugment on every image, or with ADA's probability p
         return augment_with_probability(x, self.augment, 1.0 if self.ada is None else self.ada.p)
 
-    def _d(self, x: Tensor) -> Tensor:
-        return self.discriminator(self._augment(x))
+    def _critic(self, y: Tensor | None) -> Any:  # D at fixed labels (conditional), called as D(x)
+        return self.discriminator if y is None else (lambda x: self.discriminator(x, y))
 
-    def _fake(self, n: int, device: torch.device) -> tuple[Tensor, Tensor | None]:
-        """``n`` training fakes and the ws they came from (None unless the latent path has ws)."""
-        return self.latents.fakes(self.generator, n, device)
+    def _d(self, x: Tensor, y: Tensor | None = None) -> Tensor:
+        return self._critic(y)(self._augment(x))
+
+    def _fake(self, n: int, device: torch.device, y: Tensor | None = None) -> tuple[Tensor, Any, Tensor | None]:
+        """``n`` fakes, their ws (or None) and labels: ``y``, else uniform draws (distinct per DDP rank: ``setup``)."""
+        if self.num_classes and y is None:
+            y = torch.randint(self.num_classes, (n,), device=device)
+        return (*self.latents.fakes(self.generator, n, device, y), y)
 
     def _all_reduce(self, x: Tensor, op: str = "sum") -> Tensor:  # over DDP ranks; the identity on one device
         return self.trainer.strategy.reduce(x.to(self.device), reduce_op=op).cpu()
 
-    def discriminator_step(self, real: Tensor) -> dict[str, Tensor]:
-        """One D update on ``real`` and fresh fakes; returns the (detached) values to log."""
+    def discriminator_step(self, real: Tensor, y: Tensor | None = None) -> dict[str, Tensor]:
+        """One D update on ``real`` (labels ``y``) and fresh fakes of the same labels, so that a conditional D compares
+        like classes and a gradient penalty interpolates within one class; returns the (detached) values to log."""
         opt_d = self.optimizers()[1]
         with self.toggled_optimizer(opt_d):
-            fake = self._fake(real.shape[0], real.device)[0].detach()
-            real_logits, fake_logits = self._d(real), self._d(fake)
+            fake = self._fake(real.shape[0], real.device, y)[0].detach()
+            real_logits, fake_logits = self._d(real, y), self._d(fake, y)
             if self.ada is not None:
                 self.ada.accumulate(real_logits)
             loss = self.loss.discriminator_loss(real_logits.float(), fake_logits.float()).mean()
             logs = {"d_real": real_logits.detach().float().mean(), "d_fake": fake_logits.detach().float().mean()}
-            gp = self.loss.penalty(self.discriminator, real, fake)
+            gp = self.loss.penalty(self._critic(y), real, fake)
             if gp is not None:
                 gp = gp.mean()
                 loss = loss + self.loss.penalty_weight * gp
                 logs["gp"] = gp.detach()
             if self.r1 is not None and self.r1.due(self.d_steps):
                 # on the images D actually sees (augmented when DiffAugment is on)
-                r1 = self.r1(self.discriminator, self._augment(real)).mean()
+                r1 = self.r1(self._critic(y), self._augment(real)).mean()
                 loss = loss + self.r1.scale(r1)
                 logs["r1"] = r1.detach()
             check_finite(loss, "train/d_loss", self.batches)
@@ -251,11 +264,12 @@ class GAN(PlainHyperparameters, LightningModule):
         """One G update (plus the lazy path-length term when it is due); returns values to log."""
         opt_g = self.optimizers()[0]
         with self.toggled_optimizer(opt_g):
-            loss = self.loss.generator_loss(self._d(self._fake(batch_size, device)[0]).float()).mean()
+            fake, _, y = self._fake(batch_size, device)
+            loss = self.loss.generator_loss(self._d(fake, y).float()).mean()
             logs = {}
             pl = self.path_length
             if pl is not None and pl.due(self.batches):
-                images, ws = self._fake(pl.batch_size(batch_size), device)
+                images, ws, _ = self._fake(pl.batch_size(batch_size), device)
                 penalty = pl(images, ws, lambda x: self._all_reduce(x, "mean")).mean()
                 loss = loss + pl.scale(penalty)
                 logs = {"pl_penalty": penalty.detach(), "pl_mean": torch.tensor(pl.mean)}
@@ -266,9 +280,9 @@ class GAN(PlainHyperparameters, LightningModule):
         return {"g_loss": loss.detach(), **logs}
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
-        real = batch[0]
+        real, y = batch[0], (batch[1] if self.num_classes else None)
         for _ in range(self.hparams.n_critic):
-            logs = self.discriminator_step(real)
+            logs = self.discriminator_step(real, y)
         logs.update(self.generator_step(real.shape[0], real.device))
         self.update_ema()
         for scheduler in self.lr_schedulers() or []:  # manual optimization: Lightning leaves the stepping to us
@@ -304,10 +318,9 @@ class GAN(PlainHyperparameters, LightningModule):
     # Validation: D's view of held-out real images
 
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
-        real = batch[0]
+        real, y = batch[0], (batch[1] if self.num_classes else None)
         z = randn_from_seeds(torch.arange(real.shape[0]) + 10_000 * batch_idx, (self.latent_dim,), real.device)
-        real_logits = self.discriminator(real)
-        fake_logits = self.discriminator(self.generator_ema(z))
+        real_logits, fake_logits = self._critic(y)(real), self._critic(y)(call_generator(self.generator_ema, z, y))
         d_loss = self.loss.discriminator_loss(real_logits.float(), fake_logits.float()).mean()
         values = {"val/d_loss": d_loss, "val/d_real": real_logits.mean(), "val/d_fake": fake_logits.mean()}
         self.log_dict(values, sync_dist=True)
@@ -324,7 +337,8 @@ class GAN(PlainHyperparameters, LightningModule):
         if self.hparams.bn_stat_batches > 0:
             batches = range(self.hparams.bn_stat_batches)
             zs = [torch.randn(64, self.latent_dim, generator=g).to(self.device) for _ in batches]
-            update_bn(zs, self.generator_ema)  # no-op for a generator without batch norm
+            g_ema, labels = self.generator_ema, torch.arange(64) % max(1, self.num_classes)  # classes in turn
+            update_bn(zs, LabelledGenerator(g_ema, labels) if self.num_classes else g_ema)  # no-op without BN
         self._mean_latent = self.latents.centre(self.generator_ema, g, self.hparams.mean_latent_samples, self.device)
         self._ema_stale = False
 
@@ -334,14 +348,15 @@ class GAN(PlainHyperparameters, LightningModule):
         return self._mean_latent
 
     @torch.no_grad()
-    def generate(self, z: Tensor, truncation_psi: float | None = None) -> Tensor:
-        """Images in [0, 1], (B, C, H, W), from latents ``z`` (B, D) with the EMA generator in eval mode."""
+    def generate(self, z: Tensor, truncation_psi: float | None = None, labels: Tensor | None = None) -> Tensor:
+        """Images in [0, 1], (B, C, H, W), from latents ``z`` (B, D) (and class ``labels`` (B,) if conditional)
+        with the EMA generator in eval mode."""
         self._refresh_ema()
         psi = self.hparams.truncation_psi if truncation_psi is None else truncation_psi
         g = self.generator_ema
         was_training = g.training
         g.eval()  # per-sample outputs, and mapping leaves w_avg alone
-        x = self.latents.generate(g, z, psi, self._mean_latent, self.hparams.noise_mode)
+        x = self.latents.generate(g, z, psi, self._mean_latent, self.hparams.noise_mode, labels)
         g.train(was_training)
         return to_unit(x).clamp(0, 1)
 
@@ -349,27 +364,37 @@ class GAN(PlainHyperparameters, LightningModule):
         """Images in [0, 1] from latents z with the EMA generator (same as ``generate``)."""
         return self.generate(z)
 
-    def sample(self, n: int, seed: int | None = None, truncation_psi: float | None = None) -> Tensor:
+    def sample(self, n: int, seed: int | None = None, truncation_psi: float | None = None, labels=None) -> Tensor:
         """``n`` images (n, C, H, W) in [0, 1]; image i comes from seed ``seed + i``, exactly as ``predict`` gives.
 
         ``seed=None`` draws a starting seed from torch's global generator; ``truncation_psi=None`` uses the
-        module's ``truncation_psi``.
+        module's ``truncation_psi``. ``labels`` (conditional models): an int or class name, n ints, or ``None`` =
+        image i of class i mod ``num_classes``.
         """
+        y = resolve_labels(labels, n, self.num_classes, self.hparams.get("class_names"), self.device)
         if seed is None:
             seed = int(torch.randint(0, 2**31 - 1, ()).item())
         seeds = torch.arange(seed, seed + n)
         # Batches of 64 as predict's default, so batch-size-dependent kernels cannot make the two differ.
         z = [randn_from_seeds(s, (self.latent_dim,), self.device) for s in seeds.split(64)]
-        out = [self.generate(zi, truncation_psi) for zi in z]
+        ys = [None] * len(z) if y is None else y.split(64)
+        out = [self.generate(zi, truncation_psi, yi) for zi, yi in zip(z, ys)]
         return torch.cat(out) if out else torch.empty(0, *self.generator_ema.image_shape)
 
     def images_to_log(self, n: int) -> dict[str, Tensor]:
         """For ``ImageLogger``: ``samples_ema`` (n images from seeds 0 … n-1) and ``interpolation`` (rows of 8
         spherical interpolations between fixed latents, n // 8 rows), each (B, C, H, W) in [0, 1]."""
-        z = interpolation_latents(max(1, n // 8), self.latent_dim, steps=8, device=self.device)  # (rows * 8, D)
-        return {"samples_ema": self.sample(n, seed=0), "interpolation": self.generate(z)}
+        rows = max(1, n // 8)
+        z = interpolation_latents(rows, self.latent_dim, steps=8, device=self.device)  # (rows * 8, D)
+        if not self.num_classes:
+            return {"samples_ema": self.sample(n, seed=0), "interpolation": self.generate(z)}
+        k = min(self.num_classes, 16)  # conditional: one row of 8 per class; row r of the interpolation in class r
+        y = torch.arange(8 * max(rows, k), device=self.device) // 8 % self.num_classes  # (8 * rows,)
+        samples, walk = self.sample(8 * k, 0, None, y[: 8 * k]), self.generate(z, None, y[: len(z)])
+        return {"samples_ema": samples, "interpolation": walk}
 
     def predict_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> dict[str, Any]:
-        index, seeds = batch
-        images = self.generate(randn_from_seeds(seeds, (self.latent_dim,), self.device))
+        index, seeds = batch[0], batch[1]  # (index, seed[, label]) from SeedDataModule
+        y = (batch[2] if len(batch) > 2 else index % self.num_classes).to(self.device) if self.num_classes else None
+        images = self.generate(randn_from_seeds(seeds, (self.latent_dim,), self.device), labels=y)
         return {"images": images, "names": [f"{i:06d}" for i in index.tolist()]}

@@ -3,12 +3,22 @@
 Both networks are a stack of stride-2 4x4 (transposed) convolutions between a small base resolution and the image:
 ``image_size = base * 2**k`` with base 4 (32, 64, 128 px) or 7 (28 px, MNIST's native size). Widths double per
 level away from the image, as in the paper's 64-px architecture (``width * 8`` at 4x4 for 64 px).
+
+Class-conditional variants (``num_classes > 0``; 0 is the unconditional network, parameter for parameter):
+- the generator concatenates a learned label embedding to z (Mirza & Osindero 2014's conditional GAN with an
+  embedding instead of a one-hot code). Not class-conditional batch norm (BigGAN): concatenation leaves every layer
+  after the first as it is, keeps the EMA generator's standing batch-norm statistics one set for all classes, and is
+  enough for MNIST-sized data; truncation then shrinks z only, i.e. toward the class's own mean input (z̄, e(y)).
+- the discriminator adds a projection term (Miyato & Koyama 2018, "cGANs with Projection Discriminator", eq. 3):
+  ``D(x, y) = ψ(φ(x)) + ⟨V e_y, Σ_hw φ(x)⟩`` where φ is the feature map before the last convolution (ψ) and V an
+  embedding of the classes, spectrally normalised with the rest when ``spectral_norm`` is on.
 """
 
 from __future__ import annotations
 
 from typing import Literal
 
+import torch
 from torch import Tensor, nn
 from torch.nn.utils import parametrizations
 
@@ -59,29 +69,54 @@ class Generator(nn.Module):
         channels: image channels (1 grey, 3 RGB); the CLI sets it from the data.
         image_size: 28, 32, 64 or 128; the CLI sets it from the data.
         width: channels of the last hidden level (``ngf`` in the pytorch examples); deeper levels double it.
+        num_classes: classes of a conditional generator (0: unconditional); the CLI sets it from the data when
+            the model is ``conditional``.
+        embed_dim: size of the label embedding concatenated to z (conditional only).
     """
 
-    def __init__(self, latent_dim: int = 100, channels: int = 1, image_size: int = 32, width: int = 64) -> None:
+    def __init__(
+        self,
+        latent_dim: int = 100,
+        channels: int = 1,
+        image_size: int = 32,
+        width: int = 64,
+        num_classes: int = 0,
+        embed_dim: int = 32,
+    ) -> None:
         super().__init__()
         check_sizes(self, latent_dim=latent_dim, channels=channels, width=width)
+        check_sizes(self, 0, num_classes=num_classes)
         base, levels = _levels(image_size)
-        self.latent_dim = latent_dim
+        self.latent_dim, self.num_classes = latent_dim, num_classes
         self.image_shape = (channels, image_size, image_size)
         c = width * 2 ** (levels - 1)
+        z_in = latent_dim + (embed_dim if self.num_classes else 0)
         layers: list[nn.Module] = [
-            nn.ConvTranspose2d(latent_dim, c, base, 1, 0, bias=False),  # (B, c, base, base)
+            nn.ConvTranspose2d(z_in, c, base, 1, 0, bias=False),  # (B, c, base, base)
             nn.BatchNorm2d(c),
             nn.ReLU(inplace=True),
         ]
         for _ in range(levels - 1):
-            layers += [nn.ConvTranspose2d(c, c // 2, 4, 2, 1, bias=False), nn.BatchNorm2d(c // 2), nn.ReLU(True)]
+            layers += [
+                nn.ConvTranspose2d(c, c // 2, 4, 2, 1, bias=False),
+                nn.BatchNorm2d(c // 2),
+                nn.ReLU(True),
+            ]
             c //= 2
         layers += [nn.ConvTranspose2d(c, channels, 4, 2, 1, bias=False), nn.Tanh()]
         self.net = nn.Sequential(*layers)
         self.apply(dcgan_init)
+        if self.num_classes:  # after the init: an unconditional network draws exactly the same weights as before
+            check_sizes(self, embed_dim=embed_dim)
+            self.embed = nn.Embedding(self.num_classes, embed_dim)
 
-    def forward(self, z: Tensor) -> Tensor:
-        return self.net(z[:, :, None, None])  # (B, latent_dim, 1, 1) → (B, C, H, W)
+    def forward(self, z: Tensor, y: Tensor | None = None) -> Tensor:
+        """Images (B, C, H, W) from z (B, latent_dim) and, for a conditional generator, labels y (B,)."""
+        if self.num_classes:
+            if y is None:
+                raise UserError("this generator is class-conditional: pass labels y (B,) with z")
+            z = torch.cat([z, self.embed(y).to(z.dtype)], 1)  # (B, latent_dim + embed_dim)
+        return self.net(z[:, :, None, None])  # (B, z_in, 1, 1) → (B, C, H, W)
 
 
 class Discriminator(nn.Module):
@@ -95,6 +130,8 @@ class Discriminator(nn.Module):
             gradient penalty forbids batch norm), ``instance`` or ``none``. The first level never has one.
         spectral_norm: divide every convolution's weight by its largest singular value (Miyato et al. 2018; one
             power iteration per training forward, its vectors kept as buffers, so they are checkpointed).
+        num_classes: classes of a projection discriminator (0: unconditional); the CLI sets it from the data when
+            the model is ``conditional``.
     """
 
     def __init__(
@@ -104,15 +141,25 @@ class Discriminator(nn.Module):
         width: int = 64,
         norm: Literal["batch", "layer", "instance", "none"] = "batch",
         spectral_norm: bool = False,
+        num_classes: int = 0,
     ) -> None:
         super().__init__()
         check_sizes(self, channels=channels, width=width)
+        check_sizes(self, 0, num_classes=num_classes)
+        self.num_classes = num_classes
         base, levels = _levels(image_size)
         self.image_shape = (channels, image_size, image_size)
         c = width
-        layers: list[nn.Module] = [nn.Conv2d(channels, c, 4, 2, 1, bias=False), nn.LeakyReLU(0.2, inplace=True)]
+        layers: list[nn.Module] = [
+            nn.Conv2d(channels, c, 4, 2, 1, bias=False),
+            nn.LeakyReLU(0.2, inplace=True),
+        ]
         for _ in range(levels - 1):
-            layers += [nn.Conv2d(c, c * 2, 4, 2, 1, bias=False), _norm(norm, c * 2), nn.LeakyReLU(0.2, inplace=True)]
+            layers += [
+                nn.Conv2d(c, c * 2, 4, 2, 1, bias=False),
+                _norm(norm, c * 2),
+                nn.LeakyReLU(0.2, inplace=True),
+            ]
             c *= 2
         layers += [nn.Conv2d(c, 1, base, 1, 0, bias=False)]  # (B, 1, 1, 1)
         self.net = nn.Sequential(*layers)
@@ -121,10 +168,21 @@ class Discriminator(nn.Module):
             for i, layer in enumerate(self.net):
                 if isinstance(layer, nn.Conv2d):
                     self.net[i] = parametrizations.spectral_norm(layer)
+        if self.num_classes:  # V of the projection term: one feature-sized vector per class
+            self.embed = nn.Embedding(self.num_classes, c)
+            nn.init.normal_(self.embed.weight, 0.0, 0.02)
+            if spectral_norm:
+                self.embed = parametrizations.spectral_norm(self.embed)
 
-    def forward(self, x: Tensor) -> Tensor:
-        return self.net(x).flatten()  # (B, 1, 1, 1) → (B,)
+    def forward(self, x: Tensor, y: Tensor | None = None) -> Tensor:
+        """One logit per image (B,); a projection discriminator also takes the labels y (B,)."""
+        if not self.num_classes:
+            return self.net(x).flatten()  # (B, 1, 1, 1) → (B,)
+        if y is None:
+            raise UserError("this discriminator is class-conditional (projection): pass labels y (B,) with x")
+        h = self.net[:-1](x)  # φ(x): (B, c, base, base)
+        projection = (self.embed(y).to(h.dtype) * h.sum((2, 3))).sum(1)  # ⟨V e_y, Σ_hw φ(x)⟩: (B,)
+        return self.net[-1](h).flatten() + projection  # ψ(φ(x)) + projection: (B,)
 
 
 __all__ = ["Discriminator", "Generator", "dcgan_init"]
-
