@@ -57,6 +57,22 @@ def write_mnist(root, name: str = "MNIST", n_train: int = 40, n_test: int = 12) 
         write_idx(raw / f"{split}-images-idx3-ubyte", rng.integers(0, 256, (n, 28, 28)))
         write_idx(raw / f"{split}-labels-idx1-ubyte", rng.integers(0, 10, (n,)))
 
+def gan_trainer(batches: int, **kwargs):
+    """A bare CPU Trainer for ``batches`` GAN batches (``max_steps`` counts optimizer steps: two per batch with
+    ``n_critic=1``); no logger, checkpoints, bar or summary unless ``kwargs`` say so."""
+    from lightning.pytorch import Trainer
+
+    defaults = {
+        "accelerator": "cpu", "devices": 1, "logger": False, "enable_checkpointing": False, "enable_progress_bar": False,
+        "enable_model_summary": False, "max_steps": 2 * batches, "num_sanity_val_steps": 0,
+    }  # fmt: skip
+    return Trainer(**{**defaults, **kwargs})
+
+
+def flat(module: torch.nn.Module) -> torch.Tensor:
+    """All parameters of ``module`` as one detached vector (to compare weights before and after)."""
+    return torch.cat([p.detach().flatten().clone() for p in module.parameters()])
+
 
 @pytest.fixture()
 def one_thread():

@@ -6,7 +6,6 @@ import math
 
 import pytest
 import torch
-from lightning.pytorch import Trainer
 from lightning.pytorch.plugins import MixedPrecision
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
@@ -18,6 +17,7 @@ from aigc_lightning.gan_losses import Hinge, NonSaturating, WassersteinGP
 from aigc_lightning.gan_regularizers import R1
 from aigc_lightning.modules import GAN
 from aigc_lightning.nets import Discriminator, Generator
+from conftest import flat, gan_trainer
 
 # ----------------------------------------------------------------------------------------------------------
 # Helpers
@@ -35,19 +35,6 @@ def tiny_gan(size: int = 32, channels: int = 1, **kwargs) -> GAN:
 def loader(size: int = 32, channels: int = 1, n: int = 32, batch_size: int = 8) -> DataLoader:
     x = torch.rand(n, channels, size, size, generator=torch.Generator().manual_seed(1)) * 2 - 1
     return DataLoader(TensorDataset(x, torch.zeros(n)), batch_size=batch_size)
-
-
-def trainer(batches: int, **kwargs) -> Trainer:
-    # max_steps counts optimizer steps: two per batch with n_critic=1.
-    defaults = {
-        "accelerator": "cpu", "devices": 1, "logger": False, "enable_checkpointing": False, "enable_progress_bar": False,
-        "enable_model_summary": False, "max_steps": 2 * batches, "num_sanity_val_steps": 0,
-    }
-    return Trainer(**{**defaults, **kwargs})
-
-
-def flat(module: nn.Module) -> torch.Tensor:
-    return torch.cat([p.detach().flatten().clone() for p in module.parameters()])
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -187,7 +174,7 @@ def test_fit_changes_both_networks(kwargs):
     model = tiny_gan(**kwargs)
     g0, d0 = flat(model.generator), flat(model.discriminator)
     n_critic = kwargs.get("n_critic", 1)
-    trainer(2, max_steps=2 * (n_critic + 1)).fit(model, loader())
+    gan_trainer(2, max_steps=2 * (n_critic + 1)).fit(model, loader())
     assert model.batches == 2 and model.d_steps == 2 * n_critic
     assert not torch.equal(flat(model.generator), g0)
     assert not torch.equal(flat(model.discriminator), d0)
@@ -195,7 +182,7 @@ def test_fit_changes_both_networks(kwargs):
 
 def test_d_step_leaves_g_unchanged_and_vice_versa():
     model = tiny_gan()
-    trainer(1).fit(model, loader())  # attaches trainer and optimizers
+    gan_trainer(1).fit(model, loader())  # attaches trainer and optimizers
     x = next(iter(loader()))[0]
     g0, d0 = flat(model.generator), flat(model.discriminator)
     model.discriminator_step(x)
@@ -226,7 +213,7 @@ def test_ema_update_follows_the_formula():
 
 def test_checkpoint_round_trip_keeps_ema_counters_and_samples(tmp_path):
     model = tiny_gan(r1=R1(gamma=1.0, every=4))
-    t = trainer(3)
+    t = gan_trainer(3)
     t.fit(model, loader())
     before = model.sample(6, seed=11)
     t.save_checkpoint(tmp_path / "gan.ckpt")
@@ -240,7 +227,7 @@ def test_checkpoint_round_trip_keeps_ema_counters_and_samples(tmp_path):
 
 def test_sample_is_seeded_and_per_sample():
     model = tiny_gan()
-    trainer(1).fit(model, loader())
+    gan_trainer(1).fit(model, loader())
     a, b = model.sample(5, seed=7), model.sample(5, seed=7)
     assert a.shape == (5, 1, 32, 32) and 0 <= a.min() and a.max() <= 1
     assert torch.equal(a, b)
@@ -253,7 +240,7 @@ def test_sample_is_seeded_and_per_sample():
 
 def test_truncation_moves_samples_toward_the_mean():
     model = tiny_gan()
-    trainer(1).fit(model, loader())
+    gan_trainer(1).fit(model, loader())
     mean_image = model.generate(model.mean_latent()[None], truncation_psi=1.0)  # G(mean latent)
     dist = {}
     for psi in (1.0, 0.7, 0.3, 0.0):
@@ -277,9 +264,9 @@ def test_mixed_precision_steps_are_finite(precision):
         # Trainer(precision="16-mixed") on CPU silently falls back to bf16; the plugin itself runs fp16 autocast
         # with a GradScaler on CPU. A small initial scale, so the first steps are not all skipped as overflows.
         plugin = MixedPrecision("16-mixed", "cpu", scaler=torch.amp.GradScaler("cpu", init_scale=256.0))
-        t = trainer(3, plugins=[plugin])
+        t = gan_trainer(3, plugins=[plugin])
     else:
-        t = trainer(3, precision=precision)
+        t = gan_trainer(3, precision=precision)
     t.fit(model, loader())
     logged = t.callback_metrics
     assert all(math.isfinite(v.item()) for v in logged.values()), logged
@@ -295,7 +282,7 @@ def test_nan_loss_stops_before_the_update():
     x = torch.full((8, 1, 32, 32), float("nan"))
     g0, d0 = flat(model.generator), flat(model.discriminator)
     with pytest.raises(NonFiniteLossError, match="train/d_loss"):
-        trainer(1).fit(model, DataLoader(TensorDataset(x, torch.zeros(8)), batch_size=8))
+        gan_trainer(1).fit(model, DataLoader(TensorDataset(x, torch.zeros(8)), batch_size=8))
     assert torch.equal(flat(model.discriminator), d0) and torch.equal(flat(model.generator), g0)
 
 

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from lightning.pytorch import Trainer
 from lightning.pytorch.plugins import MixedPrecision
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
@@ -28,7 +27,7 @@ from aigc_lightning.nets import Generator, StyleGAN2Discriminator, StyleGAN2Gene
 from aigc_lightning.nets.rosinality import save_rosinality
 from aigc_lightning.pixels import to_unit
 from aigc_lightning.seeds import randn_from_seeds
-from conftest import ROOT, write_pngs
+from conftest import ROOT, flat, gan_trainer, write_pngs
 
 
 def adam(params):
@@ -53,18 +52,6 @@ def loader(n: int = 16, batch_size: int = 4, size: int = 16) -> DataLoader:
     return DataLoader(TensorDataset(x, torch.zeros(n)), batch_size=batch_size)
 
 
-def trainer(batches: int, **kwargs) -> Trainer:
-    defaults = {
-        "accelerator": "cpu", "devices": 1, "logger": False, "enable_checkpointing": False, "enable_progress_bar": False,
-        "enable_model_summary": False, "max_steps": 2 * batches, "num_sanity_val_steps": 0,
-    }  # fmt: skip
-    return Trainer(**{**defaults, **kwargs})
-
-
-def flat(module: nn.Module) -> torch.Tensor:
-    return torch.cat([p.detach().flatten().clone() for p in module.parameters()])
-
-
 def full() -> dict:
     """Every StyleGAN2 piece on, at short intervals (fresh objects: they carry state)."""
     return {"latents": StyleLatents(mixing_prob=0.9), "path_length": PathLength(2.0, every=2, lazy_correction=True),
@@ -79,7 +66,7 @@ def full() -> dict:
 def test_stylegan2_module_trains_both_nets_and_tracks_w_avg():
     model = tiny_sg2(**full())
     g0, d0, w0 = flat(model.generator), flat(model.discriminator), model.generator.w_avg.clone()
-    t = trainer(3)
+    t = gan_trainer(3)
     t.fit(model, loader())
     assert model.batches == 3 and model.d_steps == 3
     assert not torch.equal(flat(model.generator), g0) and not torch.equal(flat(model.discriminator), d0)
@@ -94,7 +81,7 @@ def test_stylegan2_module_trains_both_nets_and_tracks_w_avg():
 def test_path_length_term_is_finite_at_batch_two():
     # batch 2 with shrink 2: the path-length pass sees a single sample (NVlabs issue #210: NaNs at tiny batches)
     model = tiny_sg2(path_length=PathLength(2.0, every=1, batch_shrink=2), latents=StyleLatents(mixing_prob=0.9))
-    t = trainer(3)
+    t = gan_trainer(3)
     t.fit(model, loader(n=6, batch_size=2))
     assert math.isfinite(t.callback_metrics["train/pl_penalty"].item()) and model.path_length.mean > 0
     assert torch.isfinite(flat(model.generator)).all()
@@ -102,7 +89,7 @@ def test_path_length_term_is_finite_at_batch_two():
 
 def test_lazy_regularisation_corrects_lr_and_betas():
     model = tiny_sg2(path_length=PathLength(2.0, every=4, lazy_correction=True), r1=R1(1.0, 16, lazy_correction=True))
-    trainer(1).fit(model, loader())
+    gan_trainer(1).fit(model, loader())
     opt_g, opt_d = (opt.optimizer for opt in model.optimizers())
     assert lazy_ratio(4) == 0.8 and lazy_ratio(16) == 16 / 17
     assert opt_g.param_groups[0]["lr"] == pytest.approx(0.0025 * 0.8)  # NVlabs: lr 0.0025 → 0.002
@@ -111,7 +98,7 @@ def test_lazy_regularisation_corrects_lr_and_betas():
     assert opt_d.param_groups[0]["betas"] == pytest.approx((0.0, 0.99 ** (16 / 17)))
     # off by default: DCGAN configs keep their optimizers as written
     plain = tiny_sg2(path_length=PathLength(2.0), r1=R1(1.0))
-    trainer(1).fit(plain, loader())
+    gan_trainer(1).fit(plain, loader())
     assert plain.optimizers()[0].optimizer.param_groups[0]["lr"] == 0.0025
     sgd = apply_lazy_correction(torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=1.0), 1)
     assert sgd.param_groups[0]["lr"] == 0.5 and "betas" not in sgd.param_groups[0]
@@ -144,7 +131,7 @@ def test_ada_p_follows_the_sign_of_real_logits():
         g, _ = tiny_nets()
         ada = AdaController(target=0.6, ada_kimg=1, interval=1)
         model = GAN(g, SignedD(sign), optimizer_g=adam, augment="translation", ada=ada)
-        trainer(3).fit(model, loader())
+        gan_trainer(3).fit(model, loader())
         assert model.ada.p == pytest.approx(expected)
 
 
@@ -166,9 +153,9 @@ def test_mixed_precision_with_path_length_is_finite(precision):
     g0 = flat(model.generator)
     if precision == "16-mixed":  # on CPU only the plugin runs fp16 autocast (Trainer falls back to bf16)
         plugin = MixedPrecision("16-mixed", "cpu", scaler=torch.amp.GradScaler("cpu", init_scale=256.0))
-        t = trainer(3, plugins=[plugin])
+        t = gan_trainer(3, plugins=[plugin])
     else:
-        t = trainer(3, precision=precision)
+        t = gan_trainer(3, precision=precision)
     t.fit(model, loader())
     assert all(math.isfinite(v.item()) for v in t.callback_metrics.values()), t.callback_metrics
     assert torch.isfinite(flat(model.generator)).all() and not torch.equal(flat(model.generator), g0)
@@ -190,7 +177,7 @@ def test_bad_stylegan2_options():
 
 def test_truncation_centres_on_w_avg_and_noise_const_is_deterministic():
     model = tiny_sg2()
-    trainer(2).fit(model, loader())
+    gan_trainer(2).fit(model, loader())
     g = model.generator_ema
     with torch.no_grad():
         for m in g.modules():
