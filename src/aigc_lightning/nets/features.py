@@ -10,6 +10,9 @@
 
 from __future__ import annotations
 
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
 
@@ -21,7 +24,10 @@ from aigc_lightning.nets.classifier import ConvClassifier
 from aigc_lightning.pixels import convert_channels, resize_crop, to_signed
 from aigc_lightning.torch_files import load_tensors
 
-DIGITS_CLASSIFIER = "digits_classifier.pt"  # in aigc_lightning/assets/, made by configs/classifier/digits.yaml
+INCEPTION_WEIGHTS = "weights-inception-2015-12-05-6726825d.pth"  # torch-fidelity's FID Inception file
+DIGITS_CLASSIFIER = (
+    "digits_classifier.pt"  # in aigc_lightning/assets/, made by configs/classifier/digits.yaml
+)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -51,7 +57,9 @@ def load_classifier(checkpoint: str | None = None) -> ConvClassifier:
             data = torch.load(path, map_location="cpu", weights_only=True)
     else:
         path = Path(checkpoint).expanduser()
-        expected = "a Classifier run's last.ckpt (train one with configs/classifier/digits.yaml) or an exported .pt"
+        expected = (
+            "a Classifier run's last.ckpt (train one with configs/classifier/digits.yaml) or an exported .pt"
+        )
         data = load_tensors(path, "feature extractor checkpoint", expected)
         if isinstance(data, dict) and "pytorch-lightning_version" in data:
             return classifier_from_lightning_checkpoint(data, path)
@@ -93,6 +101,21 @@ class DomainFeatures(nn.Module):
         return self.net.features_and_logits(to_signed(x))
 
 
+@contextmanager
+def _tensors_only_copy(weights_path: str | None) -> Iterator[str | None]:
+    """A copy of a user's weights file that holds tensors only: torch-fidelity loads the file it is given with
+    ``torch.load(weights_only=False)``, which would run any code a pickle carries. The user's file is read with
+    ``weights_only=True`` and its tensors written to a temporary file for torch-fidelity."""
+    if weights_path is None:
+        yield None
+        return
+    state = load_tensors(weights_path, "Inception weights file", f"a local copy of {INCEPTION_WEIGHTS}")
+    with tempfile.TemporaryDirectory() as folder:
+        path = str(Path(folder) / INCEPTION_WEIGHTS)
+        torch.save(state, path)
+        yield path
+
+
 class InceptionFeatures(nn.Module):
     """torchmetrics' FID Inception-v3 (torch-fidelity's port of the TF graph): pool3 features (2048) and logits.
 
@@ -115,12 +138,13 @@ class InceptionFeatures(nn.Module):
         try:
             from torchmetrics.image.fid import NoTrainInceptionV3
 
-            self.net = NoTrainInceptionV3(
-                name="inception-v3-compat",
-                features_list=["2048", "logits_unbiased"],
-                feature_extractor_weights_path=weights_path,
-                antialias=antialias,
-            )
+            with _tensors_only_copy(weights_path) as safe_path:
+                self.net = NoTrainInceptionV3(
+                    name="inception-v3-compat",
+                    features_list=["2048", "logits_unbiased"],
+                    feature_extractor_weights_path=safe_path,
+                    antialias=antialias,
+                )
         except ModuleNotFoundError as e:
             raise UserError(
                 f"Inception features need torch-fidelity ({e}); run `pip install torch-fidelity`, or keep the "
