@@ -71,6 +71,7 @@ STYLE_INPUTS = ["--data.content", "{data}/content/photo.png", "--data.style", "{
 # fmt: off
 MODELS = [
     Contract("gan/dcgan_digits", "GAN", TINY_DCGAN, steps=4),
+    Contract("gan/cdcgan_digits", "GAN", TINY_DCGAN, predict=["--num_samples", "3", "--seed", "5", "--class_label", "7"]),
     Contract("gan/dcgan_mnist", "GAN", [*TINY_DCGAN, "--data.root", "{data}", "--data.download", "false"], steps=4),
     Contract("gan/stylegan2_digits", "GAN", [
         "--model.generator.init_args.channel_max", "8", "--model.generator.init_args.latent_dim", "16",
