@@ -6,6 +6,7 @@ folder on ``sys.path``, as it does for ``reliability_toy`` and ``tiny_models``.
 
 from __future__ import annotations
 
+import os
 import struct
 from pathlib import Path
 
@@ -56,6 +57,11 @@ def write_mnist(root, name: str = "MNIST", n_train: int = 40, n_test: int = 12) 
     for split, n in (("train", n_train), ("t10k", n_test)):
         write_idx(raw / f"{split}-images-idx3-ubyte", rng.integers(0, 256, (n, 28, 28)))
         write_idx(raw / f"{split}-labels-idx1-ubyte", rng.integers(0, 10, (n,)))
+
+def child_env(**extra: str) -> dict[str, str]:
+    """The environment of a child ``python`` that imports this folder's modules (callbacks named by ``class_path``
+    in a command line) — ``os.environ`` with ``tests/`` on ``PYTHONPATH`` — plus ``extra``."""
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]), **extra}
 
 def gan_trainer(batches: int, **kwargs):
     """A bare CPU Trainer for ``batches`` GAN batches (``max_steps`` counts optimizer steps: two per batch with

@@ -3,7 +3,6 @@ predicted sample written exactly once, validation metrics equal to the single-pr
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +11,7 @@ import torch
 from torchvision.io import decode_image
 
 from aigc_lightning.modules import GAN
-from conftest import ROOT, TESTS
+from conftest import ROOT, child_env
 
 DDP = ["--trainer.accelerator", "cpu", "--trainer.devices", "2", "--trainer.strategy", "ddp"]
 QUIET = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
@@ -20,7 +19,7 @@ QUIET = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summa
 
 def cli(*args: str, cwd: Path) -> None:
     """``python -m aigc_lightning …`` in a subprocess (DDP launches one more process per extra rank)."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])}
+    env = child_env()
     env.pop("LOCAL_RANK", None)
     proc = subprocess.run(
         [sys.executable, "-m", "aigc_lightning", *args],
@@ -83,7 +82,7 @@ def test_torchrun_recipe(tmp_path):
     # configs/slurm/torchrun.sh on one CPU node: torchrun starts both ranks, Lightning must not start more
     from reliability_toy import toy_fit_args
 
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])}
+    env = child_env()
     args = toy_fit_args(tmp_path, 1, 3, *DDP[2:], "--trainer.callbacks", "reliability_toy.SaveWeights",
                         "--trainer.callbacks.folder", str(tmp_path))  # fmt: skip
     args[args.index("--trainer.accelerator") + 1] = "cpu"

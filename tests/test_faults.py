@@ -19,7 +19,7 @@ from lightning.pytorch import Callback
 
 from aigc_lightning import compat
 from aigc_lightning.cli import main
-from conftest import ROOT, TESTS
+from conftest import ROOT, child_env
 from reliability_toy import toy_fit_args
 
 
@@ -40,7 +40,7 @@ class NaNInBatch(Callback):
 
 
 def env() -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])}
+    return child_env()
 
 
 def finite(state_dict: dict) -> bool:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -10,7 +9,7 @@ from pathlib import Path
 import torch
 from lightning.pytorch import Callback
 
-from conftest import ROOT
+from conftest import ROOT, child_env
 
 
 class SaveRankState(Callback):
@@ -37,7 +36,7 @@ class SaveRankState(Callback):
 
 
 def test_plain_ddp_two_processes_end_bit_identical(tmp_path):
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "tests"), os.environ.get("PYTHONPATH", "")])}
+    env = child_env()
     env["OMP_NUM_THREADS"] = "1"
     callback = f'{{"class_path": "test_gan_ddp.SaveRankState", "init_args": {{"out_dir": "{tmp_path}"}}}}'
     cmd = [

@@ -27,7 +27,7 @@ from PIL import Image
 from aigc_lightning.cli import main
 from aigc_lightning.datamodules.video import VideoClip
 from aigc_lightning.errors import UserError
-from conftest import CONFIGS, TESTS
+from conftest import CONFIGS, child_env
 
 STYLE_NET = ["predict", "--config", str(CONFIGS / "style/fast_offline.yaml"), "--model.network.init_args.width", "4",
              "--model.network.init_args.num_residual", "1", "--trainer.enable_progress_bar", "false"]  # fmt: skip
@@ -228,7 +228,7 @@ def test_truncated_video_is_one_line_and_no_output(tmp_path, kind):
 
 def test_truncated_video_exits_non_zero_as_a_process(tmp_path):
     video = truncated_videos(tmp_path / "in")["packet boundary"]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])}
+    env = child_env()
     proc = subprocess.run([sys.executable, "-m", "aigc_lightning", *style_net(video, tmp_path / "out")],
                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300, check=False)  # fmt: skip
     assert proc.returncode != 0

@@ -4,7 +4,6 @@ w_avg, noise modes, bf16, the pretrained-weights predict path and the digits con
 from __future__ import annotations
 
 import math
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -27,7 +26,7 @@ from aigc_lightning.nets import Generator, StyleGAN2Discriminator, StyleGAN2Gene
 from aigc_lightning.nets.rosinality import save_rosinality
 from aigc_lightning.pixels import to_unit
 from aigc_lightning.seeds import randn_from_seeds
-from conftest import ROOT, flat, gan_trainer, write_pngs
+from conftest import ROOT, child_env, flat, gan_trainer, write_pngs
 
 
 def adam(params):
@@ -306,7 +305,7 @@ def test_digits_fit_then_predict_with_truncation(tmp_path):
 
 
 def test_two_process_ddp_with_path_length_and_mixing_ends_identical(tmp_path):
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "tests"), os.environ.get("PYTHONPATH", "")])}
+    env = child_env()
     env["OMP_NUM_THREADS"] = "1"
     callback = f'{{"class_path": "test_gan_ddp.SaveRankState", "init_args": {{"out_dir": "{tmp_path}"}}}}'
     cmd = [

@@ -5,7 +5,6 @@ once; temporal smoothing lowers flicker. Every video is a few frames the test wr
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from fractions import Fraction
@@ -22,6 +21,7 @@ from aigc_lightning.cli import main
 from aigc_lightning.datamodules.video import VideoClip
 from aigc_lightning.modules import StyleNetwork
 from aigc_lightning.nets import TransformNet, VGGFeatures
+from conftest import child_env
 
 TESTS = Path(__file__).parent
 REPO = TESTS.parent
@@ -158,7 +158,7 @@ def test_ddp_predict_writes_each_file_once(run, tmp_path):
     for i in range(2):
         Image.fromarray(np.full((16, 16, 3), 60 * i, np.uint8)).save(mixed / f"i{i}.png")
     out = tmp_path / "out"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])}
+    env = child_env()
     env.pop("LOCAL_RANK", None)
     proc = subprocess.run(
         [sys.executable, "-m", "aigc_lightning", "predict", "--config", str(run / "config.yaml"), "--ckpt_path",
