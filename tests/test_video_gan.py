@@ -1,0 +1,207 @@
+"""Video generation (MoCoGAN): networks, the content/motion split, moving digits, training, exact resume, MP4 output
+and the clip measures. Tiny networks, 32 px, 4-frame clips."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from lightning.pytorch import Callback, Trainer
+from lightning.pytorch.callbacks import ModelCheckpoint
+from torch.utils.data import DataLoader
+
+from aigc_lightning.callbacks.clips import read_clip
+from aigc_lightning.callbacks.resume import RNGState
+from aigc_lightning.callbacks.video_metrics import clip_statistics, digit_crops, mean_displacement
+from aigc_lightning.callbacks.writer import ImageWriter
+from aigc_lightning.datamodules import MovingDigitsDataModule, SeedDataModule
+from aigc_lightning.datamodules.moving_digits import bounce
+from aigc_lightning.errors import UserError
+from aigc_lightning.gan_losses import Hinge, WassersteinGP
+from aigc_lightning.gan_regularizers import R1
+from aigc_lightning.modules import VideoGAN
+from aigc_lightning.nets import Generator, MoCoGANDiscriminator, VideoGenerator
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+FRAMES = 4
+
+
+def tiny_nets(frames: int = FRAMES, image_frames: int = 1) -> tuple[VideoGenerator, MoCoGANDiscriminator]:
+    g = VideoGenerator(content_dim=6, motion_dim=3, noise_dim=2, frames=frames, image_size=32, width=4)
+    d = MoCoGANDiscriminator(image_size=32, width=4, video_width=4, image_frames=image_frames)
+    return g, d
+
+
+def tiny_gan(**kwargs) -> VideoGAN:
+    g, d = tiny_nets()
+    return VideoGAN(g, d, mean_latent_samples=64, bn_stat_batches=1, **kwargs)
+
+
+def data(n: int = 16, batch_size: int = 4) -> MovingDigitsDataModule:
+    return MovingDigitsDataModule(frames=FRAMES, num_clips=n, digit_size=12, batch_size=batch_size, val_fraction=0.25)
+
+
+def trainer(batches: int, **kwargs) -> Trainer:
+    defaults = {
+        "accelerator": "cpu", "devices": 1, "logger": False, "enable_checkpointing": False, "enable_progress_bar": False,
+        "enable_model_summary": False, "max_steps": 2 * batches, "num_sanity_val_steps": 0, "limit_val_batches": 0,
+    }  # fmt: skip
+    return Trainer(**{**defaults, **kwargs})
+
+
+def flat(module: torch.nn.Module) -> torch.Tensor:
+    return torch.cat([p.detach().flatten().clone() for p in module.parameters()])
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Networks and the content/motion split
+
+
+def test_shapes_and_any_clip_length():
+    g, d = tiny_nets(image_frames=3)
+    z = torch.randn(5, g.latent_dim)
+    assert g.latent_dim == 6 + FRAMES * 2 and isinstance(g.image_generator, Generator)  # DCGAN's, not a copy
+    x = g(z)
+    assert x.shape == (5, 1, FRAMES, 32, 32) and x.abs().max() <= 1
+    assert d(x).shape == (5, 4)  # the video logit and 3 image logits per clip
+    longer = g.clip(z[:, :6], torch.randn(5, 9, 2))
+    assert longer.shape == (5, 1, 9, 32, 32) and d(longer).shape == (5, 4)
+
+
+def test_content_code_is_fixed_over_a_clip_and_motion_moves_it():
+    g, _ = tiny_nets()
+    g.eval()
+    seen = []
+    g.image_generator.register_forward_hook(lambda m, args, out: seen.append(args[0]))
+    content = torch.randn(1, 6).expand(2, -1)
+    x = g.clip(content, torch.randn(2, FRAMES, 2))  # same content, two motions
+    z = seen[0].view(2, FRAMES, -1)  # the image generator's inputs, clip by clip
+    assert torch.equal(z[:, :, :6], content[:, None].expand(-1, FRAMES, -1))  # one content code for every frame
+    assert not torch.allclose(z[0, :, 6:], z[1, :, 6:])  # motion codes differ between the motions
+    assert not torch.allclose(z[0, 0, 6:], z[0, 1, 6:])  # and from frame to frame
+    assert not torch.allclose(x[0], x[1])
+
+
+def test_gradients_reach_the_generator_from_both_discriminators():
+    g, d = tiny_nets()
+    x = g(torch.randn(4, g.latent_dim))
+    logits = d(x)
+    for column in (0, 1):  # video critic, image critic
+        g.zero_grad()
+        grads = torch.autograd.grad(logits[:, column].sum(), list(g.parameters()), retain_graph=True, allow_unused=True)
+        assert all(gr is not None for gr in grads)
+        assert sum(float(gr.abs().sum()) for gr in grads) > 0
+
+
+def test_sampling_is_seeded_and_separates_content_from_motion():
+    model = tiny_gan()
+    trainer(1).fit(model, datamodule=data())
+    a = model.sample_video(3, seed=5)
+    assert a.shape == (3, 1, FRAMES, 32, 32) and 0 <= a.min() and a.max() <= 1
+    assert torch.equal(a, model.sample_video(3, seed=5)) and torch.equal(a, model.sample(3, seed=5))
+    assert torch.equal(model.sample_video(1, seed=6), a[1:2])  # clip i depends on seed S+i alone
+    # the training latent of seed 5 laid out as (content, motion): the same clip as through GAN.generate
+    from aigc_lightning.seeds import randn_from_seeds
+
+    assert torch.allclose(model.generate(randn_from_seeds(torch.tensor([5]), (model.latent_dim,))), a[:1])
+    moved = model.sample_video(3, seed=5, motion_seed=100)  # same content codes, other motions
+    assert not torch.allclose(moved, a)
+    assert model.sample_video(2, frames=7, seed=0).shape[2] == 7
+    strips = model.images_to_log(16)
+    assert strips["clips_ema"].shape == (16, 1, 32, 32) and strips["motion_ema"].shape == (16, 1, 32, 32)
+
+
+def test_bad_options():
+    g, d = tiny_nets()
+    with pytest.raises(UserError, match="WassersteinGP"):
+        VideoGAN(g, d, loss=WassersteinGP())
+    with pytest.raises(UserError, match="clip generator"):
+        VideoGAN(Generator(width=4), d)
+    model = tiny_gan()
+    wrong = MovingDigitsDataModule(frames=FRAMES + 1, num_clips=8, digit_size=12, batch_size=4)
+    with pytest.raises(UserError, match="frames"):
+        trainer(1).fit(model, datamodule=wrong)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Data
+
+
+def test_moving_digits_are_seeded_bounded_and_moving():
+    dm, again = data(), data()
+    dm.setup("fit")
+    again.setup("fit")
+    x, y = next(iter(dm.train_dataloader()))
+    assert x.shape == (4, 1, FRAMES, 32, 32) and x.dtype == torch.float32 and y.dtype == torch.long
+    assert x.min() >= -1 and x.max() <= 1 and 0 <= y.min() and y.max() <= 9
+    assert torch.equal(dm._clips[0], again._clips[0])  # the same clips for the same seed
+    other = MovingDigitsDataModule(frames=FRAMES, num_clips=16, digit_size=12, seed=1)
+    other.setup("fit")
+    assert not torch.equal(other._clips[0], dm._clips[0])
+    assert mean_displacement(dm._clips[0].float() / 255) > 0.5
+    path = bounce(torch.tensor([[1.0, 9.0]]), torch.tensor([[-2.0, 3.0]]), 6, 10.0)[0]
+    assert path[:, 0].tolist() == [1, 1, 3, 5, 7, 9] and path[:, 1].tolist() == [9, 8, 5, 2, 1, 4]
+    with pytest.raises(UserError, match="digit_size"):
+        MovingDigitsDataModule(digit_size=32, image_size=32)
+
+
+def test_clip_measures_on_known_motion():
+    clips = torch.zeros(2, 1, 5, 32, 32)
+    for t in range(5):
+        clips[0, :, t, 10:14, 2 + 3 * t : 6 + 3 * t] = 1  # a block moving 3 px right per frame
+        clips[1, :, t, 10:14, 10:14] = 1  # a block standing still
+    assert mean_displacement(clips[:1]) == pytest.approx(3.0) and mean_displacement(clips[1:]) == 0
+    crops = digit_crops(clips, 8)
+    assert crops.shape == (2, 5, 1, 8, 8) and torch.equal(crops.sum((2, 3, 4)), torch.full((2, 5), 16.0))
+    stats = clip_statistics(clips[1:], crop=16)  # a still clip keeps its label
+    assert stats["consistency"] == 1.0 and stats["displacement"] == 0
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Training, resume, predict
+
+
+def test_fit_changes_both_networks_with_r1_and_hinge():
+    model = tiny_gan(r1=R1(gamma=1.0, every=2), loss=Hinge())
+    g0, d0 = flat(model.generator), flat(model.discriminator)
+    t = trainer(2)
+    t.fit(model, datamodule=data())
+    assert model.batches == 2 and not torch.equal(flat(model.generator), g0)
+    assert not torch.equal(flat(model.discriminator), d0) and "train/r1" in t.callback_metrics
+
+
+class StopAfterFirstEpoch(Callback):  # an interruption that keeps the run's configured length
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        trainer.should_stop = True
+
+
+def test_resume_is_bit_exact(tmp_path):
+    def fit(folder, *callbacks, ckpt_path=None):
+        torch.manual_seed(0)
+        model = tiny_gan(r1=R1(1.0, every=2))
+        save = ModelCheckpoint(dirpath=tmp_path / folder, save_last=True)
+        t = trainer(6, max_steps=-1, max_epochs=2, enable_checkpointing=True, callbacks=[RNGState(), save, *callbacks])
+        t.fit(model, datamodule=data(n=12, batch_size=3), ckpt_path=ckpt_path, weights_only=False)
+        return model
+
+    whole = fit("whole")
+    fit("parts", StopAfterFirstEpoch())
+    resumed = fit("resumed", ckpt_path=tmp_path / "parts" / "last.ckpt")
+    assert resumed.batches == whole.batches == 6
+    for net in ("generator", "discriminator", "generator_ema"):
+        assert torch.equal(flat(getattr(resumed, net)), flat(getattr(whole, net))), net
+
+
+def test_predict_writes_playable_mp4s_with_the_promised_frames(tmp_path):
+    model = tiny_gan(sample_frames=6, fps=5, motion_seed=40)
+    writer = ImageWriter(str(tmp_path / "out"))
+    t = trainer(1, callbacks=[writer])
+    t.fit(model, datamodule=data())
+    t.predict(model, datamodule=SeedDataModule(3, seed=7, batch_size=2), return_predictions=False)
+    files = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert files == ["000000.mp4", "000001.mp4", "000002.mp4", "grid.mp4"]
+    clip = read_clip(tmp_path / "out" / "000001.mp4")
+    assert clip.shape == (6, 32, 32, 3)
+    expected = model.sample_video(2, seed=7, motion_seed=40)[1]  # clip 1: content of seed 8, motion of seed 41
+    error = (clip[..., 0].float() / 255 - expected[0]).abs().mean()
+    assert error < 0.05  # H.264 at crf 18 is near-lossless
+    assert read_clip(tmp_path / "out" / "grid.mp4").shape[0] == 6
