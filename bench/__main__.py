@@ -53,6 +53,7 @@ CASES = {
     ),
     "fid_cost": ("bench.costs", "FID/KID/IS callback time as a share of a config's fit"),
     "data_loading": ("bench.costs", "in-memory uint8 folder data vs per-item PIL vs torchvision ImageFolder"),
+    "data_cache": ("bench.data_cache", "20k JPEGs at 64/256 px: per-item decode vs the prepared cache, img/s"),
     "soak": ("bench.costs", "digits GAN for N minutes with frequent checkpoints: RSS over time"),
     "profile_shares": ("bench.costs", "a py-spy raw profile summed into coarse stages"),
     "parity": ("bench.stylegan2_parity", "StyleGAN2 nets vs rosinality's model.py, import and export"),
