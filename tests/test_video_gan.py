@@ -7,7 +7,6 @@ import pytest
 import torch
 from lightning.pytorch import Callback, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
-from torch.utils.data import DataLoader
 
 from aigc_lightning.callbacks.clips import read_clip
 from aigc_lightning.callbacks.resume import RNGState
@@ -37,7 +36,9 @@ def tiny_gan(**kwargs) -> VideoGAN:
 
 
 def data(n: int = 16, batch_size: int = 4) -> MovingDigitsDataModule:
-    return MovingDigitsDataModule(frames=FRAMES, num_clips=n, digit_size=12, batch_size=batch_size, val_fraction=0.25)
+    return MovingDigitsDataModule(
+        frames=FRAMES, num_clips=n, digit_size=12, batch_size=batch_size, val_fraction=0.25
+    )
 
 
 def trainer(batches: int, **kwargs) -> Trainer:
@@ -75,7 +76,8 @@ def test_content_code_is_fixed_over_a_clip_and_motion_moves_it():
     content = torch.randn(1, 6).expand(2, -1)
     x = g.clip(content, torch.randn(2, FRAMES, 2))  # same content, two motions
     z = seen[0].view(2, FRAMES, -1)  # the image generator's inputs, clip by clip
-    assert torch.equal(z[:, :, :6], content[:, None].expand(-1, FRAMES, -1))  # one content code for every frame
+    # one content code for every frame
+    assert torch.equal(z[:, :, :6], content[:, None].expand(-1, FRAMES, -1))
     assert not torch.allclose(z[0, :, 6:], z[1, :, 6:])  # motion codes differ between the motions
     assert not torch.allclose(z[0, 0, 6:], z[0, 1, 6:])  # and from frame to frame
     assert not torch.allclose(x[0], x[1])
@@ -87,7 +89,9 @@ def test_gradients_reach_the_generator_from_both_discriminators():
     logits = d(x)
     for column in (0, 1):  # video critic, image critic
         g.zero_grad()
-        grads = torch.autograd.grad(logits[:, column].sum(), list(g.parameters()), retain_graph=True, allow_unused=True)
+        grads = torch.autograd.grad(
+            logits[:, column].sum(), list(g.parameters()), retain_graph=True, allow_unused=True
+        )
         assert all(gr is not None for gr in grads)
         assert sum(float(gr.abs().sum()) for gr in grads) > 0
 
@@ -179,7 +183,9 @@ def test_resume_is_bit_exact(tmp_path):
         torch.manual_seed(0)
         model = tiny_gan(r1=R1(1.0, every=2))
         save = ModelCheckpoint(dirpath=tmp_path / folder, save_last=True)
-        t = trainer(6, max_steps=-1, max_epochs=2, enable_checkpointing=True, callbacks=[RNGState(), save, *callbacks])
+        t = trainer(
+            6, max_steps=-1, max_epochs=2, enable_checkpointing=True, callbacks=[RNGState(), save, *callbacks]
+        )
         t.fit(model, datamodule=data(n=12, batch_size=3), ckpt_path=ckpt_path, weights_only=False)
         return model
 
@@ -201,7 +207,8 @@ def test_predict_writes_playable_mp4s_with_the_promised_frames(tmp_path):
     assert files == ["000000.mp4", "000001.mp4", "000002.mp4", "grid.mp4"]
     clip = read_clip(tmp_path / "out" / "000001.mp4")
     assert clip.shape == (6, 32, 32, 3)
-    expected = model.sample_video(2, seed=7, motion_seed=40)[1]  # clip 1: content of seed 8, motion of seed 41
+    # clip 1: the content of seed 8, the motion of seed 41
+    expected = model.sample_video(2, seed=7, motion_seed=40)[1]
     error = (clip[..., 0].float() / 255 - expected[0]).abs().mean()
     assert error < 0.05  # H.264 at crf 18 is near-lossless
     assert read_clip(tmp_path / "out" / "grid.mp4").shape[0] == 6

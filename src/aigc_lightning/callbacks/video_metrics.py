@@ -71,7 +71,9 @@ def frame_labels(clips: Tensor, classifier: nn.Module, crop: int | None = None) 
     return logits.argmax(1).view(b, t)
 
 
-def clip_statistics(clips: Tensor, classifier: nn.Module | None = None, crop: int | None = None) -> dict[str, float]:
+def clip_statistics(
+    clips: Tensor, classifier: nn.Module | None = None, crop: int | None = None
+) -> dict[str, float]:
     """``consistency`` (share of clips whose frames all get one label), ``displacement`` (mean px per frame) and
     ``frame_accuracy_of_first`` (share of frames labelled like their clip's first frame) of clips in [0, 1]."""
     classifier = classifier if classifier is not None else load_classifier()
@@ -102,7 +104,9 @@ class VideoMetrics(Callback):
         every_n_epochs: evaluate at every n-th validation epoch.
     """
 
-    def __init__(self, num_clips: PositiveInt = 64, crop: PositiveInt | None = 16, every_n_epochs: PositiveInt = 1):
+    def __init__(
+        self, num_clips: PositiveInt = 64, crop: PositiveInt | None = 16, every_n_epochs: PositiveInt = 1
+    ):
         self.num_clips, self.crop, self.every_n_epochs = num_clips, crop, every_n_epochs
         self.real: list[Tensor] = []
         self.evaluations = 0
@@ -110,7 +114,9 @@ class VideoMetrics(Callback):
     def on_validation_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self.real = []
 
-    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+    def on_validation_batch_end(
+        self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0
+    ) -> None:
         kept = sum(len(r) for r in self.real)
         if kept < self.num_clips:
             self.real.append(to_unit(batch[0][: self.num_clips - kept]).detach().float().cpu())
