@@ -7,6 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
+from aigc_lightning.callbacks.class_metrics import ClassAccuracy, class_accuracy
 from aigc_lightning.cli import main
 from aigc_lightning.datamodules import DigitsDataModule, ImageFolderDataModule
 from aigc_lightning.errors import UserError
@@ -140,3 +141,22 @@ def test_conditional_training_uses_the_labels(tmp_path):
     trainer.fit(gan, datamodule=dm)
     for key in ("generator.embed.weight", "discriminator.embed.weight"):
         assert not torch.equal(before[key], gan.state_dict()[key]), key
+
+
+def test_class_accuracy_counts_and_logs():
+    class Fixed(torch.nn.Module):  # "classifies" every image as class 1
+        def forward(self, x):
+            return x, torch.nn.functional.one_hot(torch.ones(len(x), dtype=torch.long), 3).float()
+
+    hits, count = class_accuracy(Fixed(), torch.zeros(5, 1, 4, 4), torch.tensor([0, 1, 2, 1, 1]), 3)
+    assert hits.tolist() == [0, 3, 0] and count.tolist() == [1, 3, 1]
+
+    from lightning.pytorch import Trainer
+
+    gan = tiny_gan(10)
+    trainer = Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False, accelerator="cpu",
+                      limit_val_batches=1, callbacks=[ClassAccuracy(num_samples=20, batch_size=10)])  # fmt: skip
+    metrics = trainer.validate(gan, datamodule=DigitsDataModule(image_size=28, batch_size=16), verbose=False)[0]
+    assert 0 <= metrics["val/class_acc_min"] <= metrics["val/class_acc"] <= 1
+    with pytest.raises(UserError, match="class-conditional"):
+        ClassAccuracy().setup(trainer, tiny_gan(0), "validate")

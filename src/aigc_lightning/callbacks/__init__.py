@@ -1,6 +1,7 @@
 """Callbacks: observers wired by config (image grids, metrics, progress bar, prediction files, checkpoint safety, RNG state)."""
 
 from aigc_lightning.callbacks.checkpoint import AtomicCheckpoint, AtomicCheckpointIO
+from aigc_lightning.callbacks.class_metrics import ClassAccuracy
 from aigc_lightning.callbacks.images import ImageLogger, log_image_grid
 from aigc_lightning.callbacks.metrics import GenerativeMetrics, evaluate_images
 from aigc_lightning.callbacks.progress import ProgressBar
@@ -11,6 +12,7 @@ from aigc_lightning.callbacks.writer import ImageWriter
 __all__ = [
     "AtomicCheckpoint",
     "AtomicCheckpointIO",
+    "ClassAccuracy",
     "GenerativeMetrics",
     "ImageLogger",
     "ImageWriter",
