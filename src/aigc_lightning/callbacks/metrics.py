@@ -11,6 +11,11 @@
    ``val/fid``, ``val/kid`` (mean over subsets) and ``val/is`` (mean over splits), and the best FID so far as
    ``hp_metric`` (TensorBoard's HParams tab).
 
+In ``test`` runs (``python -m aigc_lightning test --config RUN/config.yaml --ckpt_path CKPT``) it scores
+``test_num_samples`` samples against the test images with every metric of ``aigc_lightning.evaluation`` —
+FID, KID, IS, precision/recall, density/coverage, and PPL for StyleGAN generators — logs them as ``test/…`` and
+writes the metric card ``metrics.json`` in the run folder (``callbacks/metric_card.py``).
+
 The feature extractors (``nets.DomainFeatures``, the offline default, and ``nets.InceptionFeatures``) are plain
 ``nn.Module``s in ``nets/features.py``. All three metrics read the same features: the extractor runs once per image,
 not once per metric.
@@ -20,9 +25,10 @@ from __future__ import annotations
 
 import time
 import warnings
+from typing import Literal
 
 import torch
-from jsonargparse.typing import PositiveInt
+from jsonargparse.typing import NonNegativeInt, PositiveInt
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.utilities.model_helpers import is_overridden
 from torch import Tensor, nn
@@ -30,7 +36,10 @@ from torchmetrics.image.fid import FrechetInceptionDistance
 from torchmetrics.image.inception import InceptionScore
 from torchmetrics.image.kid import KernelInceptionDistance
 
+from aigc_lightning.callbacks.metric_card import TestEvaluation
 from aigc_lightning.errors import UserError
+from aigc_lightning.evaluation.card import Settings
+from aigc_lightning.evaluation.extract import extractor_of
 from aigc_lightning.nets.features import DomainFeatures
 from aigc_lightning.pixels import to_unit
 
@@ -84,6 +93,12 @@ class GenerativeMetrics(Callback):
         kid_subsets: number of random subsets KID averages over.
         kid_subset_size: images per KID subset; lowered to the number of real / generated images if larger.
         is_splits: number of splits the Inception Score averages over.
+        test_num_samples: generated images scored in a ``test`` run (``None``: ``num_samples``); 50000 for papers.
+        resize: test runs: ``clean`` (bicubic, antialiased) or ``legacy`` (TF1 bilinear, published Inception FIDs)
+            resize to the extractor's input size; see docs/metrics.md.
+        bootstrap: test runs: FID bootstrap resamples for its confidence interval (0: none).
+        ppl_samples: test runs: latent pairs for the perceptual path length of StyleGAN generators (0: skip).
+        card_path: test runs: where to write the metric card; ``None``: ``metrics.json`` in the run's log folder.
     """
 
     def __init__(
@@ -96,6 +111,11 @@ class GenerativeMetrics(Callback):
         kid_subsets: PositiveInt = 20,
         kid_subset_size: PositiveInt = 1000,
         is_splits: PositiveInt = 10,
+        test_num_samples: PositiveInt | None = None,
+        resize: Literal["clean", "legacy"] = "clean",
+        bootstrap: NonNegativeInt = 20,
+        ppl_samples: NonNegativeInt = 1000,
+        card_path: str | None = None,
     ) -> None:
         if every_n_epochs < 1 or num_samples < 2 or batch_size < 1:
             raise UserError(
@@ -106,11 +126,16 @@ class GenerativeMetrics(Callback):
         self.batch_size, self.kid_subset_size = batch_size, kid_subset_size
         self.feature = feature if feature is not None else DomainFeatures()
         d, k = self.feature.num_features, self.feature.num_classes
-        with warnings.catch_warnings():  # KID and IS keep all features: a few MB at these sizes, not worth a warning
+        with (
+            warnings.catch_warnings()
+        ):  # KID and IS keep all features: a few MB at these sizes, not worth a warning
             warnings.filterwarnings("ignore", message=".*will save all extracted features in buffer.*")
             self.fid = FrechetInceptionDistance(feature=_Precomputed(d), reset_real_features=False)
             self.kid = KernelInceptionDistance(
-                feature=_Precomputed(d), subsets=kid_subsets, subset_size=kid_subset_size, reset_real_features=False
+                feature=_Precomputed(d),
+                subsets=kid_subsets,
+                subset_size=kid_subset_size,
+                reset_real_features=False,
             )
             self.inception_score = InceptionScore(feature=_Precomputed(k), splits=is_splits)
         self.num_real = 0  # real images fed on this rank; 0 until the cache is filled
@@ -119,6 +144,10 @@ class GenerativeMetrics(Callback):
         self.seconds = 0.0  # wall time spent in this callback (the evaluation cost; python -m bench fid_cost)
         self.evaluations = 0
         self.best_fid = float("inf")  # the run's headline number, logged as hp_metric
+        self.test_settings = Settings(seed, bootstrap, kid_subsets, kid_subset_size, is_splits)
+        self.test_num_samples, self.resize = test_num_samples or num_samples, resize
+        self.ppl_samples, self.card_path = ppl_samples, card_path
+        self.test_run: TestEvaluation | None = None  # built in setup("test")
 
     def state_dict(self) -> dict[str, float]:
         return {"best_fid": self.best_fid}
@@ -143,13 +172,40 @@ class GenerativeMetrics(Callback):
         self.feature.to(pl_module.device)
         for metric in self._metrics():
             metric.to(pl_module.device)
+        if stage == "test" and self.test_run is None:
+            self.test_run = TestEvaluation(
+                extractor_of(self.feature), self.resize, self.test_num_samples, self.batch_size,
+                self.test_settings, self.ppl_samples, self.card_path,
+            )  # fmt: skip
+
+    # ------------------------------------------------------------------------------------------------------
+    # test: the metric card
+
+    def on_test_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self.test_run.start()
+
+    def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+        if dataloader_idx == 0:
+            self.test_run.add_real(batch)
+
+    def on_test_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        start = time.perf_counter()
+        values = self.test_run.finish(trainer, pl_module)
+        for key, value in values.items():
+            pl_module.log(key, value, sync_dist=True)  # the same on every rank (gathered features, seeded)
+        self.seconds += time.perf_counter() - start
+
+    # ------------------------------------------------------------------------------------------------------
+    # validation: FID/KID/IS through torchmetrics
 
     def on_validation_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         due = (trainer.current_epoch + 1) % self.every_n_epochs == 0 or trainer.state.fn == "validate"
         # fast_dev_run is a smoke test of one batch: FID of one batch means nothing (and may hold < 2 images)
         self.active = due and not trainer.sanity_checking and not trainer.fast_dev_run
 
-    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+    def on_validation_batch_end(
+        self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0
+    ) -> None:
         if not self.active or self.real_done or dataloader_idx != 0:
             return
         start = time.perf_counter()
@@ -178,7 +234,9 @@ class GenerativeMetrics(Callback):
             pl_module.log(key, value, sync_dist=True)
         if trainer.state.fn == "fit":
             self.best_fid = min(self.best_fid, float(values["val/fid"]))
-            pl_module.log("hp_metric", self.best_fid, sync_dist=True)  # TensorBoard's HParams tab: best FID so far
+            pl_module.log(
+                "hp_metric", self.best_fid, sync_dist=True
+            )  # TensorBoard's HParams tab: best FID so far
         self.evaluations += 1
         self.seconds += time.perf_counter() - start
 
@@ -227,7 +285,11 @@ def evaluate_images(
     Returns ``{"fid": ..., "kid": ..., "is": ...}``.
     """
     metrics = GenerativeMetrics(
-        num_samples=len(fake), feature=feature, seed=seed, kid_subset_size=kid_subset_size, is_splits=is_splits
+        num_samples=len(fake),
+        feature=feature,
+        seed=seed,
+        kid_subset_size=kid_subset_size,
+        is_splits=is_splits,
     )
     metrics.feature.to(real.device)
     with torch.no_grad():

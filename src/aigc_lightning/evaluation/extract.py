@@ -115,6 +115,25 @@ def load_extractor(spec: str = "digits", inception_weights: str | None = None) -
     return Extractor(net, str(path), str(path), sha256_file(path), net.net.image_size, net.net.channels)
 
 
+def extractor_of(net: nn.Module) -> Extractor:
+    """The ``Extractor`` of a feature module a config built (``GenerativeMetrics(feature=...)``)."""
+    if isinstance(net, InceptionFeatures):
+        extractor = load_extractor("inception", net.weights_path)
+        extractor.net = net
+        return extractor
+    if isinstance(net, DomainFeatures):
+        extractor = load_extractor(net.checkpoint or "digits")
+        extractor.net = net
+        return extractor
+    size = getattr(net, "input_size", None)
+    if size is None:
+        raise UserError(
+            f"{type(net).__name__} as a feature extractor needs an input_size attribute (and channels) for the metric "
+            "card; or use DomainFeatures / InceptionFeatures"
+        )
+    return Extractor(net, type(net).__name__, "", "", int(size), int(getattr(net, "channels", 3)))
+
+
 # ----------------------------------------------------------------------------------------------------------
 # Resizing
 
@@ -243,6 +262,7 @@ __all__ = [
     "ImageFolder",
     "ResizeMode",
     "extract",
+    "extractor_of",
     "features_of",
     "load_extractor",
     "quantize",

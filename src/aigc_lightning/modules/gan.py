@@ -325,6 +325,10 @@ class GAN(PlainHyperparameters, LightningModule):
         values = {"val/d_loss": d_loss, "val/d_real": real_logits.mean(), "val/d_fake": fake_logits.mean()}
         self.log_dict(values, sync_dist=True)
 
+    def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+        """Nothing to compute here: a ``test`` run shows the held-out images to the observers
+        (``GenerativeMetrics`` scores samples against them and writes the metric card)."""
+
     # ------------------------------------------------------------------------------------------------------
     # Sampling
 

@@ -88,6 +88,7 @@ class DomainFeatures(nn.Module):
     def __init__(self, checkpoint: str | None = None) -> None:
         super().__init__()
         self.net = load_classifier(checkpoint).requires_grad_(False)
+        self.checkpoint = checkpoint  # named in metric cards
         self.num_features, self.num_classes = self.net.num_features, self.net.num_classes
 
     def train(self, mode: bool = True) -> DomainFeatures:
@@ -158,6 +159,7 @@ class InceptionFeatures(nn.Module):
                 "use the offline DomainFeatures"
             ) from e
         self.num_features, self.num_classes = 2048, 1008
+        self.weights_path = weights_path  # named in metric cards
 
     def forward(self, x01: Tensor) -> tuple[Tensor, Tensor]:
         x = convert_channels(x01.float(), 3)
