@@ -212,3 +212,31 @@ def test_predict_writes_playable_mp4s_with_the_promised_frames(tmp_path):
     error = (clip[..., 0].float() / 255 - expected[0]).abs().mean()
     assert error < 0.05  # H.264 at crf 18 is near-lossless
     assert read_clip(tmp_path / "out" / "grid.mp4").shape[0] == 6
+
+
+def test_video_folder_serves_windows_of_mp4s_and_frame_folders(tmp_path):
+    from PIL import Image
+
+    from aigc_lightning.callbacks.clips import write_clip
+    from aigc_lightning.datamodules import VideoFolderDataModule
+
+    for label, name in enumerate(("jump", "walk")):
+        (tmp_path / name).mkdir()
+        ramp = torch.linspace(0, 1, 12)[None, :, None, None].expand(3, -1, 24, 40)  # brightness = frame / 11
+        write_clip(tmp_path / name / "clip.mp4", ramp, 10)
+        (tmp_path / name / "frames").mkdir()
+        for t in range(12):
+            Image.new("RGB", (40, 24), (t * 20, 0, 0)).save(tmp_path / name / "frames" / f"{t:03d}.png")
+        write_clip(tmp_path / name / "short.mp4", ramp[:, :3], 10)  # shorter than a window: left out
+    dm = VideoFolderDataModule(root=str(tmp_path), frames=4, frame_stride=3, image_size=16, batch_size=4)
+    with pytest.warns(UserWarning, match="2 of 6 clips"):
+        dm.setup("fit")
+    assert dm.class_names == ["jump", "walk"] and len(dm.train_set) + len(dm.val_set or []) == 4
+    x, y = next(iter(dm.train_dataloader()))
+    assert x.shape == (len(x), 3, 4, 16, 16) and x.min() >= -1 and x.max() <= 1 and set(y.tolist()) <= {0, 1}
+    steps = (x[:, 0, 1:, 8, 8] - x[:, 0, :-1, 8, 8]) / 2  # frame 3 apart: +3/11 (MP4) or +3·20/255 (PNG)
+    assert torch.allclose(steps, steps[:, :1].expand(-1, 3), atol=0.03) and (steps > 0.2).all()
+    with pytest.raises(UserError, match="no clips found"):
+        VideoFolderDataModule(root=str(tmp_path / "walk" / "frames")).setup("fit")  # frames, not clips
+    with pytest.raises(UserError, match="has the 34 frames"):
+        VideoFolderDataModule(root=str(tmp_path), frames=12, frame_stride=3).setup("fit")

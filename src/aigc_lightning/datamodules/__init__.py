@@ -13,6 +13,7 @@ from aigc_lightning.datamodules.torchvision_sets import (
     FashionMNISTDataModule,
     MNISTDataModule,
 )
+from aigc_lightning.datamodules.video_folder import VideoFolderDataModule
 
 __all__ = [
     "CIFAR10DataModule",
@@ -27,4 +28,5 @@ __all__ = [
     "ProjectionDataModule",
     "SeedDataModule",
     "StyleDataModule",
+    "VideoFolderDataModule",
 ]
