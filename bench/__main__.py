@@ -57,6 +57,7 @@ CASES = {
     "soak": ("bench.costs", "digits GAN for N minutes with frequent checkpoints: RSS over time"),
     "profile_shares": ("bench.costs", "a py-spy raw profile summed into coarse stages"),
     "parity": ("bench.stylegan2_parity", "StyleGAN2 nets vs rosinality's model.py, import and export"),
+    "video_digits": ("bench.video", "moving-digits MoCoGAN: one label per clip %, displacement vs data, frame FID"),
 }
 
 
