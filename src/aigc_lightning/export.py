@@ -1,4 +1,11 @@
-"""Export a trained feed-forward style network to ONNX (and TorchScript) for use outside PyTorch.
+"""Export a trained model: a pretrained folder (GAN, VAE, style network), or a style network as ONNX / TorchScript.
+
+``--format pretrained`` writes ``DIR/model.safetensors``, ``config.json`` and a model card ``README.md``
+(``aigc_lightning.modules.pretrained``; load with ``GAN.from_pretrained(DIR)``, likewise VAE, StyleNetwork)::
+
+    python -m aigc_lightning.export RUN/checkpoints/last.ckpt my_gan --format pretrained
+
+ONNX / TorchScript (feed-forward style network only):
 
 The exported graph takes and returns what a user has, not the project's internal range: RGB float (B, 3, H, W)
 in [0, 1], any batch size, height and width (dynamic axes; odd sizes too). Needs the ``[export]`` extra
@@ -102,16 +109,45 @@ def load_style_network(path: str) -> nn.Module:
         ) from e
 
 
+def export_pretrained(path: str, folder: str | Path) -> Path:
+    """Write the pretrained folder of the GAN, VAE or StyleNetwork checkpoint ``path`` into ``folder``, with a model
+    card of its training (epochs, batches, data, best monitored metrics)."""
+    from aigc_lightning.callbacks.checkpoint import check_checkpoint_file
+    from aigc_lightning.model_card import model_card
+    from aigc_lightning.modules.pretrained import load_class
+
+    try:
+        check_checkpoint_file(path)
+    except UserError as e:
+        raise UserError(str(e).replace("--ckpt_path ", "checkpoint ", 1)) from e
+    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    class_path = (checkpoint.get("hyper_parameters") or {}).get("_class_path", "")
+    if not class_path:
+        raise UserError(
+            f"checkpoint {path} does not name its module class (it was not written by the CLI); call "
+            "model.save_pretrained(DIR) in Python instead"
+        )
+    cls = load_class(class_path, f"checkpoint {path}")
+    model = cls.load_from_checkpoint(path, map_location="cpu")
+    if Path(folder).resolve() == Path(path).resolve().parent:
+        raise UserError(f"{folder} holds the checkpoint; pass a new folder for the pretrained files")
+    card = model_card(model.pretrained_config(), model, checkpoint, source=path)
+    return model.save_pretrained(folder, card=card)
+
+
 def main(argv: list[str] | None = None) -> None:
-    """``python -m aigc_lightning.export CKPT OUT [--format onnx|torchscript]``."""
+    """``python -m aigc_lightning.export CKPT OUT [--format onnx|torchscript|pretrained]``."""
     parser = OneLineParser(description=__doc__.splitlines()[0])
-    parser.add_argument("checkpoint", help="a StyleNetwork checkpoint (RUN/checkpoints/last.ckpt)")
-    parser.add_argument("output", help="the file to write (.onnx or .pt)")
-    parser.add_argument("--format", choices=("onnx", "torchscript"), default="onnx")
+    parser.add_argument("checkpoint", help="a checkpoint (RUN/checkpoints/last.ckpt)")
+    parser.add_argument("output", help="the file to write (.onnx or .pt), or the folder (pretrained)")
+    parser.add_argument("--format", choices=("onnx", "torchscript", "pretrained"), default="onnx")
     args = parser.parse_args(argv)
     try:
-        model = load_style_network(args.checkpoint)
-        out = (export_onnx if args.format == "onnx" else export_torchscript)(model, args.output)
+        if args.format == "pretrained":
+            out = export_pretrained(args.checkpoint, args.output)
+        else:
+            model = load_style_network(args.checkpoint)
+            out = (export_onnx if args.format == "onnx" else export_torchscript)(model, args.output)
     except UserError as e:
         raise SystemExit(f"error: {e}") from None
     except OSError as e:  # the output's folder cannot be created or written

@@ -47,13 +47,14 @@ from aigc_lightning.labels import network_classes, resolve_labels
 from aigc_lightning.lazy import apply_lazy_correction
 from aigc_lightning.modules.gan_renamed import renamed_option_line
 from aigc_lightning.modules.hparams import PlainHyperparameters
+from aigc_lightning.modules.pretrained import PretrainedMixin
 from aigc_lightning.nets.stylegan2 import networks_from_rosinality
 from aigc_lightning.pixels import to_unit
 from aigc_lightning.schedules import build_scheduler, run_batches
 from aigc_lightning.seeds import interpolation_latents, randn_from_seeds
 
 
-class GAN(PlainHyperparameters, LightningModule):
+class GAN(PlainHyperparameters, PretrainedMixin, LightningModule):
     """Generative adversarial network with an EMA generator, lazy regularisers, DiffAugment / ADA and truncation.
 
     Args:

@@ -29,11 +29,12 @@ from torch import Tensor, nn
 from aigc_lightning.compat import logger_records_batch
 from aigc_lightning.errors import check_finite
 from aigc_lightning.modules.hparams import PlainHyperparameters
+from aigc_lightning.modules.pretrained import PretrainedMixin
 from aigc_lightning.perceptual import PerceptualLoss
 from aigc_lightning.pixels import to_signed, to_unit
 
 
-class StyleNetwork(PlainHyperparameters, LightningModule):
+class StyleNetwork(PlainHyperparameters, PretrainedMixin, LightningModule):
     """Train a feed-forward style network with content, Gram style and TV losses on VGG features.
 
     Args:

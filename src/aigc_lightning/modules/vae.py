@@ -41,6 +41,7 @@ from aigc_lightning.losses import (
     log_normal_diag,
 )
 from aigc_lightning.modules.hparams import PlainHyperparameters
+from aigc_lightning.modules.pretrained import PretrainedMixin
 from aigc_lightning.modules.vae_metrics import VAEMetrics
 from aigc_lightning.pixels import to_unit
 from aigc_lightning.schedules import build_scheduler
@@ -53,7 +54,7 @@ LOGVAR_MIN, LOGVAR_MAX = -30.0, 20.0
 TRAIN_SCALARS = ("train/loss", "train/nelbo", "train/recon", "train/kl")  # per image, in nats
 
 
-class VAE(PlainHyperparameters, LightningModule):
+class VAE(PlainHyperparameters, PretrainedMixin, LightningModule):
     """Variational autoencoder with a Bernoulli or Gaussian likelihood, β / KL warm-up / free bits, IW-NLL metric.
 
     Args:
