@@ -29,6 +29,15 @@ from aigc_lightning.losses import (
 )
 
 
+def moment_loss(f: Tensor, mean: Tensor, std: Tensor, eps: float = 1e-5) -> Tensor:
+    """AdaIN's style loss per layer (Huang & Belongie 2017, eq. 12, squared): mean((μ(f) − μ_s)²) +
+    mean((σ(f) − σ_s)²) over channels, per sample (B,), for features f (B, C, H, W) and the style's channel
+    means and stds (B or 1, C, 1, 1)."""
+    mu = f.mean((2, 3), keepdim=True)
+    sd = (f.var((2, 3), keepdim=True, unbiased=False) + eps).sqrt()
+    return (mu - mean).pow(2).flatten(1).mean(1) + (sd - std).pow(2).flatten(1).mean(1)
+
+
 @dataclass
 class Targets:
     """What an output must match, per layer: content features and blended style Grams, each with the divisor
@@ -78,7 +87,9 @@ class PerceptualLoss(nn.Module):
         # channels-last convolutions and pooling are faster (oneDNN, cuDNN), and the Gram reads them without a copy
         self.features = features.to(memory_format=torch.channels_last)
         self.content_layers, self.style_layers = list(content_layers), list(style_layers)
-        self.layer_weights = [1.0] * len(style_layers) if style_layer_weights is None else list(style_layer_weights)
+        self.layer_weights = (
+            [1.0] * len(style_layers) if style_layer_weights is None else list(style_layer_weights)
+        )
         self.content_weight, self.style_weight, self.tv_weight = content_weight, style_weight, tv_weight
         random_features = bool(getattr(features, "random_features", False))
         self.normalize = random_features if normalize_layers is None else normalize_layers
@@ -131,7 +142,10 @@ class PerceptualLoss(nn.Module):
         """
         with torch.autocast(image.device.type, dtype=torch.bfloat16, enabled=bf16):
             f = self._features(image, self.content_layers + self.style_layers)
-        c = sum(content_loss(f[n].float(), targets.content[n]) / targets.content_norm[n] for n in self.content_layers)
+        c = sum(
+            content_loss(f[n].float(), targets.content[n]) / targets.content_norm[n]
+            for n in self.content_layers
+        )
         s = sum(w * style_loss(gram_matrix_fp32(f[n]), targets.grams[n]) / targets.style_norm[n]
                 for n, w in zip(self.style_layers, self.layer_weights))  # fmt: skip
         zero = image.new_zeros(len(image), dtype=torch.float32)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from jsonargparse.typing import NonNegativeInt, PositiveInt
+from jsonargparse.typing import NonNegativeInt, PositiveFloat, PositiveInt
 from lightning.pytorch import LightningDataModule
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
@@ -52,25 +52,31 @@ class PhotoCrops(Dataset):
         length: items per epoch (cycles through the photos).
         random_crop: random position and horizontal flip (training) or the centre (validation).
         max_pixels: larger photos are refused (decompression bombs).
+        max_scale: random crops only: the shorter side is resized to ``size · s``, ``s`` uniform in
+            [1, ``max_scale``], so the network sees the photos' structures at several scales (1: one scale).
+        crop: side of the crops, at most ``size``; ``None``: ``size``.
     """
 
     def __init__(self, files: list[Path], size: int, length: int, random_crop: bool,
-                 max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> None:  # fmt: skip
+                 max_pixels: int = DEFAULT_MAX_IMAGE_PIXELS, max_scale: float = 1.0,
+                 crop: int | None = None) -> None:  # fmt: skip
         self.files, self.size, self.length, self.random_crop = files, size, length, random_crop
-        self.max_pixels = max_pixels
+        self.max_pixels, self.max_scale, self.crop = max_pixels, max_scale, min(crop or size, size)
 
     def __len__(self) -> int:
         return self.length
 
     def __getitem__(self, index: int) -> Tensor:
         x = read_rgb(self.files[index % len(self.files)], self.max_pixels)
-        x = resize_shorter(x, self.size)  # (3, H', W')
+        scale = 1 + (self.max_scale - 1) * float(torch.rand(())) if self.random_crop else 1.0
+        x = resize_shorter(x, round(self.size * scale))  # (3, H', W')
         h, w = x.shape[-2:]
+        c = self.crop
         if self.random_crop:  # the torch RNG: seeded per worker by Lightning / seed_everything
-            top, left = (int(torch.randint(0, n - self.size + 1, ())) for n in (h, w))
+            top, left = (int(torch.randint(0, n - c + 1, ())) for n in (h, w))
         else:
-            top, left = (h - self.size) // 2, (w - self.size) // 2
-        x = x[:, top : top + self.size, left : left + self.size]  # (3, S, S)
+            top, left = (h - c) // 2, (w - c) // 2
+        x = x[:, top : top + c, left : left + c]  # (3, S, S)
         if self.random_crop and bool(torch.rand(()) < 0.5):
             x = x.flip(-1)
         return x
@@ -117,6 +123,9 @@ class ContentDataModule(LightningDataModule):
         style: one style image, or a list of them to blend (fit only: the trained network holds the style).
         style_weights: blend weight per style image (normalised to sum to 1); ``None``: equal weights.
         image_size: side of the square training crops (Johnson et al.: 256).
+        max_scale: each training photo is resized so its shorter side is ``image_size`` times a random factor in
+            [1, ``max_scale``] before cropping (1: always ``image_size``, as Johnson et al.). Several scales keep
+            the content at frame sizes other than the crop's.
         style_size: longer side the style images are resized to (aspect kept); ``None`` keeps their size. The
             Gram statistics describe the texture at this scale.
         predict_size: longer side of predicted images; ``None`` keeps each image's size. Videos keep theirs.
@@ -137,6 +146,7 @@ class ContentDataModule(LightningDataModule):
         style: str | list[str] = "",
         style_weights: list[float] | None = None,
         image_size: PositiveInt = 256,
+        max_scale: PositiveFloat = 1.0,
         style_size: PositiveInt | None = 256,
         predict_size: PositiveInt | None = None,
         batch_size: PositiveInt = 4,
@@ -157,7 +167,13 @@ class ContentDataModule(LightningDataModule):
             return
         hp = self.hparams
         if hp.image_size < 16:
-            raise UserError(f"--data.image_size {hp.image_size} is too small for VGG features; use 16 or more")
+            raise UserError(
+                f"--data.image_size {hp.image_size} is too small for VGG features; use 16 or more"
+            )
+        if hp.max_scale < 1:
+            raise UserError(
+                f"--data.max_scale {hp.max_scale} is below 1 (crops larger than the photo); use 1 or more"
+            )
         styles = [hp.style] if isinstance(hp.style, str) else list(hp.style)
         style_files = [f for s in styles for f in list_images(s, "--data.style")]
         weights = hp.style_weights if hp.style_weights is not None else [1.0] * len(style_files)
@@ -184,7 +200,7 @@ class ContentDataModule(LightningDataModule):
         self._setup_fit()
         hp = self.hparams
         length = hp.epoch_size or len(self.train_files)
-        dataset = PhotoCrops(self.train_files, hp.image_size, length, True, hp.max_image_pixels)
+        dataset = PhotoCrops(self.train_files, hp.image_size, length, True, hp.max_image_pixels, hp.max_scale)
         return DataLoader(dataset, batch_size=self.hparams.batch_size, shuffle=True, drop_last=False,
                           collate_fn=self.collate, num_workers=self.hparams.num_workers)  # fmt: skip
 

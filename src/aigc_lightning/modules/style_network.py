@@ -13,6 +13,12 @@ Batches (from ``ContentDataModule``, RGB in [0, 1]; only the network itself work
   videos as ``{"videos": [{"source": clip, "frames": iterator}]}``: the iterator stylises ``frame_batch_size``
   frames at a time only when the writer pulls them, so no video is ever held in memory.
 
+Options beyond the paper: ``preserve_color`` (luminance-only transfer, Gatys et al. 2017: the losses see lumas and
+the output keeps the input's chroma) and ``temporal_weight`` (a temporal loss on synthetic motion, Huang et al.
+2017 / Gao et al. 2018's ReCoNet: each crop is also warped by a random smooth motion, ``motion.random_motion``, and
+``stylise(warp(x))`` must equal ``warp(stylise(x))`` outside occlusions, so video frames do not flicker without any
+blending after the fact). ``temporal_smoothing`` (an average over output frames) remains for predict.
+
 Counters: ``self.batches`` (training batches), in ``checkpoint["counters"]``.
 """
 
@@ -30,8 +36,9 @@ from aigc_lightning.compat import logger_records_batch
 from aigc_lightning.errors import check_finite
 from aigc_lightning.modules.hparams import PlainHyperparameters
 from aigc_lightning.modules.pretrained import PretrainedMixin
+from aigc_lightning.motion import luma, random_motion, temporal_loss, valid_mask, warp
 from aigc_lightning.perceptual import PerceptualLoss
-from aigc_lightning.pixels import to_signed, to_unit
+from aigc_lightning.pixels import rgb_to_yiq, to_signed, to_unit, yiq_to_rgb
 
 
 class StyleNetwork(PlainHyperparameters, PretrainedMixin, LightningModule):
@@ -55,6 +62,15 @@ class StyleNetwork(PlainHyperparameters, PretrainedMixin, LightningModule):
         frame_batch_size: video frames stylised per forward pass in predict.
         temporal_smoothing: video only: each output frame is ``a · previous output + (1 − a) · stylised frame``
             (an exponential moving average against flicker; 0: off; high values ghost on motion).
+        preserve_color: luminance-only transfer: content and style losses compare lumas (the style's Grams from its
+            luma), and ``stylize`` puts the network's output luma on the input's chroma (YIQ). Also usable at
+            predict with a network trained without it.
+        temporal_weight: weight of the temporal loss on synthetic motion (0: off; each training batch then costs
+            two network passes).
+        temporal_motion: size of the synthetic motion: the largest shift (fraction of the crop), zoom (± fraction)
+            and rotation (radians) drawn for the temporal loss; a quarter of it as smooth non-rigid flow.
+        temporal_noise: std of Gaussian noise (in [0, 1] pixels) added to the moved crop, as a camera's sensor noise
+            differs from frame to frame, so a static shot is stable too.
     """
 
     def __init__(
@@ -71,6 +87,10 @@ class StyleNetwork(PlainHyperparameters, PretrainedMixin, LightningModule):
         optimizer: OptimizerCallable = torch.optim.Adam,
         frame_batch_size: PositiveInt = 8,
         temporal_smoothing: ClosedUnitInterval = 0.0,
+        preserve_color: bool = False,
+        temporal_weight: NonNegativeFloat = 0.0,
+        temporal_motion: NonNegativeFloat = 0.04,
+        temporal_noise: NonNegativeFloat = 0.01,
     ) -> None:
         super().__init__()
         # built (and the features truncated) before saving hyperparameters: their copy is then the small net too
@@ -86,16 +106,37 @@ class StyleNetwork(PlainHyperparameters, PretrainedMixin, LightningModule):
 
     def _step_losses(self, batch) -> tuple[Tensor, dict[str, Tensor]]:
         """Batch-mean weighted losses of the network's outputs for a batch's content (B, 3, S, S) in [0, 1]; the
-        blended style Grams come from the first batch and are kept."""
+        blended style Grams come from the first batch and are kept. In training with ``temporal_weight`` the
+        batch is run twice, the second time warped by a random motion, and ``temporal`` compares the two."""
         content, styles, weights = batch
+        lumas = self.hparams.preserve_color
         if self._grams is None:
-            self._grams = self.perceptual.style_grams([s.to(self.device) for s in styles], weights.to(self.device))
-        y = to_unit(self.network(to_signed(content)))  # (B, 3, S, S), not clamped: tanh keeps it in range
+            styles = [(luma(s[None])[0] if lumas else s).to(self.device) for s in styles]
+            self._grams = self.perceptual.style_grams(styles, weights.to(self.device))
+        moving = self.training and self.hparams.temporal_weight > 0
+        x = content
+        if moving:
+            m = self.hparams.temporal_motion
+            grid = random_motion(content, m, m, m, m / 4)  # (B, S, S, 2)
+            moved = warp(content, grid) + self.hparams.temporal_noise * torch.randn_like(content)
+            x = torch.cat([content, moved])  # (2B, 3, S, S)
+        y = to_unit(self.network(to_signed(x)))  # (B or 2B, 3, S, S), not clamped: tanh keeps it in range
         # fp32 losses: Gram matrices of bf16 features lose most of their digits
         with torch.autocast(self.device.type, enabled=False):
-            targets = self.perceptual.targets(content.float(), self._grams)
-            losses = {name: value.mean() for name, value in self.perceptual(y.float(), targets).items()}
-        losses["loss"] = losses["content"] + losses["style"] + losses["tv"]
+            y, first = y.float(), y[: len(content)].float()
+            targets = self.perceptual.targets(
+                luma(content.float()) if lumas else content.float(), self._grams
+            )
+            losses = {
+                k: v.mean() for k, v in self.perceptual(luma(first) if lumas else first, targets).items()
+            }
+            losses["temporal"] = first.new_zeros(())
+            if moving:
+                out, out_moved = y.chunk(2)
+                losses["temporal"] = self.hparams.temporal_weight * temporal_loss(
+                    luma(warp(out, grid)) if lumas else warp(out, grid),
+                    luma(out_moved) if lumas else out_moved, valid_mask(grid)).mean()  # fmt: skip
+        losses["loss"] = losses["content"] + losses["style"] + losses["tv"] + losses["temporal"]
         return content, losses
 
     # ------------------------------------------------------------------------------------------------------
@@ -141,26 +182,39 @@ class StyleNetwork(PlainHyperparameters, PretrainedMixin, LightningModule):
     # predict / Python API
 
     def stylize(self, x: Tensor) -> Tensor:
-        """Stylise RGB images (B, 3, H, W) in [0, 1] (any size) → (B, 3, H, W) in [0, 1]."""
-        return to_unit(self.network(to_signed(x.to(self.device)))).clamp(0, 1)
+        """Stylise RGB images (B, 3, H, W) in [0, 1] (any size) → (B, 3, H, W) in [0, 1]; with
+        ``preserve_color`` the output's luma on the input's chroma."""
+        x = x.to(self.device)
+        y = to_unit(self.network(to_signed(x)))
+        if self.hparams.preserve_color:
+            y = yiq_to_rgb(torch.cat([rgb_to_yiq(y)[:, :1], rgb_to_yiq(x)[:, 1:]], 1))
+        return y.clamp(0, 1)
 
     def stylize_frames(self, batches: Iterable[Tensor]) -> Iterator[Tensor]:
         """Lazily stylise uint8 frame batches (B, H, W, 3) → uint8 (B, H, W, 3) on the CPU, with the optional
         ``temporal_smoothing`` carried across batches."""
-        a, previous = float(self.hparams.temporal_smoothing), None
-        for frames in batches:
-            with torch.no_grad():
-                x = frames.to(self.device).permute(0, 3, 1, 2).float() / 255  # (B, 3, H, W)
-                y = self.stylize(x)
-                if a > 0:
-                    for i in range(len(y)):  # sequential: frame i averages with the smoothed frame i − 1
-                        previous = y[i] if previous is None else torch.lerp(y[i], previous, a)
-                        y[i] = previous
-                yield y.mul(255).add(0.5).clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).cpu()  # (B, H, W, 3)
+        return stylize_video(batches, self.stylize, float(self.hparams.temporal_smoothing), self.device)
 
     def predict_step(self, batch: dict, batch_idx: int) -> dict:
         if "images" in batch:
             return {"images": self.stylize(batch["images"].float()), "names": list(batch["names"])}
         size = self.hparams.frame_batch_size
-        videos = [{"source": clip, "frames": self.stylize_frames(clip.frames(size))} for clip in batch["videos"]]
+        videos = [
+            {"source": clip, "frames": self.stylize_frames(clip.frames(size))} for clip in batch["videos"]
+        ]
         return {"videos": videos, "names": list(batch["names"])}
+
+
+def stylize_video(batches: Iterable[Tensor], stylize, smoothing: float, device) -> Iterator[Tensor]:
+    """uint8 frame batches (B, H, W, 3) → ``stylize``d uint8 batches on the CPU, lazily; with ``smoothing`` a > 0
+    each output frame is ``a · previous output + (1 − a) · stylised frame``, carried across batches."""
+    previous = None
+    for frames in batches:
+        with torch.no_grad():
+            x = frames.to(device).permute(0, 3, 1, 2).float() / 255  # (B, 3, H, W)
+            y = stylize(x)
+            if smoothing > 0:
+                for i in range(len(y)):  # sequential: frame i averages with the smoothed frame i − 1
+                    previous = y[i] if previous is None else torch.lerp(y[i], previous, smoothing)
+                    y[i] = previous
+            yield y.mul(255).add(0.5).clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).cpu()  # (B, H, W, 3)
