@@ -31,6 +31,11 @@ def seeded(n: int) -> Files:
     return lambda data: sorted([f"{i:06d}.png" for i in range(n)] + ["grid.png"])
 
 
+def clips(n: int) -> Files:
+    """The files of a video model's ``predict --num_samples n``: ``000000.mp4`` … and ``grid.mp4``."""
+    return lambda data: sorted([f"{i:06d}.mp4" for i in range(n)] + ["grid.mp4"])
+
+
 def stylised(data: Path) -> list[str]:
     """One ``<content name>.png`` per content image."""
     return sorted(f"{p.stem}.png" for p in (data / "content").iterdir())
@@ -88,6 +93,10 @@ MODELS = [
         "--data.style_size", "32", "--data.epoch_size", "4", "--data.batch_size", "2",
         "--model.network.init_args.width", "4", "--model.network.init_args.num_residual", "1",
     ], predict=["--data.content", "{data}/content"], files=stylised),
+    Contract("video/mocogan_digits", "VideoGAN", [
+        *TINY_DCGAN, "--model.discriminator.init_args.video_width", "4", "--data.num_clips", "32",
+        "--data.batch_size", "8",
+    ], steps=4, files=clips(3)),
     Contract("classifier/digits", "Classifier", ["--model.net.init_args.width", "4"], predict=None, grids=False),
 ]
 # fmt: on
