@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from jsonargparse.typing import PositiveInt
+from jsonargparse.typing import NonNegativeInt, PositiveFloat, PositiveInt
 from lightning.pytorch import LightningDataModule, LightningModule, Trainer
 from lightning.pytorch.cli import LightningArgumentParser
 
@@ -33,6 +33,7 @@ def add_predict_arguments(parser: LightningArgumentParser) -> None:
     parser.add_argument(
         "--overwrite", type=bool, default=False, help="Replace outputs that exist (else: refused)."
     )
+    add_video_arguments(parser)
     parser.set_defaults(return_predictions=False)  # images go to files, not into memory
 
 
@@ -49,6 +50,8 @@ def prepare_predict(
         )
     if label is not None:
         label = class_index(label, classes, model.hparams.get("class_names"))
+    if config.get("video"):
+        return prepare_video(model, trainer, config, label)
     if hasattr(model, "sample"):
         datamodule = SeedDataModule(
             config["num_samples"], config["seed"], getattr(datamodule, "batch_size", 64), label
@@ -62,3 +65,30 @@ def prepare_predict(
     writer.check(plan() if callable(plan) else None)
     trainer.callbacks.append(writer)
     return datamodule
+
+
+def add_video_arguments(parser: LightningArgumentParser) -> None:
+    """``--video OUT.mp4`` and its options: a latent walk instead of PNGs (``callbacks.walk``)."""
+    parser.add_argument("--video", type=str | None, default=None, help="Write a latent-walk MP4 here (GAN, VAE).")
+    parser.add_argument("--video_seconds", type=PositiveFloat, default=4.0, help="Length; frames = seconds x fps.")
+    parser.add_argument("--video_fps", type=PositiveInt, default=24, help="Frame rate of the walk video.")
+    parser.add_argument("--video_loop", type=bool, default=False, help="Return to the first latent, seamlessly.")
+    parser.add_argument("--video_keys", type=PositiveInt, default=4, help="Key latents visited (seeds S, S+1, …).")
+    parser.add_argument("--video_size", type=NonNegativeInt, default=256, help="Shorter side in px (0: model's).")
+
+
+def prepare_video(model: LightningModule, trainer: Trainer, config: Any, label: int | None) -> LightningDataModule:
+    """One seed to predict (the loop loads the weights) and ``LatentWalkVideo`` writing ``--video`` at its start."""
+    from pathlib import Path
+
+    from aigc_lightning.callbacks.walk import LatentWalkVideo
+
+    path = Path(config["video"])
+    if not hasattr(model, "sample") or not hasattr(model, "latent_dim"):
+        raise UserError(f"--video needs a generator (GAN, VAE); {type(model).__name__} has no latent space")
+    if path.exists() and not config["overwrite"]:
+        raise UserError(f"--video {path} exists; pass another path or --overwrite true")
+    walk = LatentWalkVideo(path, config["video_seconds"], config["video_fps"], config["video_loop"],
+                           config["video_keys"], config["seed"], config["video_size"], label)  # fmt: skip
+    trainer.callbacks.append(walk)
+    return SeedDataModule(1, config["seed"], 1, label)

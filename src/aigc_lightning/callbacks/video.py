@@ -1,4 +1,5 @@
-"""Streaming video encoder for stylised frames: H.264 MP4 with the source's size, frame rate and audio.
+"""Streaming video encoder: H.264 MP4 of stylised frames (the source's size, frame rate and audio) or of frames
+made here (latent walks, posters: ``write_frames``).
 
 ``write_video(path, source, frames)`` pulls uint8 frame batches (B, H, W, 3) from ``frames`` one at a time and
 encodes them as they come, so memory holds one batch, never the video. Codec constraints handled here:
@@ -79,6 +80,27 @@ def write_video(path: Path, source: VideoClip, frames: Iterable[Tensor], crf: in
         return _encode(tmp, source, info, frames, crf)
 
 
+class _MadeFrames:
+    """The ``source`` of frames made here: their size and frame rate, no audio."""
+
+    path = None
+
+    def __init__(self, width: int, height: int, fps: float | Fraction) -> None:
+        self._info = VideoInfo(width=width, height=height, fps=Fraction(fps).limit_denominator(1001), frames=0,
+                               has_audio=False)  # fmt: skip
+
+    def info(self) -> VideoInfo:
+        return self._info
+
+
+def write_frames(
+    path: Path, frames: Iterable[Tensor], fps: float, width: int, height: int, crf: int = 18
+) -> int:
+    """Encode uint8 frame batches (B, height, width, 3) made here (no source video) to ``path`` at ``fps``;
+    returns the number of frames written. Even sizes give yuv420p, which every player decodes."""
+    return write_video(Path(path), _MadeFrames(width, height, fps), frames, crf)  # type: ignore[arg-type]
+
+
 def _encode(tmp: Path, source: VideoClip, info: VideoInfo, frames: Iterable[Tensor], crf: int) -> int:
     import av
 
@@ -120,4 +142,3 @@ def _encode(tmp: Path, source: VideoClip, info: VideoInfo, frames: Iterable[Tens
             if audio_source is not None:
                 audio_source.close()
     return count
-
