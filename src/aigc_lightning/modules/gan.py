@@ -82,7 +82,7 @@ class GAN(PlainHyperparameters, PretrainedMixin, LightningModule):
         ema_warmup: EMA ramp-up: the decay at batch t is ``min(ema_decay, (1 + t) / (ema_warmup + t))`` so early,
             random weights are forgotten quickly.
         truncation_psi: the truncation trick: latents are pulled toward the centre, ``centre + psi * (z - centre)``
-            (in w for ``StyleLatents``), psi >= 0; 1 disables it, the seed's setting is 0.7. Used by ``sample``
+            (in w for ``StyleLatents``), psi >= 0; 1 disables it, the AIGC article's setting is 0.7. Used by ``sample``
             and predict.
         mean_latent_samples: number of latents the truncation centre of ``GaussianLatents`` is estimated from
             (once, with a fixed seed).
