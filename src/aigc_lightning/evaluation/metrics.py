@@ -141,7 +141,7 @@ def manifold_metrics(
     r_real = kth_neighbour_distances(real, (k_pr, k_dc), chunk)
     r_fake = kth_neighbour_distances(fake, (k_pr,), chunk)[k_pr]
     precise = torch.zeros(len(fake), dtype=torch.bool, device=real.device)
-    density = torch.zeros(len(fake), device=real.device)
+    density = torch.zeros(len(fake), dtype=torch.long, device=real.device)  # ball counts
     recalled = torch.zeros(len(real), dtype=torch.bool, device=real.device)
     nearest_fake = torch.full((len(real),), float("inf"), device=real.device)
     for a, b in _blocks(len(fake), chunk):
@@ -154,7 +154,7 @@ def manifold_metrics(
     return {
         "precision": precise.double().cpu(),
         "recall": recalled.double().cpu(),
-        "density": (density / k_dc).double().cpu(),
+        "density": density.double().cpu() / k_dc,
         "coverage": (nearest_fake < r_real[k_dc]).double().cpu(),
     }
 

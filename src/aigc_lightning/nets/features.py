@@ -4,7 +4,7 @@
   (``configs/classifier/digits.yaml``); the digits one ships inside the package, so no download. A classifier
   trained on other data loads with ``checkpoint=...``. Numbers are comparable only between runs using the same
   extractor — they are not Inception FIDs.
-- ``InceptionFeatures``: torchmetrics' port of the TF Inception-v3 (needs ``pip install torch-fidelity`` and its
+- ``InceptionFeatures``: torch-fidelity's port of the TF Inception-v3 (needs ``pip install torch-fidelity`` and its
   weights file).
 """
 
@@ -118,7 +118,8 @@ def _tensors_only_copy(weights_path: str | None) -> Iterator[str | None]:
 
 
 class InceptionFeatures(nn.Module):
-    """torchmetrics' FID Inception-v3 (torch-fidelity's port of the TF graph): pool3 features (2048) and logits.
+    """torch-fidelity's FID Inception-v3 (its port of the TF graph, which torchmetrics wraps too): pool3 features
+    (2048) and logits (1008), from torch-fidelity's own class, so features equal torch-fidelity's bit for bit.
 
     Settings that reproduce published FIDs (TF ``fid.py``, torch-fidelity, StyleGAN papers): 8-bit images (the
     callback quantises), resized to 299×299 by the **TF1 bilinear resize without antialiasing**
@@ -137,14 +138,13 @@ class InceptionFeatures(nn.Module):
     def __init__(self, weights_path: str | None = None, antialias: bool = False) -> None:
         super().__init__()
         try:
-            from torchmetrics.image.fid import NoTrainInceptionV3
+            from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
 
             with _tensors_only_copy(weights_path) as safe_path:
-                self.net = NoTrainInceptionV3(
-                    name="inception-v3-compat",
-                    features_list=["2048", "logits_unbiased"],
+                self.net = FeatureExtractorInceptionV3(
+                    "inception-v3-compat",
+                    ["2048", "logits_unbiased"],
                     feature_extractor_weights_path=safe_path,
-                    antialias=antialias,
                 )
         except ModuleNotFoundError as e:
             raise UserError(
@@ -160,10 +160,21 @@ class InceptionFeatures(nn.Module):
             ) from e
         self.num_features, self.num_classes = 2048, 1008
         self.weights_path = weights_path  # named in metric cards
+        self.antialias = antialias
+
+    def train(self, mode: bool = True) -> InceptionFeatures:
+        return super().train(False)  # batch norm keeps its statistics: always eval
 
     def forward(self, x01: Tensor) -> tuple[Tensor, Tensor]:
-        x = convert_channels(x01.float(), 3)
-        features, logits = self.net((x * 255).round().clamp(0, 255).to(torch.uint8))
+        x = convert_channels(x01.float(), 3) * 255
+        if self.antialias and x.shape[-2:] != (
+            299,
+            299,
+        ):  # the net's own resize is TF1 bilinear (no antialias)
+            x = torch.nn.functional.interpolate(x, size=(299, 299), mode="bilinear", antialias=True)
+        features, logits = self.net(
+            x.round().clamp(0, 255).to(torch.uint8)
+        )  # torch-fidelity takes 8-bit input
         return features.reshape(len(x), -1), logits.reshape(len(x), -1)  # (N, 2048), (N, 1008)
 
 
