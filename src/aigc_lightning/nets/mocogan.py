@@ -19,7 +19,7 @@ from torch import Tensor, nn
 from torch.nn.utils import parametrizations
 
 from aigc_lightning.nets.dcgan import Discriminator, Generator, _levels
-from aigc_lightning.nets.sizes import check_sizes
+from aigc_lightning.nets.sizes import SizeError, check_sizes
 
 
 class VideoGenerator(nn.Module):
@@ -166,6 +166,8 @@ class MoCoGANDiscriminator(nn.Module):
         spectral_norm: spectral normalisation of both.
         image_frames: frames per clip the image discriminator judges (MoCoGAN draws an image batch of its own;
             more frames per clip give the image critic more data for the same generator pass).
+        noise_sigma: instance noise: N(0, σ²) added to the critics' input in training mode (the official MoCoGAN
+            code's ``--use_noise --noise_sigma``; it keeps the critics from separating real and fake too early).
     """
 
     def __init__(
@@ -177,15 +179,20 @@ class MoCoGANDiscriminator(nn.Module):
         norm: Literal["batch", "layer", "none"] = "batch",
         spectral_norm: bool = False,
         image_frames: int = 1,
+        noise_sigma: float = 0.0,
     ) -> None:
         super().__init__()
         check_sizes(self, image_frames=image_frames)
-        self.image_frames = image_frames
+        if noise_sigma < 0:
+            raise SizeError(type(self).__name__, "noise_sigma", noise_sigma, 0)
+        self.image_frames, self.noise_sigma = image_frames, float(noise_sigma)
         self.image = Discriminator(channels, image_size, width, norm, spectral_norm)
         self.video = VideoDiscriminator(channels, image_size, video_width, norm, spectral_norm)
         self.image_shape = self.image.image_shape
 
     def forward(self, x: Tensor) -> Tensor:
+        if self.training and self.noise_sigma > 0:
+            x = x + self.noise_sigma * torch.randn_like(x)
         b, _, t = x.shape[:3]
         k = self.image_frames
         pick = torch.randint(t, (b, k), device=x.device)
