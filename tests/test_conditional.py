@@ -160,3 +160,25 @@ def test_class_accuracy_counts_and_logs():
     assert 0 <= metrics["val/class_acc_min"] <= metrics["val/class_acc"] <= 1
     with pytest.raises(UserError, match="class-conditional"):
         ClassAccuracy().setup(trainer, tiny_gan(0), "validate")
+
+
+def test_conditional_vae_labels_and_bounds():
+    from aigc_lightning.modules import VAE
+    from aigc_lightning.nets import MLPDecoder, MLPEncoder
+
+    torch.manual_seed(0)
+    vae = VAE(MLPEncoder(1, 8, 16, 4, num_classes=3), MLPDecoder(1, 8, 16, 4, num_classes=3), conditional=True)
+    a = vae.sample(4, seed=2, labels=1)
+    assert torch.equal(a, vae.sample(4, seed=2, labels=1)) and not torch.allclose(a, vae.sample(4, seed=2, labels=2))
+    x01, y = torch.rand(5, 1, 8, 8).round(), torch.tensor([0, 1, 2, 0, 1])
+    recon, kl, _, _ = vae.elbo_terms(x01, y)
+    assert recon.shape == kl.shape == (5,)
+    assert vae.log_likelihood_iw(x01, 3, y).shape == (5,)
+    assert set(vae.images_to_log(16)) == {"prior_samples", "class_traversal"}
+    with pytest.raises(UserError, match="num_classes"):
+        VAE(MLPEncoder(1, 8, 16, 4, num_classes=3), MLPDecoder(1, 8, 16, 4))
+    torch.manual_seed(0)
+    plain = MLPEncoder(1, 8, 16, 4).state_dict()
+    torch.manual_seed(0)
+    same = MLPEncoder(1, 8, 16, 4, num_classes=0).state_dict()
+    assert plain.keys() == same.keys() and all(torch.equal(v, same[k]) for k, v in plain.items())

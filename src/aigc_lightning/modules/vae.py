@@ -1,7 +1,9 @@
 """VAE: maximise the ELBO (Kingma & Welling 2014); report the importance-weighted NLL (Burda et al. 2016).
 
 Data arrives in [-1, 1]; ``targets`` maps it to [0, 1] (with ``pixels.to_unit``), because a Bernoulli likelihood needs
-targets in [0, 1] and the encoder's contract (``encode(x)``) is x in [0, 1].
+targets in [0, 1] and the encoder's contract (``encode(x)``) is x in [0, 1]. A conditional VAE (Sohn et al. 2015;
+networks with ``num_classes > 0``) passes the batch's labels y to q(z|x, y) and p(x|z, y): every bound below is
+then conditional on the class, and ``sample(n, seed, labels)`` draws z ~ N(0, I) for the requested classes.
 
 Metrics, all in nats per image (lower is better) unless named otherwise:
 - ``train/loss``: the objective (β, KL warm-up and free bits applied); ``*/nelbo`` = −ELBO with β = 1,
@@ -31,7 +33,8 @@ from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import Tensor, nn
 
 from aigc_lightning import compat
-from aigc_lightning.errors import UserError, check_finite, checked_optimizer
+from aigc_lightning.errors import UserError, check_finite
+from aigc_lightning.labels import network_classes, resolve_labels
 from aigc_lightning.losses import (
     bernoulli_nll,
     gaussian_nll,
@@ -43,8 +46,8 @@ from aigc_lightning.losses import (
 from aigc_lightning.modules.hparams import PlainHyperparameters
 from aigc_lightning.modules.pretrained import PretrainedMixin
 from aigc_lightning.modules.vae_metrics import VAEMetrics
+from aigc_lightning.modules.vae_parts import output_bias_from_data, vae_optimizers
 from aigc_lightning.pixels import to_unit
-from aigc_lightning.schedules import build_scheduler
 from aigc_lightning.seeds import randn_from_seeds
 
 # exp(±) of these stays finite in fp32 and bf16; an encoder that drifts beyond would give inf/NaN KL.
@@ -88,6 +91,9 @@ class VAE(PlainHyperparameters, PretrainedMixin, LightningModule):
         lr_scheduler_interval: step the scheduler once per ``epoch`` or once per training ``step`` (batch). A
             scheduler whose ``total_steps`` is left unset (``WarmupCosine``, ``OneCycleLR``) gets the run's number
             of steps, ``trainer.estimated_stepping_batches``, so warm-up and decay follow ``max_epochs``.
+        conditional: train on the data's labels (a conditional VAE): the CLI sets both networks' ``num_classes`` and
+            ``class_names`` from the data (docs/conditional.md).
+        class_names: the name of each class (the CLI fills it from the data), for ``predict --class_label NAME``.
     """
 
     def __init__(
@@ -109,6 +115,8 @@ class VAE(PlainHyperparameters, PretrainedMixin, LightningModule):
         encoder_lr_scale: PositiveFloat = 1.0,
         lr_scheduler: LRSchedulerCallable | None = None,
         lr_scheduler_interval: Literal["epoch", "step"] = "epoch",
+        conditional: bool = False,
+        class_names: list[str] | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -128,6 +136,7 @@ class VAE(PlainHyperparameters, PretrainedMixin, LightningModule):
                 "set the same latent_dim in model.init_args.encoder and model.init_args.decoder"
             )
         self.encoder, self.decoder = encoder, decoder
+        self.num_classes = network_classes(encoder, decoder, conditional)  # 0: unconditional
         # Kept as attributes: under LightningCLI ``hparams`` hold their *config* (a dict), not the callables.
         self.optimizer_factory, self.lr_scheduler_factory = optimizer, lr_scheduler
         self.latent_dim = encoder.latent_dim
@@ -143,14 +152,14 @@ class VAE(PlainHyperparameters, PretrainedMixin, LightningModule):
     # ------------------------------------------------------------------------------------------------------
     # Public API (contract): encode, decode, sample
 
-    def encode(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """q(z|x) for images x in [0, 1] (B, C, H, W): ``(mu, logvar)``, each (B, latent_dim), float32."""
-        mu, logvar = self.encoder(x)
+    def encode(self, x: Tensor, y: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """q(z|x[, y]) for images x in [0, 1] (B, C, H, W): ``(mu, logvar)``, each (B, latent_dim), float32."""
+        mu, logvar = self.encoder(x) if y is None else self.encoder(x, y)
         return mu.float(), logvar.float().clamp(LOGVAR_MIN, LOGVAR_MAX)
 
-    def decode(self, z: Tensor) -> Tensor:
+    def decode(self, z: Tensor, y: Tensor | None = None) -> Tensor:
         """The likelihood's parameters for z (B, latent_dim): logits (Bernoulli) or means (Gaussian), (B, C, H, W)."""
-        return self.decoder(z)
+        return self.decoder(z) if y is None else self.decoder(z, y)
 
     def mean_image(self, params: Tensor) -> Tensor:
         """E[x | z] in [0, 1] from the decoder's output: sigmoid(logits), or the Gaussian mean clamped."""
@@ -159,19 +168,21 @@ class VAE(PlainHyperparameters, PretrainedMixin, LightningModule):
         return params.float().clamp(0, 1)
 
     @torch.no_grad()
-    def sample(self, n: int, seed: int = 0) -> Tensor:
-        """n images (n, C, H, W) in [0, 1] decoded from z ~ N(0, I), sample i from seed + i.
+    def sample(self, n: int, seed: int = 0, labels=None) -> Tensor:
+        """n images (n, C, H, W) in [0, 1] decoded from z ~ N(0, I), sample i from seed + i; a conditional VAE's
+        ``labels``: an int or class name, n ints, or ``None`` = image i of class i mod ``num_classes``.
 
         Returns the mean E[x | z] (for a Bernoulli the pixel probabilities), not a binary draw: the smooth mean is
         what one looks at, and it is exactly what ``predict`` writes for the same seeds.
         """
+        y = resolve_labels(labels, n, self.num_classes, self.hparams.get("class_names"), self.device)
         z = randn_from_seeds(torch.arange(seed, seed + n), (self.latent_dim,), self.device)
-        return self.mean_image(self.decode(z))
+        return self.mean_image(self.decode(z, y))
 
     @torch.no_grad()
-    def reconstruct(self, x: Tensor) -> Tensor:
-        """E[x | z = E_q[z|x]] in [0, 1] for images x in [0, 1]."""
-        return self.mean_image(self.decode(self.encode(x)[0]))
+    def reconstruct(self, x: Tensor, y: Tensor | None = None) -> Tensor:
+        """E[x | z = E_q[z|x]] in [0, 1] for images x in [0, 1] (and their labels y, conditional)."""
+        return self.mean_image(self.decode(self.encode(x, y)[0], y))
 
     # ------------------------------------------------------------------------------------------------------
     # ELBO pieces
@@ -187,11 +198,11 @@ class VAE(PlainHyperparameters, PretrainedMixin, LightningModule):
             return bernoulli_nll(params, x01)
         return gaussian_nll(params, x01, self.log_std)
 
-    def elbo_terms(self, x01: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    def elbo_terms(self, x01: Tensor, y: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """One-sample reparameterised estimate: ``(recon, kl, mu, logvar)``, recon and kl (B,) in nats."""
-        mu, logvar = self.encode(x01)
+        mu, logvar = self.encode(x01, y)
         z = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)  # reparameterisation trick
-        return self.nll(self.decode(z), x01), kl_normal(mu, logvar), mu, logvar
+        return self.nll(self.decode(z, y), x01), kl_normal(mu, logvar), mu, logvar
 
     def current_beta(self) -> float:
         """β of the next training batch: linear warm-up 0 → ``beta`` over ``warmup_batches`` batches."""
@@ -199,28 +210,28 @@ class VAE(PlainHyperparameters, PretrainedMixin, LightningModule):
         return beta * min(1.0, self.batches / warmup) if warmup > 0 else beta
 
     @torch.no_grad()
-    def log_likelihood_iw(self, x01: Tensor, k: int) -> Tensor:
-        """Importance-weighted lower bound on log p(x) with k samples of q(z|x), (B,) (Burda et al. 2016)."""
-        mu, logvar = self.encode(x01)
+    def log_likelihood_iw(self, x01: Tensor, k: int, y: Tensor | None = None) -> Tensor:
+        """Importance-weighted lower bound on log p(x[|y]) with k samples of q(z|x[, y]), (B,) (Burda et al. 2016)."""
+        mu, logvar = self.encode(x01, y)
         chunk = max(1, self.hparams.iw_batch_images // x01.shape[0])
         log_w = []
         for start in range(0, k, chunk):
-            log_px_z, log_pz, log_qz = self.log_weight_terms(x01, mu, logvar, min(chunk, k - start))
+            log_px_z, log_pz, log_qz = self.log_weight_terms(x01, mu, logvar, min(chunk, k - start), y)
             log_w.append(log_px_z + log_pz - log_qz)
         return importance_weighted_bound(torch.cat(log_w))  # (k, B) → (B,)
 
     def log_weight_terms(
-        self, x01: Tensor, mu: Tensor, logvar: Tensor, k: int
+        self, x01: Tensor, mu: Tensor, logvar: Tensor, k: int, y: Tensor | None = None
     ) -> tuple[Tensor, Tensor, Tensor]:
         """k reparameterised z ~ q(z|x) per image: ``(log p(x|z), log p(z), log q(z|x))``, each (k, B)."""
         b = x01.shape[0]
         z = mu + torch.exp(0.5 * logvar) * torch.randn(k, *mu.shape, device=mu.device)  # (k, B, D)
-        params = self.decode(z.flatten(0, 1))  # (k*B, C, H, W)
+        params = self.decode(z.flatten(0, 1), None if y is None else y.repeat(k))  # (k*B, C, H, W)
         x_rep = x01.expand(k, *x01.shape).flatten(0, 1)  # (k*B, C, H, W)
         log_px_z = -self.nll(params, x_rep).view(k, b)  # (k, B)
         return log_px_z, log_normal_diag(z), log_normal_diag(z, mu, logvar)
 
-    def training_objective(self, x01: Tensor, beta: float) -> tuple[Tensor, Tensor, Tensor]:
+    def training_objective(self, x01: Tensor, beta: float, y: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
         """Per-image training loss (β, free bits or IWAE applied), reconstruction and KL: ``(loss, recon, kl)``, (B,).
 
         ``recon`` is a one-sample estimate and ``kl`` the analytic KL in both cases, so the logged ELBO means the
@@ -228,11 +239,11 @@ class VAE(PlainHyperparameters, PretrainedMixin, LightningModule):
         """
         k = self.hparams.train_importance_samples
         if k == 1:
-            recon, kl, mu, logvar = self.elbo_terms(x01)
+            recon, kl, mu, logvar = self.elbo_terms(x01, y)
             kl_objective = kl_normal(mu, logvar, self.hparams.free_bits) if self.hparams.free_bits > 0 else kl
             return recon + beta * kl_objective, recon, kl
-        mu, logvar = self.encode(x01)
-        log_px_z, log_pz, log_qz = self.log_weight_terms(x01, mu, logvar, k)
+        mu, logvar = self.encode(x01, y)
+        log_px_z, log_pz, log_qz = self.log_weight_terms(x01, mu, logvar, k, y)
         return iwae_loss(log_px_z, log_pz, log_qz, beta), -log_px_z[0], kl_normal(mu, logvar)
 
     def bits_per_dim(self, nats: Tensor) -> Tensor:
@@ -247,9 +258,9 @@ class VAE(PlainHyperparameters, PretrainedMixin, LightningModule):
     # Lightning hooks
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
-        x01 = self.targets(batch[0])
+        x01, y = self.targets(batch[0]), (batch[1] if self.num_classes else None)
         beta = self.current_beta()
-        losses, recon, kl = self.training_objective(x01, beta)
+        losses, recon, kl = self.training_objective(x01, beta, y)
         loss = losses.mean()
         check_finite(loss, "train/loss", self.batches)
         self.batches += 1
@@ -273,28 +284,9 @@ class VAE(PlainHyperparameters, PretrainedMixin, LightningModule):
         if self.hparams.output_bias_from_data and self.batches == 0:  # not when resuming
             self.init_output_bias_from_data()
 
-    @torch.no_grad()
     def init_output_bias_from_data(self, max_batches: int = 16) -> None:
         """``output_bias_from_data``: the decoder's bias from the mean of up to ``max_batches`` training batches."""
-        init = getattr(self.decoder, "init_output_bias", None)
-        datamodule = self.trainer.datamodule
-        if init is None or datamodule is None:
-            raise UserError(
-                "model.output_bias_from_data needs a decoder with an init_output_bias(value) method (MLPDecoder, "
-                "ConvDecoder) and a DataModule to read the training images from; set it to false"
-            )
-        total, count = None, 0
-        with torch.random.fork_rng(devices=[]):  # the shuffle and binarisation draws of this peek are not the run's
-            for i, batch in enumerate(datamodule.train_dataloader()):
-                x01 = self.targets(batch[0].to(self.device)).float()
-                total = x01.sum(0) if total is None else total + x01.sum(0)
-                count += x01.shape[0]
-                if i + 1 == max_batches:
-                    break
-        mean = self.trainer.strategy.reduce(total / count, reduce_op="mean")  # (C, H, W), the same on every rank
-        if self.hparams.likelihood == "bernoulli":
-            mean = torch.logit(mean.clamp(1e-3, 1 - 1e-3))  # a never-lit pixel gets p = 0.001, not -inf
-        init(mean)
+        output_bias_from_data(self, max_batches)
 
     def on_train_epoch_start(self) -> None:
         self._epoch_sum, self._epoch_count = torch.zeros(len(TRAIN_SCALARS), device=self.device), 0
@@ -307,9 +299,9 @@ class VAE(PlainHyperparameters, PretrainedMixin, LightningModule):
             self.log_dict(logs, sync_dist=True)
 
     def _eval_step(self, stage: str, batch: tuple[Tensor, Tensor], k: int) -> None:
-        x01 = self.targets(batch[0])
-        recon, kl, mu, _ = self.elbo_terms(x01)
-        self.metrics.update(stage, recon, kl, mu, -self.log_likelihood_iw(x01, k) if k > 0 else None)
+        x01, y = self.targets(batch[0]), (batch[1] if self.num_classes else None)
+        recon, kl, mu, _ = self.elbo_terms(x01, y)
+        self.metrics.update(stage, recon, kl, mu, -self.log_likelihood_iw(x01, k, y) if k > 0 else None)
 
     def _eval_epoch_end(self, stage: str) -> None:
         logs = self.metrics.compute(stage)
@@ -340,9 +332,10 @@ class VAE(PlainHyperparameters, PretrainedMixin, LightningModule):
         self._eval_epoch_end("test")
 
     def predict_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> dict:
-        index, seeds = batch
+        index, seeds = batch[0], batch[1]  # (index, seed[, label]) from SeedDataModule
+        y = (batch[2] if len(batch) > 2 else index % self.num_classes).to(self.device) if self.num_classes else None
         z = randn_from_seeds(seeds, (self.latent_dim,), self.device)
-        return {"images": self.mean_image(self.decode(z)), "names": [f"{i:06d}" for i in index.tolist()]}
+        return {"images": self.mean_image(self.decode(z, y)), "names": [f"{i:06d}" for i in index.tolist()]}
 
     @torch.no_grad()
     def images_to_log(self, n: int, batch: Tensor | None = None, steps: int = 8) -> dict[str, Tensor]:
@@ -350,6 +343,12 @@ class VAE(PlainHyperparameters, PretrainedMixin, LightningModule):
         data images in [-1, 1], ``reconstructions`` (rows of 8 inputs, each followed by the row of their
         reconstructions) and ``interpolations`` (rows of ``steps`` decoded points between consecutive posterior
         means). Everything (B, C, H, W) in [0, 1]."""
+        if self.num_classes:  # rows of 8 prior samples per class; the traversal: column j is z_j in every class
+            k = min(self.num_classes, 16)
+            z = randn_from_seeds(torch.arange(8), (self.latent_dim,), self.device).repeat(k, 1)  # (8k, D)
+            y = torch.arange(k, device=self.device).repeat_interleave(8)  # (8k,): row c is class c
+            traversal = self.mean_image(self.decode(z, y))
+            return {"prior_samples": self.sample(8 * k, 0, torch.arange(8 * k) // 8), "class_traversal": traversal}
         images = {"prior_samples": self.sample(n, seed=0)}
         if batch is None:
             return images
@@ -374,26 +373,7 @@ class VAE(PlainHyperparameters, PretrainedMixin, LightningModule):
         self.batches = checkpoint.get("counters", {}).get("batches", 0)
 
     def configure_optimizers(self):
-        params = self.parameters()
-        if self.hparams.encoder_lr_scale != 1:
-            encoder = set(self.encoder.parameters())
-            params = [
-                {"params": list(self.encoder.parameters())},
-                {"params": [p for p in self.parameters() if p not in encoder]},
-            ]
-        optimizer = checked_optimizer(self.optimizer_factory, params, "model.optimizer")
-        if self.hparams.encoder_lr_scale != 1:
-            optimizer.param_groups[0]["lr"] *= self.hparams.encoder_lr_scale
-        if self.lr_scheduler_factory is None:
-            return optimizer
-        interval = self.hparams.lr_scheduler_interval
-        if interval == "step":  # an unset total_steps is the run's number of steps
-            scheduler = build_scheduler(
-                self.lr_scheduler_factory, optimizer, lambda: int(self.trainer.estimated_stepping_batches)
-            )
-        else:
-            scheduler = self.lr_scheduler_factory(optimizer)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": interval}}
+        return vae_optimizers(self)  # vae_parts.py
 
 
 __all__ = ["VAE"]

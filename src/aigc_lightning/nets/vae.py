@@ -3,6 +3,11 @@
 Encoders map images in [0, 1] (B, C, H, W) to ``(mu, logvar)`` of q(z|x), each (B, latent_dim). Decoders map
 z (B, latent_dim) to one value per pixel (B, C, H, W): the likelihood's parameter (logits for a Bernoulli, the
 mean for a Gaussian). Which likelihood, the log-variance clamp and the sampling live in ``modules/vae.py``.
+
+Conditional VAE (Sohn et al. 2015, "Learning Structured Output Representation using Deep Conditional Generative
+Models"): with ``num_classes > 0`` both networks also take labels y (B,): the encoder q(z|x, y) and the decoder
+p(x|z, y) see the one-hot code of y concatenated to their input (the MLPs) or to the features their linear layer
+reads (the conv nets). ``num_classes`` 0 builds the unconditional networks, parameter for parameter.
 """
 
 from __future__ import annotations
@@ -16,6 +21,15 @@ from aigc_lightning.errors import UserError
 from aigc_lightning.nets.sizes import check_sizes
 
 
+def with_label(h: Tensor, y: Tensor | None, num_classes: int) -> Tensor:
+    """``h`` (B, F) with the one-hot code of ``y`` appended, (B, F + num_classes); ``h`` itself if unconditional."""
+    if not num_classes:
+        return h
+    if y is None:
+        raise UserError("this VAE network is class-conditional: pass labels y (B,) with its input")
+    return torch.cat([h, nn.functional.one_hot(y, num_classes).to(h.dtype)], 1)
+
+
 class MLPEncoder(nn.Module):
     """The article's MLP encoder: flatten → ``fc1`` (ReLU) → mean head ``fc21`` and log-variance head ``fc22``.
 
@@ -24,23 +38,29 @@ class MLPEncoder(nn.Module):
         image_size: image height = width.
         hidden_dim: width of the hidden layer (the seed: 400).
         latent_dim: size of z (the seed: 20).
+        num_classes: classes of a conditional VAE (0: unconditional); the CLI sets it from the data.
     """
 
     def __init__(
-        self, channels: int = 1, image_size: int = 28, hidden_dim: int = 400, latent_dim: int = 20
+        self,
+        channels: int = 1,
+        image_size: int = 28,
+        hidden_dim: int = 400,
+        latent_dim: int = 20,
+        num_classes: int = 0,
     ) -> None:
         super().__init__()
-        check_sizes(
-            self, channels=channels, image_size=image_size, hidden_dim=hidden_dim, latent_dim=latent_dim
-        )
+        check_sizes(self, channels=channels, image_size=image_size, hidden_dim=hidden_dim, latent_dim=latent_dim)
         self.image_shape = (channels, image_size, image_size)
         self.latent_dim = latent_dim
-        self.fc1 = nn.Linear(channels * image_size * image_size, hidden_dim)
+        check_sizes(self, 0, num_classes=num_classes)
+        self.num_classes = num_classes
+        self.fc1 = nn.Linear(channels * image_size * image_size + num_classes, hidden_dim)
         self.fc21 = nn.Linear(hidden_dim, latent_dim)
         self.fc22 = nn.Linear(hidden_dim, latent_dim)
 
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        h = torch.relu(self.fc1(x.flatten(1)))  # (B, C*H*W) → (B, hidden)
+    def forward(self, x: Tensor, y: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        h = torch.relu(self.fc1(with_label(x.flatten(1), y, self.num_classes)))  # (B, C*H*W [+ K]) → (B, hidden)
         return self.fc21(h), self.fc22(h)
 
 
@@ -52,22 +72,28 @@ class MLPDecoder(nn.Module):
         image_size: image height = width.
         hidden_dim: width of the hidden layer (the seed: 400).
         latent_dim: size of z (the seed: 20).
+        num_classes: classes of a conditional VAE (0: unconditional); the CLI sets it from the data.
     """
 
     def __init__(
-        self, channels: int = 1, image_size: int = 28, hidden_dim: int = 400, latent_dim: int = 20
+        self,
+        channels: int = 1,
+        image_size: int = 28,
+        hidden_dim: int = 400,
+        latent_dim: int = 20,
+        num_classes: int = 0,
     ) -> None:
         super().__init__()
-        check_sizes(
-            self, channels=channels, image_size=image_size, hidden_dim=hidden_dim, latent_dim=latent_dim
-        )
+        check_sizes(self, channels=channels, image_size=image_size, hidden_dim=hidden_dim, latent_dim=latent_dim)
         self.image_shape = (channels, image_size, image_size)
         self.latent_dim = latent_dim
-        self.fc3 = nn.Linear(latent_dim, hidden_dim)
+        check_sizes(self, 0, num_classes=num_classes)
+        self.num_classes = num_classes
+        self.fc3 = nn.Linear(latent_dim + num_classes, hidden_dim)
         self.fc4 = nn.Linear(hidden_dim, channels * image_size * image_size)
 
-    def forward(self, z: Tensor) -> Tensor:
-        out = self.fc4(torch.relu(self.fc3(z)))  # (B, C*H*W)
+    def forward(self, z: Tensor, y: Tensor | None = None) -> Tensor:
+        out = self.fc4(torch.relu(self.fc3(with_label(z, y, self.num_classes))))  # (B, C*H*W)
         return out.view(-1, *self.image_shape)  # (B, C, H, W)
 
     @torch.no_grad()
@@ -99,10 +125,11 @@ class ConvEncoder(nn.Module):
         image_size: image height = width (power of two ≥ 8).
         width: channels of the first convolution.
         latent_dim: size of z.
+        num_classes: classes of a conditional VAE (0: unconditional); the CLI sets it from the data.
     """
 
     def __init__(
-        self, channels: int = 3, image_size: int = 64, width: int = 32, latent_dim: int = 128
+        self, channels: int = 3, image_size: int = 64, width: int = 32, latent_dim: int = 128, num_classes: int = 0
     ) -> None:
         super().__init__()
         check_sizes(self, channels=channels, width=width, latent_dim=latent_dim)
@@ -115,11 +142,13 @@ class ConvEncoder(nn.Module):
             layers += [nn.Conv2d(c_in, c_out, 4, 2, 1), nn.LeakyReLU(0.2)]
             c_in = c_out
         self.features = nn.Sequential(*layers)
-        self.mean = nn.Linear(c_in * 16, latent_dim)
-        self.logvar = nn.Linear(c_in * 16, latent_dim)
+        check_sizes(self, 0, num_classes=num_classes)
+        self.num_classes = num_classes
+        self.mean = nn.Linear(c_in * 16 + num_classes, latent_dim)
+        self.logvar = nn.Linear(c_in * 16 + num_classes, latent_dim)
 
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        h = self.features(x).flatten(1)  # (B, c, 4, 4) → (B, c*16)
+    def forward(self, x: Tensor, y: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        h = with_label(self.features(x).flatten(1), y, self.num_classes)  # (B, c, 4, 4) → (B, c*16 [+ K])
         return self.mean(h), self.logvar(h)
 
 
@@ -131,10 +160,11 @@ class ConvDecoder(nn.Module):
         image_size: image height = width (power of two ≥ 8).
         width: channels of the last hidden layer (mirrors ``ConvEncoder``).
         latent_dim: size of z.
+        num_classes: classes of a conditional VAE (0: unconditional); the CLI sets it from the data.
     """
 
     def __init__(
-        self, channels: int = 3, image_size: int = 64, width: int = 32, latent_dim: int = 128
+        self, channels: int = 3, image_size: int = 64, width: int = 32, latent_dim: int = 128, num_classes: int = 0
     ) -> None:
         super().__init__()
         check_sizes(self, channels=channels, width=width, latent_dim=latent_dim)
@@ -143,15 +173,18 @@ class ConvDecoder(nn.Module):
         n = _num_downsamples(image_size)
         widths = [width * min(2**i, 8) for i in reversed(range(n))]  # mirror of the encoder
         self.c0 = widths[0]
-        self.fc = nn.Linear(latent_dim, self.c0 * 16)
+        check_sizes(self, 0, num_classes=num_classes)
+        self.num_classes = num_classes
+        self.fc = nn.Linear(latent_dim + num_classes, self.c0 * 16)
         layers: list[nn.Module] = []
         for c_in, c_out in itertools.pairwise(widths):
             layers += [nn.ConvTranspose2d(c_in, c_out, 4, 2, 1), nn.LeakyReLU(0.2)]
         layers.append(nn.ConvTranspose2d(widths[-1], channels, 4, 2, 1))
         self.features = nn.Sequential(*layers)
 
-    def forward(self, z: Tensor) -> Tensor:
-        h = torch.nn.functional.leaky_relu(self.fc(z), 0.2).view(-1, self.c0, 4, 4)  # (B, c0, 4, 4)
+    def forward(self, z: Tensor, y: Tensor | None = None) -> Tensor:
+        h = torch.nn.functional.leaky_relu(self.fc(with_label(z, y, self.num_classes)), 0.2)
+        h = h.view(-1, self.c0, 4, 4)  # (B, c0, 4, 4)
         return self.features(h)  # (B, C, H, W)
 
     @torch.no_grad()
