@@ -52,6 +52,7 @@ CASES = {
         "feed-forward style network img/s vs Gatys; video flicker",
     ),
     "fid_cost": ("bench.costs", "FID/KID/IS callback time as a share of a config's fit"),
+    "evaluation": ("bench.evaluation", "python -m aigc_lightning.evaluate at N = 2.5k-10k: wall time, peak RSS"),
     "data_loading": ("bench.costs", "in-memory uint8 folder data vs per-item PIL vs torchvision ImageFolder"),
     "data_cache": ("bench.data_cache", "20k JPEGs at 64/256 px: per-item decode vs the prepared cache, img/s"),
     "soak": ("bench.costs", "digits GAN for N minutes with frequent checkpoints: RSS over time"),
