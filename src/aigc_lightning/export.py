@@ -44,14 +44,18 @@ class UnitRangeNetwork(nn.Module):
 
 
 def _network(model: nn.Module) -> nn.Module:
-    """The image network of a ``StyleNetwork`` (or the network itself), in eval mode on the CPU, as fp32."""
+    """The image network of a ``StyleNetwork`` (or the network itself), in eval mode on the CPU, as fp32; an
+    ``AdaIN`` model's ``AdaINNet`` (content and style in [0, 1] already) as it is."""
     network = getattr(model, "network", model)
+    if getattr(network, "takes_style", False):
+        return network.eval().float().cpu()
     return UnitRangeNetwork(network).eval().float().cpu()
 
 
 def export_onnx(model: nn.Module, path: str | Path, opset: int = 18, example_size: int = 64) -> Path:
     """Write ``model``'s network (a ``StyleNetwork`` or a bare ``TransformNet``) to ONNX at ``path`` with dynamic
-    batch, height and width; input ``"image"`` and output ``"stylized"``, both (B, 3, H, W) in [0, 1]."""
+    batch, height and width; input ``"image"`` and output ``"stylized"``, both (B, 3, H, W) in [0, 1]. An ``AdaIN``
+    model's graph has a second input ``"style"`` (1, 3, h, w) in [0, 1], any size, and its ``alpha`` built in."""
     try:
         import onnxscript  # noqa: F401  (torch's exporter needs it; imported here for one clear message)
     except ImportError as e:
@@ -60,14 +64,19 @@ def export_onnx(model: nn.Module, path: str | Path, opset: int = 18, example_siz
     path.parent.mkdir(parents=True, exist_ok=True)
     x = torch.rand(1, 3, example_size, example_size + 2)
     h, w = torch.export.Dim("height", min=4), torch.export.Dim("width", min=4)
+    inputs, names, shapes = (x,), ["image"], [{0: torch.export.Dim("batch", min=1), 2: h, 3: w}]
+    network = _network(model)
+    if getattr(network, "takes_style", False):  # AdaIN: the style image is an input too
+        inputs, names = (x, torch.rand(1, 3, example_size + 4, example_size)), ["image", "style"]
+        shapes.append({2: torch.export.Dim("style_height", min=8), 3: torch.export.Dim("style_width", min=8)})
     with torch.no_grad():
         program = torch.onnx.export(
-            _network(model),
-            (x,),
+            network,
+            inputs,
             dynamo=True,
-            input_names=["image"],
+            input_names=names,
             output_names=["stylized"],
-            dynamic_shapes=({0: torch.export.Dim("batch", min=1), 2: h, 3: w},),
+            dynamic_shapes=tuple(shapes),
             opset_version=opset,
             verbose=False,
         )
@@ -95,13 +104,16 @@ def load_style_network(path: str) -> nn.Module:
     missing, truncated or non-checkpoint file, or a checkpoint of another model."""
     from aigc_lightning.callbacks.checkpoint import check_checkpoint_file
     from aigc_lightning.modules import StyleNetwork
+    from aigc_lightning.modules.adain import AdaIN
 
     try:
         check_checkpoint_file(path)
     except UserError as e:  # its message names the fit/predict option; here the file is an argument
         raise UserError(str(e).replace("--ckpt_path ", "checkpoint ", 1)) from e
+    hparams = torch.load(path, map_location="cpu", weights_only=True).get("hyper_parameters") or {}
+    cls = AdaIN if str(hparams.get("_class_path", "")).endswith(".AdaIN") else StyleNetwork
     try:
-        return StyleNetwork.load_from_checkpoint(path, map_location="cpu")
+        return cls.load_from_checkpoint(path, map_location="cpu")
     except Exception as e:  # a GAN's or VAE's checkpoint: other hyper-parameters and weights
         raise UserError(
             f"checkpoint {path} is not a StyleNetwork checkpoint ({type(e).__name__}: "
@@ -112,22 +124,10 @@ def load_style_network(path: str) -> nn.Module:
 def export_pretrained(path: str, folder: str | Path) -> Path:
     """Write the pretrained folder of the GAN, VAE or StyleNetwork checkpoint ``path`` into ``folder``, with a model
     card of its training (epochs, batches, data, best monitored metrics)."""
-    from aigc_lightning.callbacks.checkpoint import check_checkpoint_file
     from aigc_lightning.model_card import model_card
-    from aigc_lightning.modules.pretrained import load_class
+    from aigc_lightning.modules.pretrained import checkpoint_class
 
-    try:
-        check_checkpoint_file(path)
-    except UserError as e:
-        raise UserError(str(e).replace("--ckpt_path ", "checkpoint ", 1)) from e
-    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    class_path = (checkpoint.get("hyper_parameters") or {}).get("_class_path", "")
-    if not class_path:
-        raise UserError(
-            f"checkpoint {path} does not name its module class (it was not written by the CLI); call "
-            "model.save_pretrained(DIR) in Python instead"
-        )
-    cls = load_class(class_path, f"checkpoint {path}")
+    cls, checkpoint = checkpoint_class(path)
     model = cls.load_from_checkpoint(path, map_location="cpu")
     if Path(folder).resolve() == Path(path).resolve().parent:
         raise UserError(f"{folder} holds the checkpoint; pass a new folder for the pretrained files")

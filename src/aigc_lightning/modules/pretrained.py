@@ -249,4 +249,31 @@ def load_pretrained(name: str | Path, map_location: str | torch.device = "cpu") 
     return load_class(config.get("module", ""), str(folder / CONFIG)).from_pretrained(folder, map_location)
 
 
-__all__ = ["PretrainedMixin", "load_pretrained", "object_config", "resolve_folder"]
+def checkpoint_class(path: str | Path) -> tuple[type, dict]:
+    """The module class a CLI checkpoint names (its ``_class_path`` hyper-parameter) and the checkpoint's dict,
+    read with ``weights_only=True``; a ``UserError`` for a missing or foreign file."""
+    from aigc_lightning.callbacks.checkpoint import check_checkpoint_file
+
+    try:
+        check_checkpoint_file(str(path))
+    except UserError as e:  # its message names the fit/predict option; here the file is an argument
+        raise UserError(str(e).replace("--ckpt_path ", "checkpoint ", 1)) from e
+    checkpoint = torch.load(str(path), map_location="cpu", weights_only=True)
+    class_path = (checkpoint.get("hyper_parameters") or {}).get("_class_path", "")
+    if not class_path:
+        raise UserError(
+            f"checkpoint {path} does not name its module class (it was not written by the CLI); call "
+            "model.save_pretrained(DIR) in Python instead"
+        )
+    return load_class(class_path, f"checkpoint {path}"), checkpoint
+
+
+def load_model(name: str | Path, map_location: str | torch.device = "cpu") -> Any:
+    """A GAN, VAE or StyleNetwork from a pretrained folder, a Hub repo id or a CLI checkpoint file, in eval mode."""
+    if Path(name).is_file():
+        cls, _ = checkpoint_class(name)
+        return cls.load_from_checkpoint(str(name), map_location=map_location).eval()
+    return load_pretrained(name, map_location)
+
+
+__all__ = ["PretrainedMixin", "checkpoint_class", "load_model", "load_pretrained", "object_config", "resolve_folder"]
