@@ -240,3 +240,45 @@ def test_video_folder_serves_windows_of_mp4s_and_frame_folders(tmp_path):
         VideoFolderDataModule(root=str(tmp_path / "walk" / "frames")).setup("fit")  # frames, not clips
     with pytest.raises(UserError, match="has the 34 frames"):
         VideoFolderDataModule(root=str(tmp_path), frames=12, frame_stride=3).setup("fit")
+
+
+def test_video_metrics_callback_logs_consistency_and_motion():
+    from aigc_lightning.callbacks.video_metrics import VideoMetrics
+
+    model = tiny_gan()
+    t = trainer(2, callbacks=[VideoMetrics(num_clips=4, crop=12)], limit_val_batches=1, val_check_interval=2)
+    t.fit(model, datamodule=data())
+    logged = t.callback_metrics
+    assert 0 <= float(logged["val/consistency"]) <= 1 and float(logged["val/displacement_ratio"]) >= 0
+    assert float(logged["val/frame_fid"]) > 0
+
+
+@pytest.mark.slow  # two processes starting up: ~2 min of wall time on 2 shared cores
+def test_plain_ddp_two_processes_end_bit_identical(tmp_path):
+    import subprocess
+    import sys
+
+    from conftest import ROOT, child_env
+
+    env = child_env()
+    env["OMP_NUM_THREADS"] = "1"
+    callback = f'{{"class_path": "test_gan_ddp.SaveRankState", "init_args": {{"out_dir": "{tmp_path}"}}}}'
+    r1 = '{"class_path": "aigc_lightning.gan_regularizers.R1", "init_args": {"gamma": 1.0, "every": 2}}'
+    cmd = [
+        sys.executable, "-m", "aigc_lightning", "fit", "--config", str(ROOT / "configs/video/mocogan_digits.yaml"),
+        "--trainer.accelerator", "cpu", "--trainer.devices", "2", "--trainer.strategy", "ddp",
+        "--trainer.max_steps", "6", "--trainer.limit_val_batches", "0", "--trainer.enable_progress_bar", "false",
+        "--trainer.default_root_dir", str(tmp_path / "logs"), f"--trainer.callbacks+={callback}",
+        "--model.generator.init_args.width", "4", "--model.discriminator.init_args.width", "4",
+        "--model.discriminator.init_args.video_width", "4", "--model.bn_stat_batches", "1",
+        "--model.mean_latent_samples", "64", "--model.r1", r1, "--data.num_clips", "64", "--data.batch_size", "8",
+    ]  # fmt: skip
+    proc = subprocess.run(
+        cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600, check=False
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    r0, r1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=False) for r in (0, 1))
+    assert r0["info"]["batches"] == r1["info"]["batches"] == 3 and r0["info"]["world_size"] == 2
+    assert r0["info"]["first_batch_sum"] != r1["info"]["first_batch_sum"]  # different shards
+    for key in r0["state"]:
+        assert torch.equal(r0["state"][key], r1["state"][key]), key
