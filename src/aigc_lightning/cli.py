@@ -317,7 +317,7 @@ def run() -> None:
 
 
 def main(args: Any = None) -> None:
-    """Run one command (``fit``, ``validate``, ``test``, ``predict``) from ``args`` or the command line.
+    """Run one command (``fit``, ``validate``, ``test``, ``predict``; ``demo``) from ``args`` or the command line.
 
     A training run that stops early ends with a non-zero status and one line naming the checkpoint to resume
     from, which ``AtomicCheckpoint.on_exception`` wrote and recorded on the exception (``errors.resume_hint``):
@@ -329,6 +329,11 @@ def main(args: Any = None) -> None:
 
     from aigc_lightning.errors import resume_hint
 
+    command_line = sys.argv[1:] if args is None else args
+    if isinstance(command_line, (list, tuple)) and command_line[:1] == ["demo"]:
+        from aigc_lightning.demo import main as demo  # Gradio, no Trainer
+
+        return demo(list(command_line[1:]))
     finished = False
     try:
         AigcCLI(args=args)

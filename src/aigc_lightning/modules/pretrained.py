@@ -276,4 +276,11 @@ def load_model(name: str | Path, map_location: str | torch.device = "cpu") -> An
     return load_pretrained(name, map_location)
 
 
-__all__ = ["PretrainedMixin", "checkpoint_class", "load_model", "load_pretrained", "object_config", "resolve_folder"]
+__all__ = [
+    "PretrainedMixin",
+    "checkpoint_class",
+    "load_model",
+    "load_pretrained",
+    "object_config",
+    "resolve_folder",
+]

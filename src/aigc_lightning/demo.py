@@ -1,0 +1,183 @@
+"""``python -m aigc_lightning demo --ckpt_path CKPT_OR_DIR [--port P]``: a Gradio app fitted to the model.
+
+- GAN: seed, truncation ψ, class (conditional models), number of images → a grid; a latent-walk video button.
+- VAE: sliders for the first latent dimensions → the decoded image; upload an image → its reconstruction.
+- Style network: upload an image → stylised.
+
+``CKPT_OR_DIR`` is a CLI checkpoint, a pretrained folder or a Hub repo id (``modules.pretrained.load_model``). Every
+function is also an API endpoint (``/sample``, ``/walk``, ``/decode``, ``/reconstruct``, ``/stylize``) for
+``gradio_client``; docs/share.md shows a scripted call. Needs the ``[demo]`` extra (gradio).
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from PIL import Image
+from torch import Tensor
+from torchvision.utils import make_grid
+
+from aigc_lightning.errors import UserError
+
+DISPLAY = 256  # images are shown at least this large (nearest-neighbour: the pixels the model made)
+VAE_SLIDERS = 8  # latent dimensions offered as sliders; the rest stay 0
+
+
+def to_pil(images: Tensor, nrow: int = 4) -> Image.Image:
+    """Images (B, C, H, W) in [0, 1] as one PIL grid, upscaled by an integer factor to about ``DISPLAY`` px."""
+    grid = make_grid(images.detach().float().clamp(0, 1).cpu(), nrow=nrow, padding=2)
+    scale = max(1, DISPLAY // max(images.shape[-2:]))
+    if scale > 1:
+        grid = torch.nn.functional.interpolate(grid[None], scale_factor=scale, mode="nearest")[0]
+    x = (grid * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()  # (H, W, C)
+    return Image.fromarray(x[..., 0] if x.shape[2] == 1 else x)
+
+
+def from_pil(image: Any) -> Tensor:
+    """A Gradio image (PIL or numpy) as (1, 3, H, W) in [0, 1]."""
+    import numpy as np
+
+    array = np.asarray(image.convert("RGB") if isinstance(image, Image.Image) else image, dtype=np.float32)
+    if array.ndim == 2:
+        array = np.repeat(array[..., None], 3, axis=2)
+    return torch.from_numpy(array[..., :3].copy()).permute(2, 0, 1)[None] / 255
+
+
+def gan_tab(gr: Any, model: Any) -> None:
+    classes = getattr(model, "num_classes", 0)
+    names = list(model.hparams.get("class_names") or range(classes)) if classes else []
+    with gr.Row():
+        seed = gr.Number(value=0, precision=0, label="seed")
+        psi = gr.Slider(0.0, 1.5, value=float(model.hparams.truncation_psi), step=0.05, label="truncation ψ")
+        count = gr.Slider(1, 16, value=8, step=1, label="images")
+        label = gr.Dropdown([str(n) for n in names], value=str(names[0]) if names else None, label="class",
+                            visible=bool(classes))  # fmt: skip
+    image = gr.Image(label="samples (image i from seed + i)", type="pil")
+
+    def sample(seed: float, psi: float, count: float, label: str | None = None) -> Image.Image:
+        kwargs: dict[str, Any] = {"truncation_psi": float(psi)}
+        if classes:
+            kwargs["labels"] = [str(n) for n in names].index(str(label)) if label is not None else 0
+        with torch.no_grad():
+            return to_pil(model.sample(int(count), seed=int(seed), **kwargs))
+
+    inputs = [seed, psi, count, label]
+    gr.Button("Generate").click(sample, inputs, image, api_name="sample")
+    for control in (seed, psi, count, label):
+        control.change(sample, inputs, image, api_name=False)
+    video = gr.Video(label="latent walk (4 s loop)")
+
+    def walk(seed: float) -> str:
+        from aigc_lightning.callbacks.video import write_frames
+        from aigc_lightning.callbacks.walk import LatentWalk, even_size, frames_to_uint8
+
+        frames = LatentWalk(model, 48, num_keys=4, loop=True, seed=int(seed)).frames(16)
+        h, w = even_size(tuple(model.sample(1, seed=0).shape[-2:]), DISPLAY)
+        path = Path(tempfile.mkdtemp(prefix="aigc_walk_")) / "walk.mp4"
+        write_frames(path, (frames_to_uint8(x, h, w) for x in frames), 12, w, h)
+        return str(path)
+
+    gr.Button("Latent walk video").click(walk, [seed], video, api_name="walk")
+
+
+def vae_tab(gr: Any, model: Any) -> None:
+    dims = min(VAE_SLIDERS, model.latent_dim)
+    sliders = [gr.Slider(-3.0, 3.0, value=0.0, step=0.1, label=f"z[{i}]") for i in range(dims)]
+    decoded = gr.Image(label="decoded", type="pil")
+
+    def decode(*values: float) -> Image.Image:
+        z = torch.zeros(1, model.latent_dim, device=model.device)
+        z[0, :dims] = torch.tensor([float(v) for v in values])
+        with torch.no_grad():
+            y = (
+                torch.zeros(1, dtype=torch.long, device=model.device)
+                if getattr(model, "num_classes", 0)
+                else None
+            )
+            return to_pil(model.mean_image(model.decode(z) if y is None else model.decode(z, y)), nrow=1)
+
+    gr.Button("Decode").click(decode, sliders, decoded, api_name="decode")
+    for s in sliders:
+        s.change(decode, sliders, decoded, api_name=False)
+    with gr.Row():
+        upload = gr.Image(label="an image to reconstruct", type="pil")
+        recon = gr.Image(label="reconstruction", type="pil")
+
+    def reconstruct(image: Any) -> Image.Image:
+        from aigc_lightning.pixels import resize_crop
+
+        _, c, _, size = model.sample(1).shape
+        x = resize_crop(from_pil(image) * 255, size) / 255  # (1, 3, size, size)
+        x = x.mean(1, keepdim=True) if c == 1 else x
+        with torch.no_grad():
+            return to_pil(torch.cat([x, model.reconstruct(x.to(model.device)).cpu()]), nrow=2)
+
+    upload.change(reconstruct, upload, recon, api_name="reconstruct")
+
+
+def style_tab(gr: Any, model: Any) -> None:
+    with gr.Row():
+        upload = gr.Image(label="a photo", type="pil")
+        out = gr.Image(label="stylised", type="pil")
+
+    def stylize(image: Any) -> Image.Image:
+        with torch.no_grad():
+            return to_pil(model.stylize(from_pil(image).to(model.device)), nrow=1)
+
+    upload.change(stylize, upload, out, api_name="stylize")
+
+
+def build_demo(model: Any, title: str = "aigc-lightning") -> Any:
+    """The Gradio ``Blocks`` app for a GAN, VAE or StyleNetwork."""
+    import gradio as gr
+
+    with gr.Blocks(title=title) as demo:
+        gr.Markdown(f"# {title}\n`{type(model).__name__}`")
+        if hasattr(model, "stylize"):
+            style_tab(gr, model)
+        elif hasattr(model, "generate"):
+            gan_tab(gr, model)
+        elif hasattr(model, "decode"):
+            vae_tab(gr, model)
+        else:
+            raise UserError(
+                f"the demo shows a GAN, VAE or style network; {type(model).__name__} is none of them"
+            )
+    return demo
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``demo --ckpt_path CKPT_OR_DIR [--port P] [--host H] [--share true]``."""
+    parser = argparse.ArgumentParser(
+        prog="python -m aigc_lightning demo", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument(
+        "--ckpt_path", required=True, help="a CLI checkpoint, a pretrained folder or a Hub repo id"
+    )
+    parser.add_argument("--port", type=int, default=7860, help="the server's port")
+    parser.add_argument(
+        "--host", default="127.0.0.1", help="the address to serve on (0.0.0.0: every interface)"
+    )
+    parser.add_argument(
+        "--share", type=lambda s: s.lower() == "true", default=False, help="a public Gradio link"
+    )
+    args = parser.parse_args(argv)
+    try:
+        try:
+            import gradio  # noqa: F401
+        except ImportError as e:
+            raise UserError('the demo needs gradio: pip install -e ".[demo]"') from e
+        from aigc_lightning.modules.pretrained import load_model
+
+        model = load_model(args.ckpt_path)
+        demo = build_demo(model, title=f"aigc-lightning: {Path(str(args.ckpt_path)).name}")
+    except UserError as e:
+        raise SystemExit(f"error: {e}") from None
+    demo.launch(server_name=args.host, server_port=args.port, share=args.share)
+
+
+__all__ = ["build_demo", "main"]
