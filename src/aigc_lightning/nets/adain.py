@@ -98,6 +98,7 @@ class AdaINNet(nn.Module):
         super().__init__()
         self.encoder, self.decoder, self.alpha = encoder, decoder, alpha
         self.layer = f"relu{decoder.level}_1"
+        self.takes_style = True  # for export: a second image input
 
     def forward(self, content: Tensor, style: Tensor) -> Tensor:
         f_c = self.encoder(content, [self.layer])[self.layer]
