@@ -10,6 +10,7 @@ import torch
 from aigc_lightning.callbacks.video_metrics import clip_statistics, frame_fid
 from aigc_lightning.datamodules import MovingDigitsDataModule
 from aigc_lightning.modules import VideoGAN
+from aigc_lightning.modules.video_gan import frame_strips
 from aigc_lightning.pixels import to_unit
 
 
@@ -19,6 +20,19 @@ def _row(name: str, clips: torch.Tensor, reference: torch.Tensor, crop: int) -> 
             "frames agreeing with frame 0 %": round(100 * stats["frame_agreement"], 1),
             "displacement px/frame": round(stats["displacement"], 3),
             "frame FID": round(frame_fid(reference, clips)["fid"], 2)}  # fmt: skip
+
+
+def save_strips(model: VideoGAN, real: torch.Tensor, path: Path, rows: int = 6) -> None:
+    """A PNG of frame strips, 8 frames spread over each clip, one clip per row, three panels side by side: real
+    clips, generated clips (seeds 0 …), and the content of seed 0 under the motions of seeds 0 … (2x upscaled)."""
+    from torchvision.utils import make_grid, save_image
+
+    same_content = model.generate_clips(torch.zeros(rows, dtype=torch.long), torch.arange(rows))
+    panels = [real[:rows], model.sample_video(rows, seed=0), same_content]
+    grids = [make_grid(frame_strips(p.float().cpu()), nrow=8, padding=2, pad_value=0.5) for p in panels]
+    gap = torch.full((grids[0].shape[0], grids[0].shape[1], 8), 1.0)
+    picture = torch.cat([grids[0], gap, grids[1], gap, grids[2]], 2)
+    save_image(torch.nn.functional.interpolate(picture[None], scale_factor=2, mode="nearest")[0], path)
 
 
 def video_digits(args) -> dict:
@@ -43,6 +57,8 @@ def video_digits(args) -> dict:
     if args.frames_long:
         long = model.sample_video(args.clips, frames=args.frames_long, seed=0)
         rows.append(_row(f"VideoGAN EMA, {args.frames_long} frames", long, held_out, args.crop))
+    if args.picture:
+        save_strips(model, held_out, Path(args.picture))
     ratio = rows[0]["displacement px/frame"] / max(rows[1]["displacement px/frame"], 1e-6)
     return {"rows": rows, "summary": {"displacement ratio (generated / real)": round(ratio, 3),
                                       "checkpoint": str(Path(args.checkpoint))}}  # fmt: skip
@@ -56,3 +72,6 @@ def video_digits_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--crop", type=int, default=16, help="the digit size: side of the classified crop")
     p.add_argument("--data_clips", type=int, default=1000, help="clips of the data (the config's num_clips)")
     p.add_argument("--frames_long", type=int, default=0, help="also measure clips this long (0: no)")
+    p.add_argument(
+        "--picture", default="", help="also save frame strips (real | generated | one content, new motions)"
+    )
