@@ -38,6 +38,7 @@ CASES = {
         "bench.gan_quality",
         "MNIST GAN FID/KID/IS: config vs plain DCGAN loop, equal batches and CPU s",
     ),
+    "cdcgan_fid": ("bench.conditional_quality", "MNIST conditional GAN: FID and class accuracy, config vs plain loop"),
     "gan_sweep": ("bench.gan_quality", "one variant of dcgan_mnist.yaml: FID of its EMA and raw generators"),
     "gan_digits": ("bench.gan_quality", "FID/KID/IS of a digits GAN checkpoint, with and without truncation"),
     "stylegan2_vs_dcgan": ("bench.gan_quality", "StyleGAN2 vs DCGAN digits configs at equal wall time: FID"),
@@ -54,9 +55,16 @@ CASES = {
     "fid_cost": ("bench.costs", "FID/KID/IS callback time as a share of a config's fit"),
     "evaluation": ("bench.evaluation", "python -m aigc_lightning.evaluate at N = 2.5k-10k: wall time, peak RSS"),
     "data_loading": ("bench.costs", "in-memory uint8 folder data vs per-item PIL vs torchvision ImageFolder"),
-    "data_cache": ("bench.data_cache", "20k JPEGs at 64/256 px: per-item decode vs the prepared cache, img/s"),
+    "data_cache": (
+        "bench.data_cache",
+        "20k JPEGs at 64/256 px: per-item decode vs the prepared cache, img/s",
+    ),
     "soak": ("bench.costs", "digits GAN for N minutes with frequent checkpoints: RSS over time"),
     "profile_shares": ("bench.costs", "a py-spy raw profile summed into coarse stages"),
+    "stylegan2_vs_rosinality": (
+        "bench.stylegan2_step",
+        "StyleGAN2 G+D training on the CPU: GAN module vs rosinality's train()",
+    ),
     "parity": ("bench.stylegan2_parity", "StyleGAN2 nets vs rosinality's model.py, import and export"),
     "video_digits": ("bench.video", "moving-digits MoCoGAN: one label per clip %, displacement vs data, frame FID"),
 }

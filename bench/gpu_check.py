@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import resource
 import subprocess
@@ -14,12 +15,38 @@ from pathlib import Path
 import torch
 from lightning.pytorch import Callback
 
+if (
+    not __package__
+):  # run as a script (python bench/gpu_check.py): the repository root holds the bench package
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.common import ROOT
 
 JOBS = {
     "gan": ROOT / "configs/gan/dcgan_digits.yaml",
     "vae": ROOT / "configs/vae/vae_digits.yaml",
     "stylegan2": ROOT / "configs/gan/stylegan2_digits.yaml",
+    "dcgan64": ROOT / "configs/gan/dcgan_celeba64.yaml",
+    "stylegan2_256": ROOT / "configs/gan/stylegan2_ffhq256.yaml",
+    "gatys512": ROOT / "configs/style/gatys_offline.yaml",
+}
+# Jobs at real sizes read generated images ({images64}, {images256}, {content}, {style}: written by
+# ``synthetic_inputs``); DCGAN 64 px reads them through the prepared dataset cache. Gatys: one loss evaluation per
+# step (max_iter 1), so its img/s is evaluations/s of a 512-px image.
+DATA = {
+    "dcgan64": "--data aigc_lightning.datamodules.ImageFolderDataModule --data.root {images64} --data.image_size 64 "
+    "--data.channels 3 --data.batch_size 128 --data.cache_dir {cache}",
+    "stylegan2_256": "--data.root {images256} --data.cache_dir {cache}",
+    "gatys512": "--data.content {content} --data.style {style} --data.image_size 512 "
+    "--model.optimizer.init_args.max_iter 1",
+}
+# ``--cpu`` (CI-sized): the same code paths with narrow nets and small images, a few seconds a run
+PLAIN_DCGAN = ("gan", "dcgan64")  # jobs with a plain-PyTorch row (plain_img_per_s) in the same run
+CPU_SIZED = {
+    "dcgan64": "--model.generator.init_args.width 4 --model.discriminator.init_args.width 4 --data.batch_size 8",
+    "stylegan2_256": "--data.image_size 16 --data.batch_size 4 --model.generator.init_args.channel_max 8 "
+    "--model.discriminator.init_args.channel_max 8 --model.generator.init_args.latent_dim 16 "
+    "--model.generator.init_args.n_mlp 2 --model.discriminator.init_args.mbstd_group_size 4",
+    "gatys512": "--data.image_size 32",
 }
 CPU_PRECISIONS = ("32-true", "bf16-mixed")  # on a CPU Lightning turns 16-mixed into bf16-mixed
 
@@ -90,6 +117,7 @@ def train_once(spec: dict) -> dict | None:
             if any(True for _ in child.parameters()):
                 child.compile()
     device = cli.trainer.strategy.root_device
+    fresh = copy.deepcopy((model.generator, model.discriminator)) if spec["job"] in PLAIN_DCGAN else None
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     error = None
@@ -110,12 +138,65 @@ def train_once(spec: dict) -> dict | None:
         rank_diff = 0.0
     if cli.trainer.global_rank != 0:
         return None
+    plain = None
+    if fresh is not None and cli.trainer.world_size == 1:
+        plain = plain_dcgan(*fresh, cli.datamodule.batch_size, device, spec)
     return {
         "job": spec["job"], "precision": spec["precision"], "options": spec["label"],
         "ranks": cli.trainer.world_size, "batches": probe.done,
         "img_per_s": probe.images / probe.seconds if probe.seconds > 0 else float("nan"),
-        "peak_mib": float(memory.max()), "finite": finite, "rank_max_abs_diff": rank_diff, "error": error,
+        "plain_img_per_s": plain, "peak_mib": float(memory.max()), "finite": finite, "rank_max_abs_diff": rank_diff, "error": error,
     }  # fmt: skip
+
+
+def plain_dcgan(g, d, batch_size: int, device: torch.device, spec: dict) -> float:
+    """Images/s of the plain-PyTorch DCGAN step (``bench.baselines.dcgan.gan_step``: D step, G step, EMA) on fresh
+    copies of the job's nets, under ``torch.autocast`` for the mixed precisions (16-mixed without a GradScaler:
+    a speed reference, not a recipe), the same batches and warm-up as the framework run."""
+    from bench.baselines.dcgan import adam_pair, gan_step
+
+    g, d = g.to(device), d.to(device)
+    g_ema, (opt_g, opt_d) = copy.deepcopy(g), adam_pair(g, d)
+    dtype = {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}.get(spec["precision"])
+    real = torch.rand(batch_size, *g.image_shape, device=device) * 2 - 1
+    start = 0.0
+    for batch in range(spec["batches"]):
+        if batch == spec["warmup"]:
+            sync(device)
+            start = time.perf_counter()
+        with torch.autocast(device.type, dtype or torch.float32, enabled=dtype is not None):
+            gan_step(g, d, g_ema, opt_g, opt_d, real, batch, 0.999)
+    sync(device)
+    return (spec["batches"] - spec["warmup"]) * batch_size / (time.perf_counter() - start)
+
+
+def synthetic_inputs(folder: Path, small: bool) -> dict[str, str]:
+    """Random-noise images for the jobs at real sizes: 64 px and 256 px folders, a content and a style image."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    paths = {"cache": str(folder / "cache")}
+    for name, size, count in (
+        ("images64", 64, 64 if small else 1024),
+        ("images256", 32 if small else 256, 64),
+    ):
+        (folder / name).mkdir()
+        for i in range(count):
+            Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)).save(
+                folder / name / f"{i}.png"
+            )
+        paths[name] = str(folder / name)
+    for name in ("content", "style"):
+        side = 32 if small else 512
+        Image.fromarray(rng.integers(0, 256, (side, side, 3), dtype=np.uint8)).save(folder / f"{name}.png")
+        paths[name] = str(folder / f"{name}.png")
+    return paths
+
+
+def job_options(job: str, cpu: bool, inputs: dict[str, str]) -> list[str]:
+    """The job's data options (its generated inputs) and, with ``--cpu``, its CI-sized shrink options."""
+    return (DATA.get(job, "").format(**inputs) + " " + (CPU_SIZED.get(job, "") if cpu else "")).split()
 
 
 def run_spec(spec: dict) -> dict:
@@ -184,6 +265,7 @@ def gpu_check(args) -> dict | None:
     variants += [("compile", False, True)] if args.compile else []
     notes, rows = [], []
     with tempfile.TemporaryDirectory() as folder:
+        inputs = synthetic_inputs(Path(folder), small=args.cpu)
         for job in args.jobs:
             if not JOBS[job].exists():
                 notes.append(f"{job}: skipped, {JOBS[job].relative_to(ROOT)} does not exist in this checkout")
@@ -196,7 +278,8 @@ def gpu_check(args) -> dict | None:
                     spec = {
                         "job": job, "precision": precision, "label": label, "channels_last": channels_last,
                         "compile": compile_, "batches": args.batches, "warmup": args.warmup,
-                        "accelerator": accelerator, "devices": devices, "folder": folder, "extra": args.set.split(),
+                        "accelerator": accelerator, "devices": devices, "folder": folder,
+                        "extra": job_options(job, args.cpu, inputs) + args.set.split(),
                     }  # fmt: skip
                     rows.append(run_spec(spec))
                     print(rows[-1], flush=True)
@@ -211,7 +294,9 @@ def gpu_check_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batches", type=int, default=50, help="training batches per run")
     p.add_argument("--warmup", type=int, default=10, help="batches left out of the img/s timing")
     p.add_argument("--precisions", nargs="+", default=["32-true", "bf16-mixed", "16-mixed"])
-    p.add_argument("--jobs", nargs="+", default=list(JOBS), choices=list(JOBS))
+    p.add_argument(
+        "--jobs", nargs="+", default=["dcgan64", "stylegan2_256", "vae", "gatys512"], choices=list(JOBS)
+    )
     p.add_argument("--channels_last", action="store_true", help="add channels_last rows")
     p.add_argument("--compile", action="store_true", help="add torch.compile rows")
     p.add_argument("--devices", type=int, default=None, help="default: all visible GPUs (1 on --cpu)")
@@ -221,3 +306,12 @@ def gpu_check_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     p.add_argument("--worker_out", default=None, help=argparse.SUPPRESS)
+
+
+if (
+    __name__ == "__main__"
+):  # ``python bench/gpu_check.py [options]`` = ``python -m bench gpu_check [options]``
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from bench.__main__ import main
+
+    main(["gpu_check", *sys.argv[1:]])

@@ -42,3 +42,14 @@ def test_cpu_run_reports_a_diverging_loss(monkeypatch, tmp_path):
     (row,) = result["rows"]
     assert not row["finite"]
     assert "NonFiniteLossError" in row["error"]
+
+
+def test_cpu_sized_jobs_at_real_size_configs_run_with_a_plain_reference(monkeypatch, tmp_path):
+    # DCGAN 64 px (through the dataset cache), StyleGAN2 256 px and Gatys 512 px configs, shrunk by --cpu
+    result = run_check(monkeypatch, tmp_path, "--jobs", "dcgan64", "stylegan2_256", "gatys512", "--batches", "2",
+                       "--warmup", "1", "--precisions", "32-true")  # fmt: skip
+    rows = {row["job"]: row for row in result["rows"]}
+    assert set(rows) == {"dcgan64", "stylegan2_256", "gatys512"}
+    for row in rows.values():
+        assert row["finite"] and row["error"] is None and row["img_per_s"] > 0, row
+    assert rows["dcgan64"]["plain_img_per_s"] > 0 and rows["gatys512"]["plain_img_per_s"] is None

@@ -40,13 +40,13 @@ def gan_step(g, d, g_ema, opt_g, opt_d, real: torch.Tensor, batch: int, ema_deca
     """One batch of what ``GAN.training_step`` does: a D step on fakes made without a graph (as
     ``toggled_optimizer(opt_d)``: G frozen), a G step with D frozen, an EMA update with a ramp-up. Returns the losses."""
     with torch.no_grad():
-        fake = g(torch.randn(len(real), g.latent_dim))
+        fake = g(torch.randn(len(real), g.latent_dim, device=real.device))
     loss_d = F.softplus(-d(real)).mean() + F.softplus(d(fake)).mean()
     opt_d.zero_grad(set_to_none=True)
     loss_d.backward()
     opt_d.step()
     d.requires_grad_(False)  # as toggled_optimizer(opt_g): no D gradients in the G step
-    loss_g = F.softplus(-d(g(torch.randn(len(real), g.latent_dim)))).mean()
+    loss_g = F.softplus(-d(g(torch.randn(len(real), g.latent_dim, device=real.device)))).mean()
     opt_g.zero_grad(set_to_none=True)
     loss_g.backward()
     opt_g.step()
