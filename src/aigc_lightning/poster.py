@@ -260,10 +260,11 @@ def make_poster(poster: Poster, log: Any = print) -> tuple[Path, Path, int]:
         num - 1 if poster.still_at is None else min(num - 1, max(0, math.floor(poster.still_at * poster.fps)))
     )
     frames, note, (h, w) = background_frames(poster.background, num, poster.fps)
-    scale = max(poster.size[0] / w, poster.size[1] / h)  # cover: the background fills the frame
+    pick = max if poster.background.fit == "cover" else min  # cover fills the frame, contain fits inside it
+    scale = pick(poster.size[0] / w, poster.size[1] / h)
     resize = f"upscaled {scale:.1f}x (bicubic)" if scale > 1 else f"downscaled {1 / scale:.1f}x"
     log(f"poster {poster.size[0]}x{poster.size[1]}, {num} frames at {poster.fps} fps; background: {note}, "
-        f"{w}x{h} px, {resize} to cover the frame")  # fmt: skip
+        f"{w}x{h} px, {resize} ({poster.background.fit})")  # fmt: skip
     renderer = PosterRenderer(poster, frames)
     kept: dict[str, Image.Image] = {}
 
