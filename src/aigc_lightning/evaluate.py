@@ -152,6 +152,7 @@ def run(args) -> dict | None:
         extractor,
         args.resize,
         settings,
+        device,
     )
     out = write_card(card, args.out, (args.generated, args.reference))
     print(format_table(card))

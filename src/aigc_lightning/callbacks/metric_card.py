@@ -167,6 +167,7 @@ class TestEvaluation:
             self.extractor,
             self.mode,
             self.settings,
+            device,
         )
         # trainer.log_dir broadcasts from rank 0: every rank reads it
         folder = Path(trainer.log_dir or trainer.default_root_dir)

@@ -208,6 +208,13 @@ def package_versions() -> dict[str, str]:
     return versions
 
 
+def device_name(device: torch.device | str) -> str:
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"{device.type} ({platform.processor() or platform.machine()})"
+
+
 def make_card(
     metrics: dict[str, dict],
     generated: dict,
@@ -215,6 +222,7 @@ def make_card(
     extractor: Extractor,
     mode: ResizeMode,
     settings: Settings,
+    device: torch.device | str = "cpu",
     **extra,
 ) -> dict:
     return {
@@ -226,9 +234,7 @@ def make_card(
         "resize": {"mode": mode, "filter": RESIZE_FILTERS[mode], "default": "clean"},
         "settings": asdict(settings),
         "versions": package_versions(),
-        "device": str(torch.cuda.get_device_name())
-        if torch.cuda.is_available()
-        else platform.processor() or "cpu",
+        "device": device_name(device),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "command": " ".join(sys.argv),
         **extra,
