@@ -182,3 +182,48 @@ def test_conditional_vae_labels_and_bounds():
     torch.manual_seed(0)
     same = MLPEncoder(1, 8, 16, 4, num_classes=0).state_dict()
     assert plain.keys() == same.keys() and all(torch.equal(v, same[k]) for k, v in plain.items())
+
+
+def test_conditional_stylegan2_as_nvlabs():
+    from aigc_lightning.gan_latents import StyleLatents
+    from aigc_lightning.nets import StyleGAN2Discriminator, StyleGAN2Generator
+
+    torch.manual_seed(0)
+    sizes = {"image_size": 8, "channels": 1, "channel_max": 8}
+    g = StyleGAN2Generator(latent_dim=8, n_mlp=2, num_classes=3, **sizes)
+    d = StyleGAN2Discriminator(num_classes=3, **sizes)
+    gan = GAN(g, d, latents=StyleLatents(), mean_latent_samples=30, conditional=True)
+    a = gan.sample(2, seed=1, labels=0)
+    assert torch.equal(a, gan.sample(2, seed=1, labels=0)) and not torch.allclose(a, gan.sample(2, seed=1, labels=1))
+    # psi 0: every z becomes its class's own mean w, so two seeds of one class give one image, two classes two
+    centre = gan.sample(4, seed=3, truncation_psi=0, labels=[2, 2, 0, 0])
+    torch.testing.assert_close(centre[0], centre[1])
+    assert not torch.allclose(centre[0], centre[2])
+    x = torch.rand(2, 1, 8, 8)
+    assert d(x, torch.tensor([0, 1])).shape == (2,)
+    with pytest.raises(UserError, match="rosinality"):
+        g.to_rosinality()
+
+
+SHRINK = {
+    "gan/cdcgan_mnist": ["--model.generator.init_args.width", "4", "--model.discriminator.init_args.width", "4"],
+    "gan/cdcgan_cifar10": ["--model.generator.init_args.width", "4", "--model.discriminator.init_args.width", "4"],
+    "gan/stylegan2_cond_cifar10": ["--model.generator.init_args.latent_dim", "8",
+                                   "--model.generator.init_args.channel_max", "8",
+                                   "--model.discriminator.init_args.channel_max", "8",
+                                   "--trainer.precision", "32-true"],
+    "vae/cvae_mnist": [],
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("config", list(SHRINK))
+def test_gpu_configs_run_on_generated_class_folders(tmp_path, config):
+    """The configs whose data is downloaded: one batch on generated class folders, classes linked in."""
+    channels, size = (3, 32) if "cifar" in config else (1, 28)
+    for name in ("a", "b"):
+        write_pngs(tmp_path / "data" / name, n=4, size=size, channels=channels)
+    main(["fit", "--config", str(CONFIGS / f"{config}.yaml"), *SHRINK[config], "--trainer.fast_dev_run", "1",
+          "--trainer.accelerator", "cpu", "--trainer.callbacks", "[]", "--trainer.default_root_dir", str(tmp_path),
+          "--data", "aigc_lightning.datamodules.ImageFolderDataModule", "--data.root", str(tmp_path / "data"),
+          "--data.image_size", str(size), "--data.channels", str(channels), "--data.batch_size", "4",
+          "--data.num_workers", "0", "--trainer.enable_progress_bar", "false"])  # fmt: skip

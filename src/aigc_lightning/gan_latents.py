@@ -24,7 +24,7 @@ from aigc_lightning.nets.stylegan2 import mix_styles
 
 def call_generator(generator: nn.Module, z: Tensor, labels: Tensor | None) -> Tensor:
     """``G(z)``, or ``G(z, labels)`` for a class-conditional generator."""
-    return generator(z) if labels is None else generator(z, labels)
+    return generator(z) if labels is None else generator(z, labels=labels)
 
 
 class LabelledGenerator(nn.Module):
@@ -37,7 +37,7 @@ class LabelledGenerator(nn.Module):
         self.train(generator.training)
 
     def forward(self, z: Tensor) -> Tensor:
-        return self.generator(z, self.labels[: len(z)].to(z.device))
+        return self.generator(z, labels=self.labels[: len(z)].to(z.device))
 
 
 class Latents:
@@ -99,7 +99,8 @@ class GaussianLatents(Latents):
 
 
 class StyleLatents(Latents):
-    """StyleGAN2's z → mapping → ws → synthesis, with style mixing; truncation in w around ``w_avg``.
+    """StyleGAN2's z → mapping → ws → synthesis, with style mixing; truncation in w around ``w_avg`` (a conditional
+    generator: around the class's own mean w, estimated from ``mean_latent_samples`` latents).
 
     Args:
         mixing_prob: probability that a training sample takes a second latent's ws from a random layer on
@@ -124,16 +125,22 @@ class StyleLatents(Latents):
     ) -> tuple[Tensor, Tensor]:
         g = generator
         z = torch.randn(n, g.latent_dim, device=device)
-        ws = g.mapping(z)  # (n, num_ws, w_dim); in training mode this updates w_avg
-        if self.mixing_prob > 0:
-            ws2 = g.mapping(torch.randn_like(z), update_w_avg=False)  # w_avg follows the first latent only
+        ws = g.mapping(z, labels=labels)  # (n, num_ws, w_dim); in training mode this updates w_avg
+        if self.mixing_prob > 0:  # w_avg follows the first latent only
+            ws2 = g.mapping(torch.randn_like(z), update_w_avg=False, labels=labels)
             cut = torch.randint(1, g.num_ws, (n,), device=device)
             mixed = torch.rand(n, device=device) < self.mixing_prob
             ws = mix_styles(ws, ws2, torch.where(mixed, cut, torch.full_like(cut, g.num_ws)))
         return g.synthesis(ws), ws
 
     def centre(self, generator: nn.Module, rng: torch.Generator, samples: int, device: torch.device) -> Tensor:
-        return generator.w_avg.clone()  # (w_dim,): tracked in training, as NVlabs
+        if not getattr(generator, "num_classes", 0):
+            return generator.w_avg.clone()  # (w_dim,): tracked in training, as NVlabs
+        # a conditional generator: each class's own mean w, (K, w_dim), from samples // K latents per class
+        k = generator.num_classes
+        z = torch.randn(max(1, samples // k), generator.latent_dim, generator=rng).to(device)  # the same z for all
+        return torch.stack([generator.mapping(z, update_w_avg=False, labels=torch.full((len(z),), c, device=device))[
+            :, 0].mean(0) for c in range(k)])  # fmt: skip
 
     def generate(
         self,
@@ -144,7 +151,11 @@ class StyleLatents(Latents):
         noise_mode: str,
         labels: Tensor | None = None,
     ) -> Tensor:
-        ws = generator.mapping(z, truncation_psi=psi, update_w_avg=False)  # (B, num_ws, w_dim), around w_avg
+        if labels is None:
+            ws = generator.mapping(z, truncation_psi=psi, update_w_avg=False)  # (B, num_ws, w_dim), around w_avg
+        else:  # toward the class's own mean w (``centre`` (K, w_dim))
+            ws = generator.mapping(z, update_w_avg=False, labels=labels)
+            ws = generator.truncate(ws, psi, centre=centre[labels][:, None])
         return generator.synthesis(ws, noise_mode=noise_mode)
 
     def __repr__(self) -> str:

@@ -110,12 +110,12 @@ class Generator(nn.Module):
             check_sizes(self, embed_dim=embed_dim)
             self.embed = nn.Embedding(self.num_classes, embed_dim)
 
-    def forward(self, z: Tensor, y: Tensor | None = None) -> Tensor:
-        """Images (B, C, H, W) from z (B, latent_dim) and, for a conditional generator, labels y (B,)."""
+    def forward(self, z: Tensor, labels: Tensor | None = None) -> Tensor:
+        """Images (B, C, H, W) from z (B, latent_dim) and, for a conditional generator, labels (B,)."""
         if self.num_classes:
-            if y is None:
-                raise UserError("this generator is class-conditional: pass labels y (B,) with z")
-            z = torch.cat([z, self.embed(y).to(z.dtype)], 1)  # (B, latent_dim + embed_dim)
+            if labels is None:
+                raise UserError("this generator is class-conditional: pass labels (B,) with z")
+            z = torch.cat([z, self.embed(labels).to(z.dtype)], 1)  # (B, latent_dim + embed_dim)
         return self.net(z[:, :, None, None])  # (B, z_in, 1, 1) → (B, C, H, W)
 
 

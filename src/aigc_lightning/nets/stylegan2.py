@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from aigc_lightning.errors import UserError
@@ -67,6 +68,8 @@ class StyleGAN2Generator(nn.Module):
         truncation_cutoff: truncate only the first this many ws (None = all, as the paper's figures).
         conv_clamp: clamp every layer's activations and ToRGB output to ±this (NVlabs' 256 keeps 16-mixed from
             overflowing); None for no clamp (the reference nets' behaviour).
+        num_classes: classes of a conditional generator (0: unconditional, rosinality's format); as NVlabs, a label
+            embedding (normalised) joins the normalised z at the mapping network's input. The CLI sets it.
     """
 
     def __init__(
@@ -82,8 +85,11 @@ class StyleGAN2Generator(nn.Module):
         w_avg_beta: float = 0.995,
         truncation_cutoff: int | None = None,
         conv_clamp: float | None = None,
+        num_classes: int = 0,
     ) -> None:
         super().__init__()
+        check_sizes(self, 0, num_classes=num_classes)
+        self.num_classes = num_classes
         check_sizes(
             self,
             channels=channels,
@@ -113,8 +119,9 @@ class StyleGAN2Generator(nn.Module):
 
         # mapping network: pixel norm, then n_mlp equalized linear layers with the lr multiplier
         self.mlp = nn.Sequential(
-            *[EqualLinear(latent_dim, latent_dim, lr_mul=lr_mlp, activate=True) for _ in range(n_mlp)]
-        )
+            *[EqualLinear(latent_dim * (2 if i == 0 and num_classes else 1), latent_dim, lr_mul=lr_mlp, activate=True)
+              for i in range(n_mlp)]
+        )  # fmt: skip
         self.register_buffer("w_avg", torch.zeros(latent_dim))
 
         # synthesis network: learned 4x4 constant, then per resolution an up-conv, a conv and a ToRGB skip
@@ -130,6 +137,8 @@ class StyleGAN2Generator(nn.Module):
             block.to_rgb = ToRGB(c_out, channels, latent_dim, conv_clamp)
             self.blocks.append(block)
         self.upsample = Upsample2d()
+        if num_classes:  # NVlabs' MappingNetwork.embed: one-hot c → an embedding the size of w
+            self.embed = EqualLinear(num_classes, latent_dim)
 
     def mapping(
         self,
@@ -137,13 +146,20 @@ class StyleGAN2Generator(nn.Module):
         truncation_psi: float = 1.0,
         truncation_cutoff: int | None = None,
         update_w_avg: bool | None = None,
+        labels: Tensor | None = None,
     ) -> Tensor:
-        """z (B, latent_dim) → ws (B, num_ws, w_dim), truncated towards ``w_avg`` when ``truncation_psi`` < 1.
+        """z (B, latent_dim) (and ``labels`` (B,) if conditional) → ws (B, num_ws, w_dim), truncated towards
+        ``w_avg`` when ``truncation_psi`` < 1.
 
         In training mode (or with ``update_w_avg=True``) the batch mean of w updates the ``w_avg`` EMA; map the
         second latent of a style-mixing pair with ``update_w_avg=False`` (NVlabs tracks only the first).
         """
         x = z * torch.rsqrt(z.square().mean(1, keepdim=True) + 1e-8)  # pixel norm
+        if self.num_classes:
+            if labels is None:
+                raise UserError("this StyleGAN2 generator is class-conditional: pass labels (B,) with z")
+            y = self.embed(F.one_hot(labels, self.num_classes).to(x.dtype))  # (B, w_dim)
+            x = torch.cat([x, y * torch.rsqrt(y.square().mean(1, keepdim=True) + 1e-8)], 1)  # (B, 2 w_dim)
         w = self.mlp(x)  # (B, w_dim)
         if self.training if update_w_avg is None else update_w_avg:
             with torch.no_grad():
@@ -152,15 +168,20 @@ class StyleGAN2Generator(nn.Module):
         return self.truncate(ws, truncation_psi, truncation_cutoff)
 
     def truncate(
-        self, ws: Tensor, truncation_psi: float = 1.0, truncation_cutoff: int | None = None
+        self,
+        ws: Tensor,
+        truncation_psi: float = 1.0,
+        truncation_cutoff: int | None = None,
+        centre: Tensor | None = None,
     ) -> Tensor:
-        """Truncation trick in w space: w_avg + ψ (w − w_avg) on the first ``truncation_cutoff`` ws (or the
-        generator's default cutoff, or all); ψ = 1 returns ``ws`` unchanged."""
+        """Truncation trick in w space: c + ψ (w − c) on the first ``truncation_cutoff`` ws (or the generator's
+        default cutoff, or all), c = ``centre`` (e.g. each class's mean w, (B, 1, w_dim)) or ``w_avg``; ψ = 1
+        returns ``ws`` unchanged."""
         if truncation_psi == 1:
             return ws
         cutoff = truncation_cutoff if truncation_cutoff is not None else self.truncation_cutoff
         cutoff = self.num_ws if cutoff is None else cutoff
-        centre = self.w_avg.to(ws.dtype)
+        centre = (self.w_avg if centre is None else centre).to(ws.dtype)
         truncated = centre + truncation_psi * (ws - centre)
         return mix_styles(truncated, ws, cutoff)
 
@@ -188,9 +209,10 @@ class StyleGAN2Generator(nn.Module):
         truncation_psi: float = 1.0,
         noise_mode: NoiseMode = "random",
         truncation_cutoff: int | None = None,
+        labels: Tensor | None = None,
     ) -> Tensor:
-        """z (B, latent_dim) → images (B, channels, image_size, image_size) in [-1, 1]."""
-        return self.synthesis(self.mapping(z, truncation_psi, truncation_cutoff), noise_mode)
+        """z (B, latent_dim) (and ``labels`` (B,) if conditional) → images (B, channels, size, size) in [-1, 1]."""
+        return self.synthesis(self.mapping(z, truncation_psi, truncation_cutoff, labels=labels), noise_mode)
 
     @torch.no_grad()
     def mean_latent(self, n: int = 10000, seed: int | None = None) -> Tensor:
@@ -216,6 +238,8 @@ class StyleGAN2Generator(nn.Module):
 
     def to_rosinality(self) -> dict[str, Tensor]:
         """A state dict that rosinality's ``Generator(image_size, latent_dim, n_mlp, channel_multiplier)`` loads."""
+        if self.num_classes:
+            raise UserError("rosinality's format has no classes: a conditional generator cannot be exported to it")
         return rosinality.generator_to_rosinality(self)
 
 
@@ -230,6 +254,9 @@ class StyleGAN2Discriminator(nn.Module):
         channel_max: widest feature map.
         mbstd_group_size: samples per minibatch-stddev group (4; shrinks to divide the batch).
         conv_clamp: clamp the activations of every convolution (not the skips) to ±this (NVlabs 256); None: none.
+        num_classes: classes of a projection discriminator (0: unconditional, rosinality's format). As NVlabs, a
+            label mapping (embedding, normalisation, 8 layers at lr × 0.01) gives a vector c(y) the size of the 4x4
+            width, and the logit is ⟨out(h), c(y)⟩ / √dim. The CLI sets it.
     """
 
     def __init__(
@@ -241,8 +268,11 @@ class StyleGAN2Discriminator(nn.Module):
         channel_max: int = 512,
         mbstd_group_size: int = 4,
         conv_clamp: float | None = None,
+        num_classes: int = 0,
     ) -> None:
         super().__init__()
+        check_sizes(self, 0, num_classes=num_classes)
+        self.num_classes = num_classes
         check_sizes(
             self,
             channels=channels,
@@ -274,15 +304,27 @@ class StyleGAN2Discriminator(nn.Module):
             res //= 2
         self.conv = EqualConv2d(widths[4] + 1, widths[4], 3, conv_clamp=conv_clamp)
         self.fc = EqualLinear(widths[4] * 4 * 4, widths[4], activate=True)
-        self.out = EqualLinear(widths[4], 1)
+        self.out = EqualLinear(widths[4], widths[4] if num_classes else 1)
+        if num_classes:  # NVlabs' D mapping (z_dim 0): embed c, normalise, 8 layers at lr × 0.01 → cmap
+            self.embed = EqualLinear(num_classes, widths[4])
+            self.cmap = nn.Sequential(
+                *[EqualLinear(widths[4], widths[4], lr_mul=0.01, activate=True) for _ in range(8)]
+            )
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, labels: Tensor | None = None) -> Tensor:
         x = self.from_rgb(x)
         for block in self.blocks:
             # residual block scaled by 1/√2 to keep the variance (StyleGAN2, fig. 7)
             x = (block.conv1(block.conv0(x)) + block.skip(x)) * (1 / math.sqrt(2))
         x = self.conv(minibatch_stddev(x, self.mbstd_group_size))  # (B, C4, 4, 4)
-        return self.out(self.fc(x.flatten(1))).flatten()  # (B, C4·16) → (B,)
+        out = self.out(self.fc(x.flatten(1)))  # (B, C4·16) → (B, 1), or (B, C4) projected onto cmap below
+        if not self.num_classes:
+            return out.flatten()
+        if labels is None:
+            raise UserError("this StyleGAN2 discriminator is class-conditional: pass labels (B,) with x")
+        y = self.embed(F.one_hot(labels, self.num_classes).to(out.dtype))
+        cmap = self.cmap(y * torch.rsqrt(y.square().mean(1, keepdim=True) + 1e-8))  # (B, C4)
+        return (out * cmap).sum(1) / math.sqrt(cmap.shape[1])  # (B,)
 
     @classmethod
     def from_rosinality(
@@ -298,6 +340,8 @@ class StyleGAN2Discriminator(nn.Module):
 
     def to_rosinality(self) -> dict[str, Tensor]:
         """A state dict that rosinality's ``Discriminator(image_size, channel_multiplier)`` loads."""
+        if self.num_classes:
+            raise UserError("rosinality's format has no classes: a conditional discriminator cannot be exported to it")
         return rosinality.discriminator_to_rosinality(self)
 
 
