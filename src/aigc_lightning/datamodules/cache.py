@@ -173,9 +173,12 @@ class CachedImages(TensorImages):
 def key_of(files: Sequence[Path], root: Path, **params: object) -> str:
     """sha256 over the files' relative paths, sizes and modification times (ns) and ``params`` (JSON)."""
     h = hashlib.sha256(json.dumps({"format": FORMAT, **params}, sort_keys=True, default=str).encode())
-    for f in files:
-        st = f.stat()
-        h.update(f"{f.relative_to(root).as_posix()}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    prefix = len(os.path.join(str(root), ""))  # the files lie under root: their relative path is a suffix
+    lines = []
+    for f in map(str, files):
+        st = os.stat(f)
+        lines.append(f"{f[prefix:]}\0{st.st_size}\0{st.st_mtime_ns}\n")
+    h.update("".join(lines).encode())
     return h.hexdigest()
 
 
