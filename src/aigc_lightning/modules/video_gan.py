@@ -190,7 +190,7 @@ class VideoGAN(GAN):
         return {"clips_ema": frame_strips(clips), "motion_ema": frame_strips(same_content)}
 
     def predict_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> dict[str, Any]:
-        index, seeds = batch
+        index, seeds = batch[0], batch[1]  # (index, seed[, label]) from SeedDataModule
         m = self.hparams.motion_seed
         clips = self.generate_clips(seeds, None if m is None else index + m)
         return {"clips": clips, "fps": self.hparams.fps, "names": [f"{i:06d}" for i in index.tolist()]}
