@@ -1,8 +1,7 @@
-"""The Gradio demo: served for a GAN pretrained folder and called through ``gradio_client`` (a scripted user);
-the VAE and style-network apps build; ``python -m aigc_lightning demo`` dispatches before LightningCLI.
-
-A real-browser test (headless Chromium) is not here: no browser is installed on the machines this suite runs on
-(docs/share.md says how to try the app in one)."""
+"""The Gradio demo: served for a GAN pretrained folder, called through ``gradio_client`` (a scripted user) and
+driven in a headless Chromium (skipped with the reason when selenium or the browser is missing: ``apt-get install
+chromium chromium-driver``, ``pip install selenium``; the screenshot goes to ``$AIGC_TEST_ARTIFACTS``); the VAE and
+style-network apps build; ``python -m aigc_lightning demo`` dispatches before LightningCLI."""
 
 from __future__ import annotations
 
@@ -61,7 +60,10 @@ def test_gan_demo_answers_a_gradio_client_with_images(gan_dir: Path) -> None:
         first = np.asarray(Image.open(client.predict(0, 1.0, 4, None, api_name="/sample")))
         again = np.asarray(Image.open(client.predict(0, 1.0, 4, None, api_name="/sample")))
         other = np.asarray(Image.open(client.predict(5, 1.0, 4, None, api_name="/sample")))
-        assert first.shape[:2] == ((28 + 4) * 9, (4 * 28 + 5 * 2) * 9)  # a row of 4 (2 px padding), shown 9x larger
+        assert first.shape[:2] == (
+            (28 + 4) * 9,
+            (4 * 28 + 5 * 2) * 9,
+        )  # a row of 4 (2 px padding), shown 9x larger
         assert np.array_equal(first, again) and not np.array_equal(first, other)  # a seed gives one image
         video = client.predict(0, api_name="/walk")
         path = Path(video["video"] if isinstance(video, dict) else video)
@@ -91,3 +93,58 @@ def test_vae_and_style_apps_build() -> None:
 def test_demo_subcommand_dispatches_before_lightning_cli(tmp_path: Path) -> None:
     with pytest.raises(SystemExit, match="pretrained folder .*does not exist"):
         main(["demo", "--ckpt_path", str(tmp_path / "no_such_model")])
+
+
+def browser() -> object:
+    """A headless Chromium driven by Selenium, or a skip naming what is missing."""
+    import shutil
+
+    webdriver = pytest.importorskip("selenium.webdriver", reason="the browser test needs selenium (pip)")
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+    driver = shutil.which("chromedriver")
+    if not (chromium and driver):
+        pytest.skip("no headless browser: apt-get install chromium chromium-driver (docs/share.md)")
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1280,1600"):
+        options.add_argument(flag)
+    service = webdriver.ChromeService(executable_path=driver)
+    return webdriver.Chrome(options=options, service=service)
+
+
+def test_gan_demo_in_a_headless_browser_draws_a_new_image_when_a_slider_moves(
+    gan_dir: Path, tmp_path: Path
+) -> None:
+    """Load the page, move the ψ slider with the keyboard, wait for a new picture; the screenshot is kept."""
+    import os
+
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from aigc_lightning.demo import build_demo
+    from aigc_lightning.modules.pretrained import load_model
+
+    driver = browser()
+    demo = build_demo(load_model(gan_dir))
+    port = free_port()
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    try:
+        driver.get(f"http://127.0.0.1:{port}/")
+        wait = WebDriverWait(driver, 60)
+        slider = wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "input[type=range]"))[0]
+
+        def pictures(d) -> set[str]:
+            return {img.get_attribute("src") for img in d.find_elements(By.TAG_NAME, "img")
+                    if "file" in (img.get_attribute("src") or "")}  # fmt: skip
+
+        before = pictures(driver)
+        slider.send_keys(Keys.ARROW_LEFT)  # ψ 1.0 → 0.95: the grid is drawn again
+        after = wait.until(lambda d: pictures(d) - before or False)
+        assert after, "no new picture after the slider moved"
+        folder = Path(os.environ.get("AIGC_TEST_ARTIFACTS", tmp_path))
+        folder.mkdir(parents=True, exist_ok=True)
+        assert driver.save_screenshot(str(folder / "demo_gan.png"))
+    finally:
+        driver.quit()
+        demo.close()

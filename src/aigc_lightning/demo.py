@@ -47,7 +47,8 @@ def from_pil(image: Any) -> Tensor:
     return torch.from_numpy(array[..., :3].copy()).permute(2, 0, 1)[None] / 255
 
 
-def gan_tab(gr: Any, model: Any) -> None:
+def gan_tab(gr: Any, model: Any) -> tuple:
+    """Seed, ψ, count (and class) controls over a grid, and a walk button; returns what the page draws at load."""
     classes = getattr(model, "num_classes", 0)
     names = list(model.hparams.get("class_names") or range(classes)) if classes else []
     with gr.Row():
@@ -82,6 +83,7 @@ def gan_tab(gr: Any, model: Any) -> None:
         return str(path)
 
     gr.Button("Latent walk video").click(walk, [seed], video, api_name="walk")
+    return sample, inputs, image
 
 
 def vae_tab(gr: Any, model: Any) -> None:
@@ -140,7 +142,7 @@ def build_demo(model: Any, title: str = "aigc-lightning") -> Any:
         if hasattr(model, "stylize"):
             style_tab(gr, model)
         elif hasattr(model, "generate"):
-            gan_tab(gr, model)
+            demo.load(*gan_tab(gr, model), api_name=False)  # the page opens with samples
         elif hasattr(model, "decode"):
             vae_tab(gr, model)
         else:
