@@ -227,3 +227,15 @@ def test_gpu_configs_run_on_generated_class_folders(tmp_path, config):
           "--data", "aigc_lightning.datamodules.ImageFolderDataModule", "--data.root", str(tmp_path / "data"),
           "--data.image_size", str(size), "--data.channels", str(channels), "--data.batch_size", "4",
           "--data.num_workers", "0", "--trainer.enable_progress_bar", "false"])  # fmt: skip
+
+
+def test_conditional_gan_resume_is_bit_for_bit(tmp_path, monkeypatch):
+    """test_resume_models' GAN run, conditional: labels drawn for fakes come from the restored RNG states too."""
+    import test_resume_models
+
+    monkeypatch.setitem(
+        test_resume_models.MODELS, "gan", [*test_resume_models.MODELS["gan"], "--model.conditional", "true"]
+    )
+    test_resume_models.test_model_resume_is_bit_for_bit(tmp_path, "gan")
+    ckpt = torch.load(tmp_path / "whole/lightning_logs/version_0/checkpoints/last.ckpt", weights_only=True)
+    assert "generator.embed.weight" in ckpt["state_dict"] and "discriminator.embed.weight" in ckpt["state_dict"]
