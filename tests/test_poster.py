@@ -114,3 +114,10 @@ def test_bad_posters_are_one_line_errors(tmp_path: Path) -> None:
         load_poster(spec)
     with pytest.raises(SystemExit, match="error: cannot read poster file"):
         main([str(tmp_path / "missing.yaml")])
+
+
+@pytest.mark.parametrize("spec", sorted((Path(__file__).parent.parent / "configs" / "poster").glob("*.yaml")),
+                         ids=lambda p: p.name)  # fmt: skip
+def test_example_posters_load(spec: Path) -> None:
+    poster = load_poster(spec)
+    assert poster.size == (1920, 1080) and poster.background.model and poster.texts
