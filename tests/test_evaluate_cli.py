@@ -10,9 +10,11 @@ from unittest import mock
 import numpy as np
 import pytest
 import torch
+from lightning.pytorch import LightningModule, Trainer
 from PIL import Image
 
 from aigc_lightning.evaluate import main as evaluate
+from aigc_lightning.seeds import randn_from_seeds
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 ROOT = Path(__file__).resolve().parents[1]
@@ -155,19 +157,19 @@ def test_inception_weights_holding_code_are_refused(tmp_path):
         load_extractor("inception", str(path))
 
 
-@pytest.mark.slow  # ~1 min: 48 Inception forward passes at 299 px on a CPU; the features and formulas are tested above
-def test_inception_card_equals_torch_fidelity_end_to_end(folders, inception_weights, tmp_path):
+@pytest.mark.slow  # ~1 min: 56 Inception forward passes at 299 px on a CPU; the features and formulas are tested above
+def test_inception_card_equals_torch_fidelity_end_to_end(inception_weights, tmp_path):
     import torch_fidelity
 
-    real, fake = folders
-    kw = {"kid_subsets": 5, "kid_subset_size": 20, "isc_splits": 2, "samples_shuffle": True, "rng_seed": 0}
+    real, fake = write_digits(tmp_path / "real", 0, 16), write_digits(tmp_path / "fake", 16, 12)
+    kw = {"kid_subsets": 5, "kid_subset_size": 10, "isc_splits": 2, "samples_shuffle": True, "rng_seed": 0}
     ref = torch_fidelity.calculate_metrics(
-        input1=str(fake), input2=str(real), fid=True, kid=True, isc=True, verbose=False,
+        input1=str(fake), input2=str(real), fid=True, kid=True, isc=True, verbose=False, cuda=False,
         feature_extractor_weights_path=str(inception_weights), samples_find_deep=True, **kw,
     )  # fmt: skip
     card = evaluate(["--generated", str(fake), "--reference", str(real), "--features", "inception",
                      "--inception_weights", str(inception_weights), "--resize", "legacy", "--out", str(tmp_path / "c.json"),
-                     "--kid_subsets", "5", "--kid_subset_size", "20", "--is_splits", "2", "--bootstrap", "0"])  # fmt: skip
+                     "--kid_subsets", "5", "--kid_subset_size", "10", "--is_splits", "2", "--bootstrap", "0"])  # fmt: skip
     assert card["metrics"]["fid"]["value"] == pytest.approx(ref["frechet_inception_distance"], rel=1e-3)
     assert card["metrics"]["kid"]["value"] == pytest.approx(ref["kernel_inception_distance_mean"], rel=1e-3)
     assert card["metrics"]["is"]["value"] == pytest.approx(ref["inception_score_mean"], rel=1e-3)
@@ -199,3 +201,44 @@ def test_test_run_on_a_stylegan2_checkpoint_writes_the_card_with_ppl(tmp_path):
     assert card["metrics"]["ppl"]["value"] > 0 and card["metrics"]["ppl"]["epsilon"] == 1e-4
     assert card["generated"]["num_images"] == 48 and card["reference"]["split"] == "test"
     assert card["generated"]["checkpoint"].endswith("last.ckpt") and card["reference"]["num_images"] == 180
+
+
+class TinySampler(LightningModule):
+    """A linear 'generator' with ``sample(n, seed)`` and an empty ``test_step``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.net = torch.nn.Linear(8, 16 * 16)
+
+    def sample(self, n: int, seed: int = 0) -> torch.Tensor:
+        z = randn_from_seeds(torch.arange(seed, seed + n), (8,), self.device)
+        return torch.sigmoid(self.net(z)).view(n, 1, 16, 16)
+
+    def test_step(self, batch, batch_idx) -> None:
+        pass
+
+
+def _test_card(tmp_path: Path, devices: int) -> dict:
+    from aigc_lightning.callbacks import GenerativeMetrics
+    from aigc_lightning.datamodules import DigitsDataModule
+
+    out = tmp_path / f"card{devices}.json"
+    metrics = GenerativeMetrics(num_samples=90, batch_size=20, kid_subset_size=40, is_splits=2, bootstrap=3,
+                                card_path=str(out))  # fmt: skip
+    trainer = Trainer(accelerator="cpu", devices=devices, strategy="ddp_spawn" if devices > 1 else "auto",
+                      logger=False, callbacks=[metrics], enable_progress_bar=False, enable_model_summary=False,
+                      default_root_dir=tmp_path)  # fmt: skip
+    trainer.test(TinySampler(), DigitsDataModule(image_size=16, batch_size=32), verbose=False)
+    return json.loads(out.read_text())
+
+
+@pytest.mark.slow  # ~1 min of process start-up on 2 CPU cores
+def test_test_run_card_is_the_same_on_two_ddp_processes(tmp_path):
+    # each process scores half the test images and half the seeds; gathered and put in one order, every value,
+    # the reference hash and N equal the single-process card's (and nothing hangs)
+    one, two = _test_card(tmp_path, 1), _test_card(tmp_path, 2)
+    assert two["reference"]["num_images"] == one["reference"]["num_images"] == 180
+    assert two["reference"]["sha256"] == one["reference"]["sha256"]
+    for name, entry in one["metrics"].items():
+        assert two["metrics"][name]["value"] == pytest.approx(entry["value"], rel=1e-5, abs=1e-9), name

@@ -122,6 +122,9 @@ class TestEvaluation:
             if self.digests
             else torch.empty(0, dtype=torch.long, device=device),
         )
+        # one order whatever the sharding (by image digest): KID's subsets pick the same images on 1 or 8 devices
+        order = digests.argsort(stable=True)
+        real, digests = real[order], digests[order]
         if len(real) < 2:
             raise UserError(
                 f"the test run saw {len(real)} real image(s); the metric card needs the test (or validation) split "
@@ -149,7 +152,7 @@ class TestEvaluation:
                              "ci_method": "bootstrap of the filtered path lengths, 1000 resamples",
                              "space": "w", "sampling": "end", "epsilon": 1e-4, "distance": "squared L2 of the features",
                              "num_samples": self.ppl_samples}  # fmt: skip
-        set_hash = hashlib.sha256(digests.sort().values.cpu().numpy().tobytes()).hexdigest()
+        set_hash = hashlib.sha256(digests.cpu().numpy().tobytes()).hexdigest()
         datamodule = trainer.datamodule
         source = f"{type(datamodule).__name__ if datamodule else 'test'} test split" + (
             f" ({datamodule.root})" if getattr(datamodule, "root", None) else "")  # fmt: skip

@@ -173,8 +173,11 @@ def percentile_interval(values: Tensor, level: float = 0.95) -> list[float]:
 def bootstrap_mean(per_sample: Tensor, replicates: int = 1000, seed: int = 0) -> list[float]:
     """95 % interval of the mean of per-sample values, resampling the samples with replacement."""
     g = torch.Generator().manual_seed(seed)
-    idx = torch.randint(len(per_sample), (replicates, len(per_sample)), generator=g)
-    return percentile_interval(per_sample[idx].mean(1))
+    means = []
+    for start in range(0, replicates, 50):  # 50 resamples at a time: memory O(50 N), not O(replicates N)
+        idx = torch.randint(len(per_sample), (min(50, replicates - start), len(per_sample)), generator=g)
+        means.append(per_sample[idx].mean(1))
+    return percentile_interval(torch.cat(means))
 
 
 def normal_interval(value: float, replicates: Tensor) -> list[float]:
