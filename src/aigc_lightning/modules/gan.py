@@ -327,8 +327,7 @@ class GAN(PlainHyperparameters, PretrainedMixin, LightningModule):
         self.log_dict(values, sync_dist=True)
 
     def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
-        """Nothing to compute here: a ``test`` run shows the held-out images to the observers
-        (``GenerativeMetrics`` scores samples against them and writes the metric card)."""
+        """A test run only shows held-out images to observers (``GenerativeMetrics`` writes the metric card)."""
 
     # ------------------------------------------------------------------------------------------------------
     # Sampling
