@@ -170,9 +170,11 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     try:
         try:
-            import gradio  # noqa: F401
-        except ImportError as e:
-            raise UserError('the demo needs gradio: pip install -e ".[demo]"') from e
+            import gradio
+        except ImportError:
+            gradio = None
+        if not hasattr(gradio, "Blocks"):  # missing, or the empty folder an uninstalled gradio leaves
+            raise UserError('the demo needs gradio: pip install -e ".[demo]"')
         from aigc_lightning.modules.pretrained import load_model
 
         model = load_model(args.ckpt_path)

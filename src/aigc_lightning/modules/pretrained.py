@@ -126,6 +126,23 @@ def resolve_folder(name: str | Path) -> Path:
         ) from e
 
 
+def build_module(cls: type, hparams: dict) -> Any:
+    """``cls`` built from hyper-parameters whose objects are ``class_path`` configs, as LightningCLI builds it
+    (jsonargparse's class arguments; what ``load_from_checkpoint`` does for CLI checkpoints)."""
+    from jsonargparse import ArgumentParser
+
+    parser = ArgumentParser(exit_on_error=False)
+    parser.add_class_arguments(cls, "module", fail_untyped=False)
+    try:
+        config = parser.parse_object({"module": hparams})
+    except (
+        Exception
+    ) as e:  # jsonargparse's ArgumentError / ValueError: a key or value the class does not take
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
+        raise UserError(f"the folder's config.json does not build a {cls.__name__} ({first})") from e
+    return parser.instantiate_classes(config).module
+
+
 class PretrainedMixin:
     """``save_pretrained`` / ``from_pretrained`` / ``push_to_hub`` for a LightningModule whose networks are
     constructor arguments (GAN, VAE, StyleNetwork). List it after ``PlainHyperparameters``."""
@@ -178,8 +195,6 @@ class PretrainedMixin:
     @classmethod
     def from_pretrained(cls, name: str | Path, map_location: str | torch.device = "cpu") -> Any:
         """The module saved in folder ``name`` (or Hub repo id ``name``), in eval mode on ``map_location``."""
-        from lightning.pytorch.cli import instantiate_module
-
         folder = resolve_folder(name)
         try:
             config = json.loads((folder / CONFIG).read_text())
@@ -199,7 +214,7 @@ class PretrainedMixin:
             if k not in ("_class_path", "_instantiator")
         }
         _check_trusted(hparams, str(folder / CONFIG))
-        module = instantiate_module(target, _no_download(hparams))
+        module = build_module(target, _no_download(hparams))
         state = _safetensors().load_file(str(folder / WEIGHTS))
         try:
             missing, unexpected = module.load_state_dict(state, strict=False)
