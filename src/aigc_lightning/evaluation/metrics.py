@@ -200,7 +200,8 @@ def bootstrap_fid(
         idx = torch.randint(len(fake), (len(fake),), generator=g).to(fake.device)
         values.append(frechet_distance(real[0], real[1], *feature_statistics(fake[idx]), sqrt_sigma1=root))
     value = frechet_distance(real[0], real[1], *feature_statistics(fake), sqrt_sigma1=root)
-    return normal_interval(value, torch.tensor(values))
+    lo, hi = normal_interval(value, torch.tensor(values))
+    return [max(lo, 0.0), hi]  # a distance: never below 0
 
 
 def bootstrap_is(logits: Tensor, splits: int, replicates: int = 100, seed: int = 0) -> list[float]:
