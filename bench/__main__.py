@@ -54,6 +54,7 @@ CASES = {
     ),
     "fid_cost": ("bench.costs", "FID/KID/IS callback time as a share of a config's fit"),
     "evaluation": ("bench.evaluation", "python -m aigc_lightning.evaluate at N = 2.5k-10k: wall time, peak RSS"),
+    "evaluation_reference": ("bench.evaluation", "the metric card on MNIST halves and with half the classes dropped"),
     "data_loading": ("bench.costs", "in-memory uint8 folder data vs per-item PIL vs torchvision ImageFolder"),
     "data_cache": (
         "bench.data_cache",

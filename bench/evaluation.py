@@ -81,3 +81,45 @@ def evaluation_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--chunk", type=int, default=2048, help="k-NN block size")
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=1)
+
+
+def evaluation_reference(args) -> dict:
+    """Reference points of the card on real data: MNIST test digits, even-numbered files against odd-numbered ones
+    (a perfect generator), and against only the odd files of digits 0-4 (half the classes dropped)."""
+    import json
+
+    root = Path(args.root)
+    files = sorted(root.rglob("*.png"))
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        sets = {name: Path(tmp) / name for name in ("even", "odd", "odd_0-4")}
+        for folder in sets.values():
+            folder.mkdir()
+        for i, f in enumerate(files):
+            name = f"{f.parent.name}_{f.name}"
+            if i % 2 == 0:
+                (sets["even"] / name).symlink_to(f)
+            else:
+                (sets["odd"] / name).symlink_to(f)
+                if int(f.parent.name) < 5:
+                    (sets["odd_0-4"] / name).symlink_to(f)
+        for generated in ("odd", "odd_0-4"):
+            out = Path(tmp) / f"{generated}.json"
+            cmd = [sys.executable, "-m", "aigc_lightning.evaluate", "--generated", str(sets[generated]),
+                   "--reference", str(sets["even"]), "--device", args.device, "--out", str(out)]  # fmt: skip
+            run_process(cmd, env={**os.environ, "OMP_NUM_THREADS": "1"})
+            card = json.loads(out.read_text())
+            row = {"generated": f"{generated} ({card['generated']['num_images']})"}
+            for name, entry in card["metrics"].items():
+                lo, hi = entry["ci95"] or (float("nan"), float("nan"))
+                row[name] = f"{entry['value']:.3g} [{lo:.3g}, {hi:.3g}]"
+            rows.append(row)
+    note = f"reference: the {len(files[::2])} even-numbered of {len(files)} MNIST test PNGs; digits features"
+    return {"rows": rows, "notes": [note + ", clean resize (28 -> 32 px); value [95% interval]"]}
+
+
+def evaluation_reference_args(p: argparse.ArgumentParser) -> None:
+    from bench.common import MNIST_PNGS
+
+    p.add_argument("--root", default=MNIST_PNGS, help="MNIST test PNGs in class folders")
+    p.add_argument("--device", default="cpu")
