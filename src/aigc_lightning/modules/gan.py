@@ -92,8 +92,7 @@ class GAN(PlainHyperparameters, PretrainedMixin, LightningModule):
             alone), ``random`` (from torch's global generator) or ``none``.
         generator_checkpoint: a rosinality/stylegan2-pytorch ``.pt`` whose ``g_ema`` + ``latent_avg`` (and ``d`` if
             present) replace the configured networks, architecture read off the file (pretrained predict, fine-tune).
-        conditional: train on the data's labels: the CLI sets both networks' ``num_classes`` and ``class_names`` from
-            the data (docs/conditional.md). Networks with ``num_classes > 0`` make a conditional GAN anyway.
+        conditional: train on the data's labels; the CLI links ``num_classes`` and ``class_names`` (docs/conditional.md).
         class_names: the name of each class (the CLI fills it from the data), for ``predict --class_label NAME``.
     """
 
@@ -233,8 +232,7 @@ class GAN(PlainHyperparameters, PretrainedMixin, LightningModule):
         return self.trainer.strategy.reduce(x.to(self.device), reduce_op=op).cpu()
 
     def discriminator_step(self, real: Tensor, y: Tensor | None = None) -> dict[str, Tensor]:
-        """One D update on ``real`` (labels ``y``) and fresh fakes of the same labels, so that a conditional D compares
-        like classes and a gradient penalty interpolates within one class; returns the (detached) values to log."""
+        """One D update on ``real`` (labels ``y``) and fakes of the same labels; returns the (detached) values to log."""
         opt_d = self.optimizers()[1]
         with self.toggled_optimizer(opt_d):
             fake = self._fake(real.shape[0], real.device, y)[0].detach()
@@ -353,8 +351,7 @@ class GAN(PlainHyperparameters, PretrainedMixin, LightningModule):
 
     @torch.no_grad()
     def generate(self, z: Tensor, truncation_psi: float | None = None, labels: Tensor | None = None) -> Tensor:
-        """Images in [0, 1], (B, C, H, W), from latents ``z`` (B, D) (and class ``labels`` (B,) if conditional)
-        with the EMA generator in eval mode."""
+        """Images in [0, 1] (B, C, H, W) from latents z (B, D) [and ``labels`` (B,)], the EMA generator in eval mode."""
         self._refresh_ema()
         psi = self.hparams.truncation_psi if truncation_psi is None else truncation_psi
         g = self.generator_ema
@@ -372,9 +369,7 @@ class GAN(PlainHyperparameters, PretrainedMixin, LightningModule):
         """``n`` images (n, C, H, W) in [0, 1]; image i comes from seed ``seed + i``, exactly as ``predict`` gives.
 
         ``seed=None`` draws a starting seed from torch's global generator; ``truncation_psi=None`` uses the
-        module's ``truncation_psi``. ``labels`` (conditional models): an int or class name, n ints, or ``None`` =
-        image i of class i mod ``num_classes``.
-        """
+        module's ``truncation_psi``. ``labels`` (conditional): an int or class name, n ints, None = i mod K."""
         y = resolve_labels(labels, n, self.num_classes, self.hparams.get("class_names"), self.device)
         if seed is None:
             seed = int(torch.randint(0, 2**31 - 1, ()).item())
