@@ -52,6 +52,10 @@ CASES = {
         "bench.style_network",
         "feed-forward style network img/s vs Gatys; video flicker",
     ),
+    "style_network_quality": (
+        "bench.style_network",
+        "style network: edges kept and colours taken at 96-512 px vs Gatys; flicker, trails",
+    ),
     "fid_cost": ("bench.costs", "FID/KID/IS callback time as a share of a config's fit"),
     "evaluation": ("bench.evaluation", "python -m aigc_lightning.evaluate at N = 2.5k-10k: wall time, peak RSS"),
     "evaluation_reference": ("bench.evaluation", "the metric card on MNIST halves and with half the classes dropped"),

@@ -186,3 +186,137 @@ def style_network_speed_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--strip", help="write a frame strip (input / stylised / smoothed) to this PNG")
     p.add_argument("--picture", help="write chelsea | stylised | --style to this PNG (needs --checkpoint)")
     p.add_argument("--style", help="the style image shown in --picture")
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Content kept, colours taken, flicker: style_network_quality
+
+
+def unseen_photos(names: list[str]) -> dict[str, torch.Tensor]:
+    """scikit-image photos by name (none of them in the docs' training folder), RGB (1, 3, H, W) in [0, 1]."""
+    from skimage import data
+
+    out = {}
+    for name in names:
+        a = torch.from_numpy(getattr(data, name)()).float() / 255
+        a = a[..., None].expand(-1, -1, 3) if a.ndim == 2 else a[..., :3]
+        out[name] = a.permute(2, 0, 1)[None].contiguous()
+    return out
+
+
+def style_loss_of(
+    model: StyleNetwork, y: torch.Tensor, x: torch.Tensor, style: torch.Tensor
+) -> tuple[float, float]:
+    """The model's own (content, style) losses of output ``y`` for input ``x`` and the style image."""
+    with torch.no_grad():
+        grams = model.perceptual.style_grams([style[0]], torch.ones(1))
+        losses = model.perceptual(y, model.perceptual.targets(x, grams))
+    return float(losses["content"].mean()), float(losses["style"].mean())
+
+
+def style_network_quality(args) -> dict:
+    """Feed-forward style network: does it keep the content at every frame size, take the style's colours, and
+    stay stable on video?
+
+Content: unseen photos (``--photos``, scikit-image names) resized to each ``--sizes`` (longer side) and stylised;
+``edge`` is the Pearson correlation of Sobel edge magnitudes of output and input (1: the same edges),
+``colour gap`` is |RGB mean/std of output − style's| / |input's − style's| (1: the input's colours; ≤ 0.5: moved
+at least halfway to the style's). Gatys (``StyleTransfer`` as configs/style/gatys_offline.yaml, the same random
+VGG19) on the same photos at ``--gatys-size`` for reference.
+
+Flicker: a pan (``--pan`` px per frame, sensor noise ``--noise``) over chelsea, stylised by the checkpoint
+untreated, with ``temporal_smoothing`` values and, with ``--temporal-checkpoint``, by a network trained with the
+temporal loss. ``warp err`` is the mean |y_t − warp(y_{t−1})| over pixels visible in both frames with the known
+motion, ``warp err (Farnebäck)`` the same with OpenCV's optical flow (what a real clip, ``--video``, gets);
+``trail`` is the mean |y_t − S(x_t)| to the frame's own untreated stylisation (ghosting); ``style`` is the style
+loss of the output frames (equal style loss: compare flicker at equal style strength).
+
+    python -m bench style_network_quality --checkpoint RUN/checkpoints/last.ckpt --style STYLE.png \
+        --temporal-checkpoint RUN_T/checkpoints/last.ckpt --threads 1
+"""
+    from aigc_lightning.datamodules.style import read_rgb, resize_longer
+    from aigc_lightning.motion import affine_grid, colour_gap_ratio, edge_correlation, warping_error
+
+    torch.set_num_threads(args.threads)
+    load = lambda p: StyleNetwork.load_from_checkpoint(p, map_location="cpu").eval()
+    model = load(args.checkpoint)
+    style = resize_longer(read_rgb(args.style), 256)[None]
+    rows, notes = [], [f"threads {args.threads}; checkpoint {args.checkpoint}; style {args.style}"]
+    gatys = gatys_module() if args.gatys_steps else None
+    for name, photo in unseen_photos(args.photos).items():
+        for size in args.sizes:
+            x = resize_longer(photo[0], size)[None]
+            with torch.no_grad():
+                y = model.stylize(x)
+            content, style_l = style_loss_of(model, y, x, style)
+            row = {"photo": name, "size": f"{x.shape[-1]}×{x.shape[-2]}", "edge": round(float(edge_correlation(y, x)), 3),
+                   "colour gap": round(float(colour_gap_ratio(y, x, style)), 3), "content loss": round(content, 3),
+                   "style loss": round(style_l, 3)}  # fmt: skip
+            if gatys is not None and size == args.gatys_size:
+                from aigc_lightning.datamodules.style import cover_crop
+
+                g = gatys.stylize(x, cover_crop(style[0], tuple(x.shape[-2:]))[None], steps=args.gatys_steps)
+                row.update({"Gatys edge": round(float(edge_correlation(g, x)), 3),
+                            "Gatys colour gap": round(float(colour_gap_ratio(g, x, style)), 3)})  # fmt: skip
+            rows.append(row)
+    edges, gaps = [r["edge"] for r in rows], [r["colour gap"] for r in rows]
+    summary = {"min edge": min(edges), "max colour gap": max(gaps),
+               "all sizes pass (edge ≥ 0.3, gap ≤ 0.5)": all(e >= 0.3 for e in edges) and max(gaps) <= 0.5}  # fmt: skip
+
+    # flicker on a pan with known motion
+    clip = pan_clip(args.frames, args.pan, 192, 208, args.noise)  # uint8 (T, H, W, 3)
+    frames = clip.permute(0, 3, 1, 2).float() / 255
+    known = affine_grid(len(clip) - 1, 192, 208, shift=(-args.pan, 0))
+    from aigc_lightning.motion import farneback_grids
+
+    flow = farneback_grids(clip)
+    base = torch.cat(list(model.stylize_frames(clip.split(8)))).permute(0, 3, 1, 2).float() / 255
+    treatments = [(f"smoothing {a}" if a else "untreated", model, a) for a in args.smoothing]
+    if args.temporal_checkpoint:
+        treatments.append(("temporal loss", load(args.temporal_checkpoint), 0.0))
+    flicker_rows = [{"treatment": "input clip", "warp err": round(float(warping_error(frames, known).mean()) * 255, 2),
+                     "warp err (Farnebäck)": round(float(warping_error(frames, flow).mean()) * 255, 2)}]  # fmt: skip
+    for label, m, a in treatments:
+        m.hparams.temporal_smoothing = a
+        y = torch.cat(list(m.stylize_frames(clip.split(8)))).permute(0, 3, 1, 2).float() / 255
+        own = base if m is model else y
+        _, style_l = style_loss_of(model, y, frames, style)
+        flicker_rows.append({"treatment": label, "warp err": round(float(warping_error(y, known).mean()) * 255, 2),
+                             "warp err (Farnebäck)": round(float(warping_error(y, flow).mean()) * 255, 2),
+                             "trail": round(float((y - own).abs().mean()) * 255, 2),
+                             "edge": round(float(edge_correlation(y, frames).mean()), 3),
+                             "style loss": round(style_l, 3)})  # fmt: skip
+    model.hparams.temporal_smoothing = 0.0
+    notes.append(
+        f"pan clip: {args.frames} frames of 192×208, {args.pan} px/frame, noise σ {args.noise}; errors in 0–255"
+    )
+    if args.picture:
+        x = unseen_photos(["astronaut"])["astronaut"]
+        x = resize_longer(x[0], 256)[None]
+        panels = [x, model.stylize(x).detach()]
+        if args.temporal_checkpoint:
+            panels.append(load(args.temporal_checkpoint).stylize(x).detach())
+        from aigc_lightning.datamodules.style import cover_crop
+
+        panels.append(cover_crop(style[0], tuple(x.shape[-2:]))[None])
+        save_small(torch.cat(panels), len(panels), args.picture)
+        notes.append(
+            f"picture (astronaut, stylised, {'temporal-loss model, ' if args.temporal_checkpoint else ''}style): {args.picture}"
+        )
+    return {"rows": rows, "flicker": flicker_rows, "summary": summary, "notes": notes}
+
+
+def style_network_quality_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--checkpoint", required=True, help="a StyleNetwork checkpoint")
+    p.add_argument("--style", required=True, help="the style image it was trained on")
+    p.add_argument("--temporal-checkpoint", help="the same config trained with --model.temporal_weight")
+    p.add_argument("--photos", nargs="+", default=["astronaut", "chelsea", "moon"])
+    p.add_argument("--sizes", type=int, nargs="+", default=[96, 256, 512])
+    p.add_argument("--gatys-size", type=int, default=96)
+    p.add_argument("--gatys-steps", type=int, default=20, help="LBFGS steps of the Gatys reference (0: none)")
+    p.add_argument("--threads", type=int, default=torch.get_num_threads())
+    p.add_argument("--frames", type=int, default=16)
+    p.add_argument("--pan", type=int, default=3)
+    p.add_argument("--noise", type=float, default=3.0)
+    p.add_argument("--smoothing", type=float, nargs="+", default=[0.0, 0.3, 0.5])
+    p.add_argument("--picture", help="write astronaut | stylised | (temporal) | style to this PNG")

@@ -97,6 +97,11 @@ MODELS = [
         *TINY_DCGAN, "--model.discriminator.init_args.video_width", "4", "--data.num_clips", "32",
         "--data.batch_size", "8",
     ], steps=4, files=clips(3)),
+    Contract("style/adain_offline", "AdaIN", [
+        "--data.content", "{data}/content", "--data.style", "{data}/style.png", "--data.image_size", "32",
+        "--data.style_size", "32", "--data.epoch_size", "4", "--data.batch_size", "2",
+        "--model.decoder.init_args.width", "4",
+    ], predict=["--data.content", "{data}/content", "--data.style", "{data}/style.png"], files=stylised),
     Contract("classifier/digits", "Classifier", ["--model.net.init_args.width", "4"], predict=None, grids=False),
 ]
 # fmt: on

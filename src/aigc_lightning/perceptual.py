@@ -63,6 +63,9 @@ class PerceptualLoss(nn.Module):
         tv_weight: weight of the total-variation prior on the [0, 1] output (0: off).
         normalize_layers: divide each layer's loss by its target's mean square, so layers with tiny activations
             (random filters) count as much as the others; ``None``: on exactly for random features.
+        normalize_content: compare content features after instance normalisation (each channel's mean 0 and std 1
+            over positions): the content loss then asks for the structure only, leaving the per-channel means and
+            contrasts, i.e. colour and texture strength, to the style loss.
     """
 
     def __init__(
@@ -75,6 +78,7 @@ class PerceptualLoss(nn.Module):
         style_weight: float = 1.0,
         tv_weight: float = 0.0,
         normalize_layers: bool | None = None,
+        normalize_content: bool = False,
     ) -> None:
         super().__init__()
         if style_layer_weights is not None and len(style_layer_weights) != len(style_layers):
@@ -93,10 +97,18 @@ class PerceptualLoss(nn.Module):
         self.content_weight, self.style_weight, self.tv_weight = content_weight, style_weight, tv_weight
         random_features = bool(getattr(features, "random_features", False))
         self.normalize = random_features if normalize_layers is None else normalize_layers
+        self.normalize_content = normalize_content
 
     def _features(self, x: Tensor, layers: list[str]) -> dict[str, Tensor]:
         rgb = x.expand(-1, 3, -1, -1) if x.shape[1] == 1 else x  # a luma image: the same value in R, G and B
         return self.features(rgb.contiguous(memory_format=torch.channels_last), layers)
+
+    def _content(self, f: Tensor) -> Tensor:
+        """Content features as compared: instance-normalised with ``normalize_content``, else as they are."""
+        if not self.normalize_content:
+            return f
+        mean, var = f.mean((2, 3), keepdim=True), f.var((2, 3), keepdim=True, unbiased=False)
+        return (f - mean) / (var + 1e-5).sqrt()
 
     def _norm(self, target: Tensor, per_sample: bool) -> Tensor | float:
         if not self.normalize:
@@ -122,10 +134,10 @@ class PerceptualLoss(nn.Module):
     @torch.no_grad()
     def targets(self, content: Tensor, grams: dict[str, Tensor]) -> Targets:
         """Targets for outputs of the content images ``content`` (B, 3, H, W) in [0, 1] and the ``style_grams``."""
-        f = {n: v.float() for n, v in self._features(content, self.content_layers).items()}
+        f = {n: self._content(v.float()) for n, v in self._features(content, self.content_layers).items()}
         return Targets(
             content=f,
-            content_norm={n: self._norm(f[n], per_sample=True) for n in f},
+            content_norm={n: 1.0 if self.normalize_content else self._norm(f[n], per_sample=True) for n in f},
             grams=grams,
             style_norm={n: self._norm(grams[n], per_sample=False) for n in grams},
         )
@@ -143,7 +155,7 @@ class PerceptualLoss(nn.Module):
         with torch.autocast(image.device.type, dtype=torch.bfloat16, enabled=bf16):
             f = self._features(image, self.content_layers + self.style_layers)
         c = sum(
-            content_loss(f[n].float(), targets.content[n]) / targets.content_norm[n]
+            content_loss(self._content(f[n].float()), targets.content[n]) / targets.content_norm[n]
             for n in self.content_layers
         )
         s = sum(w * style_loss(gram_matrix_fp32(f[n]), targets.grams[n]) / targets.style_norm[n]

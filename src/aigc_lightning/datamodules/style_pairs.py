@@ -1,7 +1,8 @@
 """Content photos paired with style images, for a network that takes any style (``modules.adain.AdaIN``).
 
 RGB in [0, 1]. Batches:
-- fit: ``(pairs,)`` with pairs (B, 2, 3, S, S): random ``image_size`` crops of a training photo and of a style
+- fit: ``(pairs,)`` with pairs (B, 6, S, S), a photo's RGB then a style's (one tensor of 6 channels, so the
+  ``ImageLogger`` keeps pairs as its fixed images): random ``image_size`` crops of a training photo and of a style
   image (each resized first: photos' shorter side to ``image_size`` times up to ``max_scale``, styles' shorter side
   to ``style_size``), both flipped at random; photo and style drawn independently.
 - validate: centre crops of the ``val_images`` held-out photos, each with a centre crop of a style (cycling).
@@ -25,21 +26,32 @@ from aigc_lightning.errors import UserError
 
 
 class CropPairs(Dataset):
-    """Item i: a crop of a photo and a crop of a style image, stacked (2, 3, S, S)."""
+    """Item i: a crop of a photo and a crop of a style image, concatenated (6, S, S); with ``permute_colors`` the
+    style's RGB channels in a random order (six palettes from each style image)."""
 
-    def __init__(self, photos: PhotoCrops, styles: PhotoCrops, random_pairs: bool) -> None:
-        self.photos, self.styles, self.random_pairs = photos, styles, random_pairs
+    def __init__(
+        self, photos: PhotoCrops, styles: PhotoCrops, random_pairs: bool, permute_colors: bool = False
+    ) -> None:
+        self.photos, self.styles, self.random_pairs, self.permute_colors = (
+            photos,
+            styles,
+            random_pairs,
+            permute_colors,
+        )
 
     def __len__(self) -> int:
         return len(self.photos)
 
     def __getitem__(self, index: int) -> Tensor:
         j = int(torch.randint(len(self.styles.files), ())) if self.random_pairs else index
-        return torch.stack([self.photos[index], self.styles[j]])  # (2, 3, S, S)
+        style = self.styles[j]
+        if self.permute_colors:
+            style = style[torch.randperm(3)]
+        return torch.cat([self.photos[index], style])  # (6, S, S)
 
 
 def _pairs(items: list[Tensor]) -> tuple[Tensor]:
-    return (torch.stack(items),)  # (B, 2, 3, S, S)
+    return (torch.stack(items),)  # (B, 6, S, S)
 
 
 class WithStyle(Dataset):
@@ -78,6 +90,8 @@ class StylePairsDataModule(ContentDataModule):
         num_workers: DataLoader workers.
         seed: seed of the held-out choice.
         max_image_pixels: image files declaring more pixels are refused before decoding (decompression bombs).
+        permute_colors: training only: each style crop's RGB channels in a random order, so a few style images
+            give six palettes each (a network trained on few styles then handles unseen colours).
     """
 
     def __init__(
@@ -94,6 +108,7 @@ class StylePairsDataModule(ContentDataModule):
         num_workers: NonNegativeInt = 0,
         seed: int = 0,
         max_image_pixels: PositiveInt = DEFAULT_MAX_IMAGE_PIXELS,
+        permute_colors: bool = False,
     ) -> None:
         super().__init__(content, style, None, image_size, max_scale, style_size, predict_size, batch_size,
                          epoch_size, val_images, num_workers, seed, max_image_pixels)  # fmt: skip
@@ -128,7 +143,7 @@ class StylePairsDataModule(ContentDataModule):
         hp = self.hparams
         length = hp.epoch_size or len(self.train_files)
         photos = PhotoCrops(self.train_files, hp.image_size, length, True, hp.max_image_pixels, hp.max_scale)
-        pairs = CropPairs(photos, self._style_crops(len(self.style_files), True), random_pairs=True)
+        pairs = CropPairs(photos, self._style_crops(len(self.style_files), True), True, hp.permute_colors)
         return DataLoader(pairs, batch_size=hp.batch_size, shuffle=True, collate_fn=_pairs,
                           num_workers=hp.num_workers)  # fmt: skip
 

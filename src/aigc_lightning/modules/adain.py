@@ -8,7 +8,7 @@ layer (``perceptual.moment_loss``); with random features each layer is divided b
 ``temporal_weight`` adds the temporal loss on synthetic motion of ``StyleNetwork`` (``motion.py``).
 
 Batches (from ``StylePairsDataModule``, RGB in [0, 1]):
-- fit / validate: ``(pairs,)`` with pairs (B, 2, 3, S, S): a content crop and a style crop per item.
+- fit / validate: ``(pairs,)`` with pairs (B, 6, S, S): a content crop's RGB, then a style crop's.
 - predict: ``{"images": (1, 3, H, W), "names": [name], "style": (1, 3, h, w)}`` or ``{"videos": [clip], ...}``,
   answered as ``StyleNetwork`` does (videos stylised lazily, ``frame_batch_size`` frames at a time).
 
@@ -98,10 +98,10 @@ class AdaIN(PlainHyperparameters, LightningModule):
     # Losses
 
     def _step_losses(self, batch) -> tuple[Tensor, dict[str, Tensor]]:
-        """Batch-mean weighted losses for content/style pairs (B, 2, 3, S, S) in [0, 1] (alpha 1, as the paper
+        """Batch-mean weighted losses for content/style pairs (B, 6, S, S) in [0, 1] (alpha 1, as the paper
         trains); with ``temporal_weight`` in training the content is run twice, the second time moved."""
         pairs = batch[0]
-        content, style = pairs[:, 0], pairs[:, 1]  # (B, 3, S, S) each
+        content, style = pairs[:, :3], pairs[:, 3:]  # (B, 3, S, S) each
         moving = self.training and self.hparams.temporal_weight > 0
         x = content
         if moving:
@@ -160,17 +160,14 @@ class AdaIN(PlainHyperparameters, LightningModule):
             self.log(key, value, batch_size=len(content), sync_dist=True)
 
     def images_to_log(self, n: int, batch: Tensor | None = None) -> dict[str, Tensor]:
-        """For ``ImageLogger``: its fixed pairs ``batch`` (B, 2, 3, S, S) in [0, 1] (held-out photos with styles):
+        """For ``ImageLogger``: its fixed pairs ``batch`` (B, 6, S, S) in [0, 1] (held-out photos with styles):
         contents, styles and stylisations."""
         if batch is None:
             return {}
         pairs = batch[:n].to(self.device)
         with torch.no_grad():
-            return {
-                "content": pairs[:, 0],
-                "style": pairs[:, 1],
-                "stylized": self.stylize(pairs[:, 0], pairs[:, 1]),
-            }
+            content, style = pairs[:, :3], pairs[:, 3:]
+            return {"content": content, "style": style, "stylized": self.stylize(content, style)}
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["counters"] = {"batches": self.batches}

@@ -71,6 +71,8 @@ class StyleNetwork(PlainHyperparameters, PretrainedMixin, LightningModule):
             and rotation (radians) drawn for the temporal loss; a quarter of it as smooth non-rigid flow.
         temporal_noise: std of Gaussian noise (in [0, 1] pixels) added to the moved crop, as a camera's sensor noise
             differs from frame to frame, so a static shot is stable too.
+        normalize_content: the content loss compares instance-normalised features (``PerceptualLoss``): structure
+            only, so the style may set colour and contrast without a tug-of-war with the content loss.
     """
 
     def __init__(
@@ -91,11 +93,13 @@ class StyleNetwork(PlainHyperparameters, PretrainedMixin, LightningModule):
         temporal_weight: NonNegativeFloat = 0.0,
         temporal_motion: NonNegativeFloat = 0.04,
         temporal_noise: NonNegativeFloat = 0.01,
+        normalize_content: bool = False,
     ) -> None:
         super().__init__()
         # built (and the features truncated) before saving hyperparameters: their copy is then the small net too
         self.perceptual = PerceptualLoss(features, content_layers, style_layers, style_layer_weights,
-                                         content_weight, style_weight, tv_weight, normalize_layers)  # fmt: skip
+                                         content_weight, style_weight, tv_weight, normalize_layers,
+                                         normalize_content)  # fmt: skip
         self.save_hyperparameters()
         self.network, self.optimizer = network, optimizer
         self.batches = 0

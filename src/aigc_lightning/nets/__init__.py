@@ -1,5 +1,6 @@
 """Plain ``nn.Module`` networks (no Lightning import, no losses)."""
 
+from aigc_lightning.nets.adain import AdaINDecoder, AdaINNet
 from aigc_lightning.nets.classifier import ConvClassifier
 from aigc_lightning.nets.dcgan import Discriminator, Generator
 from aigc_lightning.nets.features import DomainFeatures, InceptionFeatures
@@ -10,6 +11,8 @@ from aigc_lightning.nets.vae import ConvDecoder, ConvEncoder, MLPDecoder, MLPEnc
 from aigc_lightning.nets.vgg import VGGFeatures
 
 __all__ = [
+    "AdaINDecoder",
+    "AdaINNet",
     "ConvClassifier",
     "ConvDecoder",
     "ConvEncoder",
