@@ -90,8 +90,8 @@ def test_fast_dev_run(png_folder, tmp_path):
 
 
 def test_batch_limit_of_one_means_one_batch(png_folder, tmp_path):
-    """``limit_*_batches 1`` reaches the Trainer as the integer 1 (one batch), on the command line and in a --config
-    file, and ``1.0`` as a fraction (all batches): Lightning gives the two opposite meanings."""
+    """jsonargparse parses ``limit_*_batches 1`` as 1.0 (= all batches); the CLI keeps the integer the user wrote,
+    on the command line and in a --config file, and leaves ``1.0`` a fraction."""
     config = tmp_path / "limits.yaml"
     config.write_text("trainer:\n  limit_val_batches: 1\n  limit_test_batches: 1.0\n")
     args = [*tiny_args(png_folder, tmp_path), "--config", str(config), "--trainer.limit_train_batches", "1"]

@@ -26,6 +26,7 @@ import inspect
 import re
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, NoReturn
 
 # isort: off
@@ -33,6 +34,7 @@ from aigc_lightning import compat  # first: its start-up patch must run before L
 
 # isort: on
 import torch.distributed
+import yaml
 from jsonargparse import Namespace
 from lightning.pytorch import LightningDataModule, LightningModule, Trainer
 from lightning.pytorch.callbacks import TQDMProgressBar
@@ -128,6 +130,37 @@ class AigcParser(LightningArgumentParser):
         self.exit(2)
 
 
+BATCH_LIMITS = ("limit_train_batches", "limit_val_batches", "limit_test_batches", "limit_predict_batches")
+
+
+def integer_batch_limits(args: Any) -> set[str]:
+    """Trainer ``limit_*_batches`` keys whose last setting in ``args`` (``--config`` files, then options) is the
+    integer 1.
+
+    jsonargparse turns Lightning's ``Optional[Union[int, float]]`` limits into floats, so ``1`` (one batch)
+    arrives as ``1.0`` (all batches). Values above 1 are safe (Lightning casts 2.0 back to 2); only 1 needs
+    the literal the user wrote.
+    """
+    if not isinstance(args, (list, tuple)):
+        return set()
+    written: dict[str, bool] = {}  # key -> the last value was an integer literal
+    tokens = [str(a) for a in args]
+    for i, token in enumerate(tokens):
+        key, equals, value = token.partition("=")
+        if not equals and i + 1 < len(tokens):
+            value = tokens[i + 1]
+        if key in ("-c", "--config") and Path(value).is_file():
+            try:
+                trainer = yaml.safe_load(Path(value).read_text()).get("trainer")
+            except (OSError, yaml.YAMLError, AttributeError):
+                continue  # not a mapping: jsonargparse reports the file
+            if isinstance(trainer, dict):
+                written.update({n: type(trainer[n]) is int for n in BATCH_LIMITS if n in trainer})
+        elif key.startswith("--trainer.") and (name := key.removeprefix("--trainer.")) in BATCH_LIMITS:
+            written[name] = value.strip().lstrip("+-").isdigit()
+    return {name for name, is_int in written.items() if is_int}
+
+
 class AigcCLI(SubcommandHooks):
     """The project's LightningCLI; see the module docstring for what it adds."""
 
@@ -173,6 +206,7 @@ class AigcCLI(SubcommandHooks):
     def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
         command_line = sys.argv[1:] if args is None else args
         self._model_keys = model_flag_keys(command_line)
+        self._integer_limits = integer_batch_limits(command_line)
         if isinstance(parser, AigcParser):
             parser.option_parsers = tuple(self._option_parsers)
         super().parse_arguments(parser, args)
@@ -231,6 +265,9 @@ class AigcCLI(SubcommandHooks):
             raise UserError(trainer_refusal(e, config.get("trainer"), TRAINER_PARAMETERS)) from e
         if getattr(self.model, "ddp_find_unused_parameters", False):  # e.g. the GAN (modules/gan.py says why)
             compat.find_unused_parameters(trainer.strategy)  # before fit wraps the model; a user's setting wins
+        for name in self._integer_limits:
+            if getattr(trainer, name) == 1:
+                setattr(trainer, name, 1)  # one batch, as written (see integer_batch_limits)
         if not any(isinstance(c, RNGState) for c in trainer.callbacks):
             # RNG states in every checkpoint (exact resume); it has nothing to configure
             trainer.callbacks.append(RNGState())
