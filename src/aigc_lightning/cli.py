@@ -26,7 +26,6 @@ import inspect
 import re
 import sys
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any, NoReturn
 
 # isort: off
@@ -34,7 +33,6 @@ from aigc_lightning import compat  # first: its start-up patch must run before L
 
 # isort: on
 import torch.distributed
-import yaml
 from jsonargparse import Namespace
 from lightning.pytorch import LightningDataModule, LightningModule, Trainer
 from lightning.pytorch.callbacks import TQDMProgressBar
@@ -46,6 +44,7 @@ from aigc_lightning.callbacks.checkpoint import AtomicCheckpoint, check_checkpoi
 from aigc_lightning.callbacks.images import ImageLogger
 from aigc_lightning.callbacks.progress import ProgressBar
 from aigc_lightning.callbacks.resume import RNGState
+from aigc_lightning.cli_args import integer_batch_limits, model_flag_keys, namespace_path
 from aigc_lightning.cli_errors import (
     check_trainer_numbers,
     check_writable_folder,
@@ -60,7 +59,13 @@ from aigc_lightning.compat import SubcommandHooks
 from aigc_lightning.errors import UserError
 from aigc_lightning.nets.sizes import SizeError
 
-SHAPE_KEYS = ("channels", "image_size", "frames", "num_classes", "class_names")  # frames: clips; classes: cli_labels
+SHAPE_KEYS = (
+    "channels",
+    "image_size",
+    "frames",
+    "num_classes",
+    "class_names",
+)  # frames: clips; classes: cli_labels
 DEFAULT_EVERY_N_BATCHES = 500  # periodic last.ckpt: a kill loses at most this many batches
 TRAINER_PARAMETERS = list(inspect.signature(Trainer.__init__).parameters)
 
@@ -85,32 +90,6 @@ def link_image_shape(model_cfg: Any, data_args: Any) -> None:
                 link_image_shape(item, data_args)
 
 
-def model_flag_keys(args: Any) -> list[str]:
-    """Keys of the ``--model.<key> …`` / ``--model.<key>=…`` options of a command line (``[]`` for dict args)."""
-    if not isinstance(args, (list, tuple)):
-        return []
-    return [
-        a[len("--model.") :].split("=", 1)[0] for a in args if isinstance(a, str) and a.startswith("--model.")
-    ]
-
-
-def namespace_path(ns: Any, key: str) -> str | None:
-    """The path of a command-line key in a parsed namespace: ``truncation_psi`` → ``init_args.truncation_psi``
-    (subclass mode lets users leave out ``init_args``); ``None`` when it is not there."""
-    path: list[str] = []
-    for part in key.split("."):
-        if not isinstance(ns, Namespace):
-            return None
-        if part not in ns and isinstance(ns.get("init_args"), Namespace) and part in ns.init_args:
-            path.append("init_args")
-            ns = ns.init_args
-        if part not in ns:
-            return None
-        path.append(part)
-        ns = ns[part]
-    return ".".join(path)
-
-
 OPTION = re.compile(r"--([\w.]+)")
 
 
@@ -128,37 +107,6 @@ class AigcParser(LightningArgumentParser):
         options = [option for usage in usages for option in OPTION.findall(usage)]
         sys.stderr.write(f"error: {parse_error_line(message, options, self.prog)}\n")
         self.exit(2)
-
-
-BATCH_LIMITS = ("limit_train_batches", "limit_val_batches", "limit_test_batches", "limit_predict_batches")
-
-
-def integer_batch_limits(args: Any) -> set[str]:
-    """Trainer ``limit_*_batches`` keys whose last setting in ``args`` (``--config`` files, then options) is the
-    integer 1.
-
-    jsonargparse turns Lightning's ``Optional[Union[int, float]]`` limits into floats, so ``1`` (one batch)
-    arrives as ``1.0`` (all batches). Values above 1 are safe (Lightning casts 2.0 back to 2); only 1 needs
-    the literal the user wrote.
-    """
-    if not isinstance(args, (list, tuple)):
-        return set()
-    written: dict[str, bool] = {}  # key -> the last value was an integer literal
-    tokens = [str(a) for a in args]
-    for i, token in enumerate(tokens):
-        key, equals, value = token.partition("=")
-        if not equals and i + 1 < len(tokens):
-            value = tokens[i + 1]
-        if key in ("-c", "--config") and Path(value).is_file():
-            try:
-                trainer = yaml.safe_load(Path(value).read_text()).get("trainer")
-            except (OSError, yaml.YAMLError, AttributeError):
-                continue  # not a mapping: jsonargparse reports the file
-            if isinstance(trainer, dict):
-                written.update({n: type(trainer[n]) is int for n in BATCH_LIMITS if n in trainer})
-        elif key.startswith("--trainer.") and (name := key.removeprefix("--trainer.")) in BATCH_LIMITS:
-            written[name] = value.strip().lstrip("+-").isdigit()
-    return {name for name, is_int in written.items() if is_int}
 
 
 class AigcCLI(SubcommandHooks):
@@ -264,7 +212,9 @@ class AigcCLI(SubcommandHooks):
             config = self.config[self.subcommand] if self.subcommand else self.config
             raise UserError(trainer_refusal(e, config.get("trainer"), TRAINER_PARAMETERS)) from e
         if getattr(self.model, "ddp_find_unused_parameters", False):  # e.g. the GAN (modules/gan.py says why)
-            compat.find_unused_parameters(trainer.strategy)  # before fit wraps the model; a user's setting wins
+            compat.find_unused_parameters(
+                trainer.strategy
+            )  # before fit wraps the model; a user's setting wins
         for name in self._integer_limits:
             if getattr(trainer, name) == 1:
                 setattr(trainer, name, 1)  # one batch, as written (see integer_batch_limits)
