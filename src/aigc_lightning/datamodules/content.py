@@ -68,7 +68,11 @@ class PhotoCrops(Dataset):
 
     def __getitem__(self, index: int) -> Tensor:
         x = read_rgb(self.files[index % len(self.files)], self.max_pixels)
-        scale = 1 + (self.max_scale - 1) * float(torch.rand(())) if self.random_crop else 1.0
+        scale = (
+            1 + (self.max_scale - 1) * float(torch.rand(()))
+            if self.random_crop and self.max_scale > 1
+            else 1.0
+        )
         x = resize_shorter(x, round(self.size * scale))  # (3, H', W')
         h, w = x.shape[-2:]
         c = self.crop
