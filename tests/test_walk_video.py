@@ -141,3 +141,22 @@ def test_vae_walks_in_z_and_stylegan2_in_w() -> None:
     frames = torch.cat(list(walk.frames(batch_size=4)))
     assert frames.shape == (6, 1, 8, 8)
     torch.testing.assert_close(frames[0:1], gan.sample(1, seed=0))  # the first key, as sampled
+
+
+def test_conditional_stylegan2_walks_in_w_within_the_class() -> None:
+    def nets() -> tuple[StyleGAN2Generator, StyleGAN2Discriminator]:
+        g = StyleGAN2Generator(image_size=8, channels=1, latent_dim=8, n_mlp=1, channel_max=8, num_classes=3)
+        return g, StyleGAN2Discriminator(image_size=8, channels=1, channel_max=8, num_classes=3)
+
+    gan = GAN(*nets(), latents=StyleLatents(), conditional=True, truncation_psi=0.7, mean_latent_samples=9,
+              bn_stat_batches=0).eval()  # fmt: skip
+    walk = LatentWalk(gan, 5, num_keys=2, seed=3, label=2)
+    ws = walk.keys()
+    assert ws.shape == (2, gan.generator_ema.num_ws, gan.generator_ema.w_dim)  # a path in w, not z
+    frames = torch.cat(list(walk.frames(batch_size=2)))
+    # the ends are the class's own samples (truncated towards the class's mean w), the middle a straight line in w
+    torch.testing.assert_close(frames[[0, -1]], gan.sample(2, seed=3, labels=2))
+    mid = torch.lerp(ws[0:1], ws[1:2], 0.5)
+    torch.testing.assert_close(frames[2:3], walk.render(mid))
+    other = torch.cat(list(LatentWalk(gan, 5, num_keys=2, seed=3, label=0).frames(batch_size=5)))
+    assert (other - frames).abs().mean() > 1e-3  # the class changes every frame

@@ -2,7 +2,8 @@
 
 The walk visits ``num_keys`` key latents (from seeds S, S+1, …) and glides between them at constant speed:
 spherical interpolation in z (DCGAN, VAE: Gaussian latents keep their norm; White 2016), linear interpolation in
-w for StyleGAN2 (its mapping's output space is where straight lines look smooth; Karras et al. 2019). With
+w for StyleGAN2 (its mapping's output space is where straight lines look smooth; Karras et al. 2019; a
+conditional StyleGAN2 between the class's mapped ws, so every frame stays in the class). With
 ``loop`` the path returns to the first key, and the last frame is one step before the first: the video repeats
 without a seam. Frames are generated ``batch_size`` at a time and handed to the streaming H.264 writer
 (``callbacks.video.write_frames``), so memory does not grow with the video's length.
@@ -91,19 +92,24 @@ class LatentWalk:
 
     def _in_w(self) -> bool:
         latents = getattr(self.model, "latents", None)
-        return bool(getattr(latents, "gives_ws", False)) and self._labels(1, torch.device("cpu")) is None
+        return bool(getattr(latents, "gives_ws", False))
 
     @torch.no_grad()
     def keys(self) -> Tensor:
-        """The key points: z (K, D), or for StyleGAN2 the truncated ws (K, num_ws, w_dim)."""
+        """The key points: z (K, D), or for StyleGAN2 the truncated ws (K, num_ws, w_dim) — for a conditional
+        StyleGAN2 the class's mapped ws, truncated towards that class's own mean w (as ``GAN.generate``)."""
         model = self.model
         device = model.device
         z = randn_from_seeds(torch.arange(self.seed, self.seed + self.num_keys), (model.latent_dim,), device)
         if not self._in_w():
             return z
-        model.mean_latent()  # refreshes the EMA generator's state, as generate does
+        centre = model.mean_latent()  # refreshes the EMA generator's state, as generate does
         g = model.generator_ema.eval()
-        return g.mapping(z, truncation_psi=model.hparams.truncation_psi, update_w_avg=False)
+        psi, labels = model.hparams.truncation_psi, self._labels(len(z), device)
+        if labels is None:
+            return g.mapping(z, truncation_psi=psi, update_w_avg=False)
+        ws = g.mapping(z, update_w_avg=False, labels=labels)  # the class is in every w of the path
+        return g.truncate(ws, psi, centre=centre[labels][:, None])
 
     @torch.no_grad()
     def render(self, points: Tensor) -> Tensor:
