@@ -227,7 +227,8 @@ VGG19) on the same photos at ``--gatys-size`` for reference.
 Flicker: a pan (``--pan`` px per frame, sensor noise ``--noise``) over chelsea, stylised by the checkpoint
 untreated, with ``temporal_smoothing`` values and, with ``--temporal-checkpoint``, by a network trained with the
 temporal loss. ``warp err`` is the mean |y_t − warp(y_{t−1})| over pixels visible in both frames with the known
-motion, ``warp err (Farnebäck)`` the same with OpenCV's optical flow (what a real clip, ``--video``, gets);
+motion, ``warp err (Farnebäck)`` the same with OpenCV's optical flow (a real clip, ``--video``, has only this:
+both columns then show it);
 ``trail`` is the mean |y_t − S(x_t)| to the frame's own untreated stylisation (ghosting); ``style`` is the style
 loss of the output frames (equal style loss: compare flicker at equal style strength).
 
@@ -264,12 +265,15 @@ loss of the output frames (equal style loss: compare flicker at equal style stre
                "all sizes pass (edge ≥ 0.3, gap ≤ 0.5)": all(e >= 0.3 for e in edges) and max(gaps) <= 0.5}  # fmt: skip
 
     # flicker on a pan with known motion
-    clip = pan_clip(args.frames, args.pan, 192, 208, args.noise)  # uint8 (T, H, W, 3)
-    frames = clip.permute(0, 3, 1, 2).float() / 255
-    known = affine_grid(len(clip) - 1, 192, 208, shift=(-args.pan, 0))
     from aigc_lightning.motion import farneback_grids
 
+    if args.video:  # a real clip: optical flow only
+        clip = torch.cat(list(VideoClip(args.video).frames(args.frames)))[: args.frames]
+    else:
+        clip = pan_clip(args.frames, args.pan, 192, 208, args.noise)  # uint8 (T, H, W, 3)
+    frames = clip.permute(0, 3, 1, 2).float() / 255
     flow = farneback_grids(clip)
+    known = flow if args.video else affine_grid(len(clip) - 1, 192, 208, shift=(-args.pan, 0))
     base = torch.cat(list(model.stylize_frames(clip.split(8)))).permute(0, 3, 1, 2).float() / 255
     treatments = [(f"smoothing {a}" if a else "untreated", model, a) for a in args.smoothing]
     if args.temporal_checkpoint:
@@ -320,3 +324,6 @@ def style_network_quality_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--noise", type=float, default=3.0)
     p.add_argument("--smoothing", type=float, nargs="+", default=[0.0, 0.3, 0.5])
     p.add_argument("--picture", help="write astronaut | stylised | (temporal) | style to this PNG")
+    p.add_argument(
+        "--video", help="a real clip instead of the pan (first --frames frames; Farnebäck flow only)"
+    )
