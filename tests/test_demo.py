@@ -74,6 +74,37 @@ def test_gan_demo_answers_a_gradio_client_with_images(gan_dir: Path) -> None:
         demo.close()
 
 
+def test_stylegan2_demo_mixes_and_edits_through_gradio_client() -> None:
+    from gradio_client import Client
+
+    from aigc_lightning.demo import build_demo
+    from aigc_lightning.modules import GAN
+
+    gan = built(GAN, {
+        "generator": {"class_path": "aigc_lightning.nets.StyleGAN2Generator",
+                      "init_args": {"image_size": 16, "channels": 1, "latent_dim": 8, "n_mlp": 1, "channel_max": 8}},
+        "discriminator": {"class_path": "aigc_lightning.nets.StyleGAN2Discriminator",
+                          "init_args": {"image_size": 16, "channels": 1, "channel_max": 8}},
+        "latents": {"class_path": "aigc_lightning.gan_latents.StyleLatents"},
+        "mean_latent_samples": 8, "bn_stat_batches": 0,
+    })  # fmt: skip
+    demo = build_demo(gan)
+    port = free_port()
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    try:
+        client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+
+        def edit(*args: object) -> np.ndarray:  # seed, psi, mixing seed, layers, direction, strength, class
+            return np.asarray(Image.open(client.predict(*args, None, api_name="/edit")), dtype=np.float64)
+
+        plain, mixed = edit(3, 1.0, -1, "coarse", 0, 0.0), edit(3, 1.0, 7, "coarse", 0, 0.0)
+        edited = edit(3, 1.0, -1, "coarse", 1, 2.0)
+        assert plain.shape[:2] == (16 * 16, 16 * 16)  # one image, shown 16x larger
+        assert np.abs(mixed - plain).mean() > 0.1 and np.abs(edited - plain).mean() > 0.1
+    finally:
+        demo.close()
+
+
 def test_vae_and_style_apps_build() -> None:
     from aigc_lightning.demo import build_demo
     from aigc_lightning.modules import VAE, StyleNetwork

@@ -160,3 +160,21 @@ def test_conditional_stylegan2_walks_in_w_within_the_class() -> None:
     torch.testing.assert_close(frames[2:3], walk.render(mid))
     other = torch.cat(list(LatentWalk(gan, 5, num_keys=2, seed=3, label=0).frames(batch_size=5)))
     assert (other - frames).abs().mean() > 1e-3  # the class changes every frame
+
+
+def test_demo_style_mixing_and_sefa_edit_of_a_stylegan2() -> None:
+    from aigc_lightning.demo import style_edit
+
+    g = StyleGAN2Generator(image_size=16, channels=1, latent_dim=8, n_mlp=1, channel_max=8)
+    gan = GAN(g, StyleGAN2Discriminator(image_size=16, channels=1, channel_max=8), latents=StyleLatents(),
+              mean_latent_samples=8, bn_stat_batches=0).eval()  # fmt: skip
+    plain = style_edit(gan, 4, 0.7)
+    # no mixing and no edit: the sample; mixing with its own seed changes nothing
+    torch.testing.assert_close(plain, gan.sample(1, seed=4, truncation_psi=0.7))
+    torch.testing.assert_close(style_edit(gan, 4, 0.7, mix_seed=4, mix_layers="fine"), plain)
+    mixes = [style_edit(gan, 4, 0.7, mix_seed=9, mix_layers=group) for group in ("coarse", "middle", "fine")]
+    assert all((m - plain).abs().mean() > 1e-4 for m in mixes)  # each group changes the image, differently
+    assert (mixes[0] - mixes[2]).abs().mean() > 1e-4
+    assert (style_edit(gan, 4, 0.7, direction=0, strength=3.0) - plain).abs().mean() > 1e-4
+    with pytest.raises(UserError, match="out of range"):
+        style_edit(gan, 4, 0.7, direction=99, strength=1.0)

@@ -1,11 +1,12 @@
 """``python -m aigc_lightning demo --ckpt_path CKPT_OR_DIR [--port P]``: a Gradio app fitted to the model.
 
-- GAN: seed, truncation ψ, class (conditional models), number of images → a grid; a latent-walk video button.
+- GAN: seed, truncation ψ, class (conditional models), number of images → a grid; a latent-walk video button;
+  StyleGAN2 also style mixing (a second seed, coarse/middle/fine layers) and SeFa edit-direction sliders.
 - VAE: sliders for the first latent dimensions → the decoded image; upload an image → its reconstruction.
 - Style network: upload an image → stylised.
 
 ``CKPT_OR_DIR`` is a CLI checkpoint, a pretrained folder or a Hub repo id (``modules.pretrained.load_model``). Every
-function is also an API endpoint (``/sample``, ``/walk``, ``/decode``, ``/reconstruct``, ``/stylize``) for
+function is also an API endpoint (``/sample``, ``/walk``, ``/edit``, ``/decode``, ``/reconstruct``, ``/stylize``) for
 ``gradio_client``; docs/share.md shows a scripted call. Needs the ``[demo]`` extra (gradio).
 """
 
@@ -47,6 +48,78 @@ def from_pil(image: Any) -> Tensor:
     return torch.from_numpy(array[..., :3].copy()).permute(2, 0, 1)[None] / 255
 
 
+def class_index(model: Any, label: Any) -> int | None:
+    """A class name or number (the dropdown's string) → its index; None for an unconditional model."""
+    classes = getattr(model, "num_classes", 0)
+    if not classes:
+        return None
+    names = [str(n) for n in (model.hparams.get("class_names") or range(classes))]
+    return names.index(str(label)) if label is not None else 0
+
+
+@torch.no_grad()
+def style_edit(model: Any, seed: int, psi: float, mix_seed: int | None = None, mix_layers: str = "coarse",
+               direction: int = 0, strength: float = 0.0, label: int | None = None) -> Tensor:  # fmt: skip
+    """One StyleGAN2 image (1, C, H, W) in [0, 1]: ``seed``'s ws (of class ``label`` if conditional) with the
+    ``mix_layers`` group (coarse/middle/fine) taken from ``mix_seed``'s ws, truncated by ``psi`` (towards the
+    class's mean w), then moved ``strength`` along SeFa direction ``direction`` (``nets.latent_edits``)."""
+    from aigc_lightning.nets.latent_edits import layer_group, sefa_directions
+    from aigc_lightning.pixels import to_unit
+    from aigc_lightning.seeds import randn_from_seeds
+
+    centre = model.mean_latent()  # refreshes the EMA generator, as generate does
+    g = model.generator_ema.eval()
+    y = None if label is None else torch.full((1,), int(label), dtype=torch.long, device=model.device)
+
+    def ws_of(s: int) -> Tensor:  # (1, num_ws, w_dim)
+        z = randn_from_seeds(torch.tensor([int(s)]), (model.latent_dim,), model.device)
+        return g.mapping(z, update_w_avg=False, labels=y)
+
+    ws = ws_of(seed)
+    if mix_seed is not None:
+        idx = layer_group(mix_layers, g.num_ws)
+        if len(idx) == 0:
+            raise UserError(
+                f"a {g.image_size} px generator has no {mix_layers} layers; pick another layer group"
+            )
+        ws = ws.clone()
+        ws[:, idx] = ws_of(mix_seed)[:, idx]
+    ws = g.truncate(ws, float(psi), centre=None if y is None else centre[y][:, None])
+    if strength:
+        directions = sefa_directions(g)
+        if not 0 <= direction < len(directions):
+            raise UserError(f"SeFa direction {direction} is out of range (0 … {len(directions) - 1})")
+        ws = ws + float(strength) * directions[int(direction)].to(ws)
+    return to_unit(g.synthesis(ws, noise_mode=model.hparams.noise_mode)).clamp(0, 1)
+
+
+def style_controls(gr: Any, model: Any, seed: Any, psi: Any, label: Any) -> None:
+    """StyleGAN2 only: style mixing (a second seed, a layer group) and a SeFa direction with a strength."""
+    from aigc_lightning.nets.latent_edits import LAYER_GROUPS
+
+    with gr.Row():
+        mix_seed = gr.Number(value=-1, precision=0, label="mixing seed (-1: none)")
+        layers = gr.Dropdown(list(LAYER_GROUPS), value="coarse", label="layers from the mixing seed")
+        direction = gr.Slider(
+            0, min(15, model.generator_ema.w_dim - 1), value=0, step=1, label="SeFa direction"
+        )
+        strength = gr.Slider(-5.0, 5.0, value=0.0, step=0.25, label="edit strength")
+    edited = gr.Image(label="style mixing and SeFa edit of the seed's image", type="pil")
+
+    def edit(seed: float, psi: float, mix: float, layers: str, direction: float, strength: float,
+             label: str | None = None) -> Image.Image:  # fmt: skip
+        mix_seed = None if mix is None or int(mix) < 0 else int(mix)
+        image = style_edit(
+            model, int(seed), psi, mix_seed, layers, int(direction), strength, class_index(model, label)
+        )
+        return to_pil(image, nrow=1)
+
+    inputs = [seed, psi, mix_seed, layers, direction, strength, label]
+    gr.Button("Mix and edit").click(edit, inputs, edited, api_name="edit")
+    for control in (mix_seed, layers, direction, strength):
+        control.change(edit, inputs, edited, api_name=False)
+
+
 def gan_tab(gr: Any, model: Any) -> tuple:
     """Seed, ψ, count (and class) controls over a grid, and a walk button; returns what the page draws at load."""
     classes = getattr(model, "num_classes", 0)
@@ -83,6 +156,8 @@ def gan_tab(gr: Any, model: Any) -> tuple:
         return str(path)
 
     gr.Button("Latent walk video").click(walk, [seed], video, api_name="walk")
+    if getattr(getattr(model, "latents", None), "gives_ws", False):
+        style_controls(gr, model, seed, psi, label)
     return sample, inputs, image
 
 
