@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from lightning.pytorch.cli import instantiate_module
 from PIL import Image
 
@@ -105,22 +106,55 @@ def test_stylegan2_demo_mixes_and_edits_through_gradio_client() -> None:
         demo.close()
 
 
+def style_network():
+    from aigc_lightning.modules import StyleNetwork
+
+    return built(StyleNetwork, {
+        "network": {"class_path": "aigc_lightning.nets.TransformNet", "init_args": {"width": 4, "num_residual": 1}},
+        "features": {"class_path": "aigc_lightning.nets.VGGFeatures", "init_args": {"weights": "none", "arch": "vgg16"}},
+        "content_layers": ["relu1_2"], "style_layers": ["relu1_1"],
+    })  # fmt: skip
+
+
 def test_vae_and_style_apps_build() -> None:
     from aigc_lightning.demo import build_demo
-    from aigc_lightning.modules import VAE, StyleNetwork
+    from aigc_lightning.modules import VAE
 
     vae = built(VAE, {
         "encoder": {"class_path": "aigc_lightning.nets.MLPEncoder", "init_args": {"hidden_dim": 8, "latent_dim": 3}},
         "decoder": {"class_path": "aigc_lightning.nets.MLPDecoder", "init_args": {"hidden_dim": 8, "latent_dim": 3}},
     })  # fmt: skip
-    style = built(StyleNetwork, {
-        "network": {"class_path": "aigc_lightning.nets.TransformNet", "init_args": {"width": 4, "num_residual": 1}},
-        "features": {"class_path": "aigc_lightning.nets.VGGFeatures", "init_args": {"weights": "none", "arch": "vgg16"}},
-        "content_layers": ["relu1_2"], "style_layers": ["relu1_1"],
-    })  # fmt: skip
-    for model, endpoints in ((vae, {"/decode", "/reconstruct"}), (style, {"/stylize"})):
+    style = style_network()
+    for model, endpoints in ((vae, {"/decode", "/reconstruct"}), (style, {"/stylize", "/stylize_video"})):
         demo = build_demo(model)
         assert endpoints <= {f"/{d['api_name']}" for d in demo.config["dependencies"] if d.get("api_name")}
+
+
+def test_style_demo_stylises_an_uploaded_video_through_gradio_client(tmp_path: Path) -> None:
+    from gradio_client import Client, handle_file
+
+    from aigc_lightning.callbacks.video import write_frames
+    from aigc_lightning.demo import build_demo
+
+    source = tmp_path / "clip.mp4"
+    frames = torch.linspace(0, 255, 6).round().to(torch.uint8).view(6, 1, 1, 1).expand(6, 16, 24, 3)
+    write_frames(source, [frames], 6, 24, 16)
+    demo = build_demo(style_network())
+    port = free_port()
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    try:
+        client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+        video = client.predict(handle_file(str(source)), api_name="/stylize_video")
+        out = Path(video["video"] if isinstance(video, dict) else video)
+        import av
+
+        with av.open(str(out)) as c:
+            stream = c.streams.video[0]
+            got = [f.to_ndarray(format="rgb24") for f in c.decode(stream)]
+        assert len(got) == 6 and got[0].shape == (16, 24, 3)  # every frame, at the source's size
+        assert source.exists() and out != source
+    finally:
+        demo.close()
 
 
 def test_demo_subcommand_dispatches_before_lightning_cli(tmp_path: Path) -> None:

@@ -3,11 +3,11 @@
 - GAN: seed, truncation ψ, class (conditional models), number of images → a grid; a latent-walk video button;
   StyleGAN2 also style mixing (a second seed, coarse/middle/fine layers) and SeFa edit-direction sliders.
 - VAE: sliders for the first latent dimensions → the decoded image; upload an image → its reconstruction.
-- Style network: upload an image → stylised.
+- Style network: upload an image or a video → stylised.
 
 ``CKPT_OR_DIR`` is a CLI checkpoint, a pretrained folder or a Hub repo id (``modules.pretrained.load_model``). Every
-function is also an API endpoint (``/sample``, ``/walk``, ``/edit``, ``/decode``, ``/reconstruct``, ``/stylize``) for
-``gradio_client``; docs/share.md shows a scripted call. Needs the ``[demo]`` extra (gradio).
+function is also an API endpoint (``/sample``, ``/walk``, ``/edit``, ``/decode``, ``/reconstruct``, ``/stylize``,
+``/stylize_video``) for ``gradio_client``; docs/share.md shows a scripted call. Needs the ``[demo]`` extra (gradio).
 """
 
 from __future__ import annotations
@@ -206,6 +206,27 @@ def style_tab(gr: Any, model: Any) -> None:
             return to_pil(model.stylize(from_pil(image).to(model.device)), nrow=1)
 
     upload.change(stylize, upload, out, api_name="stylize")
+    with gr.Row():
+        video_in = gr.Video(label="a video", sources=["upload"])
+        video_out = gr.Video(label="stylised video")
+    video_in.change(
+        lambda path: stylize_video_file(model, path), video_in, video_out, api_name="stylize_video"
+    )
+
+
+def stylize_video_file(model: Any, path: str | None) -> str | None:
+    """An uploaded video stylised through the streaming path (``stylize_frames`` → ``write_video``: the source's
+    size, frame rate and audio; memory independent of the length) into a fresh temporary MP4; returns its path."""
+    if not path:
+        return None
+    from aigc_lightning.callbacks.video import write_video
+    from aigc_lightning.datamodules.video import VideoClip
+
+    clip = VideoClip(str(path))
+    out = Path(tempfile.mkdtemp(prefix="aigc_stylized_")) / f"{Path(str(path)).stem}_stylized.mp4"
+    with torch.no_grad():
+        write_video(out, clip, model.stylize_frames(clip.frames(8)))
+    return str(out)
 
 
 def build_demo(model: Any, title: str = "aigc-lightning") -> Any:
