@@ -30,14 +30,14 @@ def with_label(h: Tensor, y: Tensor | None, num_classes: int) -> Tensor:
     return torch.cat([h, nn.functional.one_hot(y, num_classes).to(h.dtype)], 1)
 
 
-class MLPEncoder(nn.Module):
-    """The article's MLP encoder: flatten → ``fc1`` (ReLU) → mean head ``fc21`` and log-variance head ``fc22``.
+class _MLPHalf(nn.Module):
+    """What the article's MLP encoder and decoder share: their arguments and the image shape.
 
     Args:
         channels: image channels.
         image_size: image height = width.
-        hidden_dim: width of the hidden layer (the seed: 400).
-        latent_dim: size of z (the seed: 20).
+        hidden_dim: width of the hidden layer (the article: 400).
+        latent_dim: size of z (the article: 20).
         num_classes: classes of a conditional VAE (0: unconditional); the CLI sets it from the data.
     """
 
@@ -50,47 +50,41 @@ class MLPEncoder(nn.Module):
         num_classes: int = 0,
     ) -> None:
         super().__init__()
-        check_sizes(self, channels=channels, image_size=image_size, hidden_dim=hidden_dim, latent_dim=latent_dim)
-        self.image_shape = (channels, image_size, image_size)
-        self.latent_dim = latent_dim
+        check_sizes(
+            self, channels=channels, image_size=image_size, hidden_dim=hidden_dim, latent_dim=latent_dim
+        )
         check_sizes(self, 0, num_classes=num_classes)
-        self.num_classes = num_classes
-        self.fc1 = nn.Linear(channels * image_size * image_size + num_classes, hidden_dim)
+        self.image_shape = (channels, image_size, image_size)
+        self.latent_dim, self.num_classes = latent_dim, num_classes
+        self.build(channels * image_size * image_size, hidden_dim, latent_dim, num_classes)
+
+    def build(self, pixels: int, hidden_dim: int, latent_dim: int, num_classes: int) -> None:
+        raise NotImplementedError
+
+
+class MLPEncoder(_MLPHalf):
+    """The article's MLP encoder: flatten → ``fc1`` (ReLU) → mean head ``fc21`` and log-variance head ``fc22``.
+    Arguments as ``_MLPHalf``: ``channels``, ``image_size``, ``hidden_dim``, ``latent_dim``, ``num_classes``."""
+
+    def build(self, pixels: int, hidden_dim: int, latent_dim: int, num_classes: int) -> None:
+        self.fc1 = nn.Linear(pixels + num_classes, hidden_dim)
         self.fc21 = nn.Linear(hidden_dim, latent_dim)
         self.fc22 = nn.Linear(hidden_dim, latent_dim)
 
     def forward(self, x: Tensor, y: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        h = torch.relu(self.fc1(with_label(x.flatten(1), y, self.num_classes)))  # (B, C*H*W [+ K]) → (B, hidden)
+        h = torch.relu(
+            self.fc1(with_label(x.flatten(1), y, self.num_classes))
+        )  # (B, C*H*W [+ K]) → (B, hidden)
         return self.fc21(h), self.fc22(h)
 
 
-class MLPDecoder(nn.Module):
+class MLPDecoder(_MLPHalf):
     """The article's MLP decoder: ``fc3`` (ReLU) → ``fc4`` → one parameter per pixel (no sigmoid: logits).
+    Arguments as ``_MLPHalf``: ``channels``, ``image_size``, ``hidden_dim``, ``latent_dim``, ``num_classes``."""
 
-    Args:
-        channels: image channels.
-        image_size: image height = width.
-        hidden_dim: width of the hidden layer (the seed: 400).
-        latent_dim: size of z (the seed: 20).
-        num_classes: classes of a conditional VAE (0: unconditional); the CLI sets it from the data.
-    """
-
-    def __init__(
-        self,
-        channels: int = 1,
-        image_size: int = 28,
-        hidden_dim: int = 400,
-        latent_dim: int = 20,
-        num_classes: int = 0,
-    ) -> None:
-        super().__init__()
-        check_sizes(self, channels=channels, image_size=image_size, hidden_dim=hidden_dim, latent_dim=latent_dim)
-        self.image_shape = (channels, image_size, image_size)
-        self.latent_dim = latent_dim
-        check_sizes(self, 0, num_classes=num_classes)
-        self.num_classes = num_classes
+    def build(self, pixels: int, hidden_dim: int, latent_dim: int, num_classes: int) -> None:
         self.fc3 = nn.Linear(latent_dim + num_classes, hidden_dim)
-        self.fc4 = nn.Linear(hidden_dim, channels * image_size * image_size)
+        self.fc4 = nn.Linear(hidden_dim, pixels)
 
     def forward(self, z: Tensor, y: Tensor | None = None) -> Tensor:
         out = self.fc4(torch.relu(self.fc3(with_label(z, y, self.num_classes))))  # (B, C*H*W)
@@ -129,7 +123,12 @@ class ConvEncoder(nn.Module):
     """
 
     def __init__(
-        self, channels: int = 3, image_size: int = 64, width: int = 32, latent_dim: int = 128, num_classes: int = 0
+        self,
+        channels: int = 3,
+        image_size: int = 64,
+        width: int = 32,
+        latent_dim: int = 128,
+        num_classes: int = 0,
     ) -> None:
         super().__init__()
         check_sizes(self, channels=channels, width=width, latent_dim=latent_dim)
@@ -164,7 +163,12 @@ class ConvDecoder(nn.Module):
     """
 
     def __init__(
-        self, channels: int = 3, image_size: int = 64, width: int = 32, latent_dim: int = 128, num_classes: int = 0
+        self,
+        channels: int = 3,
+        image_size: int = 64,
+        width: int = 32,
+        latent_dim: int = 128,
+        num_classes: int = 0,
     ) -> None:
         super().__init__()
         check_sizes(self, channels=channels, width=width, latent_dim=latent_dim)
