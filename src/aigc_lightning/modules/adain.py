@@ -25,9 +25,9 @@ from lightning.pytorch import LightningModule
 from lightning.pytorch.cli import OptimizerCallable
 from torch import Tensor, nn
 
-from aigc_lightning.compat import logger_records_batch
-from aigc_lightning.errors import UserError, check_finite
+from aigc_lightning.errors import UserError
 from aigc_lightning.modules.hparams import PlainHyperparameters
+from aigc_lightning.modules.loss_steps import LossDictSteps
 from aigc_lightning.modules.style_network import stylize_video
 from aigc_lightning.motion import random_motion, temporal_loss, valid_mask, warp
 from aigc_lightning.nets.adain import AdaINNet, channel_stats
@@ -35,7 +35,7 @@ from aigc_lightning.perceptual import moment_loss
 from aigc_lightning.pixels import to_unit
 
 
-class AdaIN(PlainHyperparameters, LightningModule):
+class AdaIN(PlainHyperparameters, LossDictSteps, LightningModule):
     """Train an AdaIN decoder for arbitrary styles; stylise with any style image.
 
     Args:
@@ -143,22 +143,6 @@ class AdaIN(PlainHyperparameters, LightningModule):
     def configure_optimizers(self):
         return self.optimizer(self.decoder.parameters())
 
-    def training_step(self, batch, batch_idx: int) -> Tensor:
-        _, losses = self._step_losses(batch)
-        check_finite(losses["loss"], "train/loss", self.batches)
-        if self.batches == 0 or logger_records_batch(self.trainer):
-            for name, value in losses.items():
-                key = "train/loss" if name == "loss" else f"train/{name}_loss"
-                self.log(key, value.detach(), prog_bar=name == "loss")
-        self.batches += 1
-        return losses["loss"]
-
-    def validation_step(self, batch, batch_idx: int) -> None:
-        content, losses = self._step_losses(batch)
-        for name, value in losses.items():
-            key = "val/loss" if name == "loss" else f"val/{name}_loss"
-            self.log(key, value, batch_size=len(content), sync_dist=True)
-
     def images_to_log(self, n: int, batch: Tensor | None = None) -> dict[str, Tensor]:
         """For ``ImageLogger``: its fixed pairs ``batch`` (B, 6, S, S) in [0, 1] (held-out photos with styles):
         contents, styles and stylisations."""
@@ -168,14 +152,6 @@ class AdaIN(PlainHyperparameters, LightningModule):
         with torch.no_grad():
             content, style = pairs[:, :3], pairs[:, 3:]
             return {"content": content, "style": style, "stylized": self.stylize(content, style)}
-
-    def on_save_checkpoint(self, checkpoint: dict) -> None:
-        checkpoint["counters"] = {"batches": self.batches}
-        super().on_save_checkpoint(checkpoint)
-
-    def on_load_checkpoint(self, checkpoint: dict) -> None:
-        super().on_load_checkpoint(checkpoint)
-        self.batches = int(checkpoint.get("counters", {}).get("batches", 0))
 
     # ------------------------------------------------------------------------------------------------------
     # predict / Python API

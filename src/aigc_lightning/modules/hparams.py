@@ -89,9 +89,11 @@ class PlainHyperparameters:
         self.hparams.update(plain(dict(self.hparams)))
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_save_checkpoint(checkpoint)  # bases after this one (e.g. LossDictSteps' counters) first
         checkpoint.update(plain(checkpoint))
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        super().on_load_checkpoint(checkpoint)
         saved = checkpoint.get("hyper_parameters") or {}
         self.hparams.update({key: value for key, value in saved.items() if key not in self.hparams})
 

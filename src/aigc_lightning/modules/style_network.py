@@ -32,16 +32,15 @@ from lightning.pytorch import LightningModule
 from lightning.pytorch.cli import OptimizerCallable
 from torch import Tensor, nn
 
-from aigc_lightning.compat import logger_records_batch
-from aigc_lightning.errors import check_finite
 from aigc_lightning.modules.hparams import PlainHyperparameters
+from aigc_lightning.modules.loss_steps import LossDictSteps
 from aigc_lightning.modules.pretrained import PretrainedMixin
 from aigc_lightning.motion import luma, random_motion, temporal_loss, valid_mask, warp
 from aigc_lightning.perceptual import PerceptualLoss
 from aigc_lightning.pixels import rgb_to_yiq, to_signed, to_unit, yiq_to_rgb
 
 
-class StyleNetwork(PlainHyperparameters, PretrainedMixin, LightningModule):
+class StyleNetwork(PlainHyperparameters, PretrainedMixin, LossDictSteps, LightningModule):
     """Train a feed-forward style network with content, Gram style and TV losses on VGG features.
 
     Args:
@@ -149,22 +148,6 @@ class StyleNetwork(PlainHyperparameters, PretrainedMixin, LightningModule):
     def configure_optimizers(self):
         return self.optimizer(self.network.parameters())
 
-    def training_step(self, batch, batch_idx: int) -> Tensor:
-        _, losses = self._step_losses(batch)
-        check_finite(losses["loss"], "train/loss", self.batches)
-        if self.batches == 0 or logger_records_batch(self.trainer):
-            for name, value in losses.items():
-                key = "train/loss" if name == "loss" else f"train/{name}_loss"
-                self.log(key, value.detach(), prog_bar=name == "loss")
-        self.batches += 1
-        return losses["loss"]
-
-    def validation_step(self, batch, batch_idx: int) -> None:
-        content, losses = self._step_losses(batch)
-        for name, value in losses.items():
-            key = "val/loss" if name == "loss" else f"val/{name}_loss"
-            self.log(key, value, batch_size=len(content), sync_dist=True)
-
     def images_to_log(self, n: int, batch: Tensor | None = None) -> dict[str, Tensor]:
         """For ``ImageLogger``: its fixed photos ``batch`` (B, 3, S, S) in [0, 1] — the first validation batch, i.e.
         the held-out photos, or the first training crops without validation — and their stylisations."""
@@ -173,14 +156,6 @@ class StyleNetwork(PlainHyperparameters, PretrainedMixin, LightningModule):
         x = batch[:n].to(self.device)
         with torch.no_grad():
             return {"content": x.clamp(0, 1), "stylized": self.stylize(x)}
-
-    def on_save_checkpoint(self, checkpoint: dict) -> None:
-        checkpoint["counters"] = {"batches": self.batches}
-        super().on_save_checkpoint(checkpoint)
-
-    def on_load_checkpoint(self, checkpoint: dict) -> None:
-        super().on_load_checkpoint(checkpoint)
-        self.batches = int(checkpoint.get("counters", {}).get("batches", 0))
 
     # ------------------------------------------------------------------------------------------------------
     # predict / Python API
