@@ -108,16 +108,13 @@ def _num_downsamples(image_size: int) -> int:
     return n
 
 
-class ConvEncoder(nn.Module):
-    """Stride-2 4×4 convolutions down to 4×4 (width doubling, capped at 8×), then linear mean / log-variance heads.
-
-    No normalisation layers: BatchNorm would make q(z|x) depend on the rest of the batch, and the importance-
-    weighted bound evaluates many z per image.
+class _ConvHalf(nn.Module):
+    """What the conv encoder and decoder share: their arguments, checks and the width of each stride-2 stage.
 
     Args:
         channels: image channels.
         image_size: image height = width (power of two ≥ 8).
-        width: channels of the first convolution.
+        width: channels of the encoder's first convolution (the decoder mirrors the encoder).
         latent_dim: size of z.
         num_classes: classes of a conditional VAE (0: unconditional); the CLI sets it from the data.
     """
@@ -134,51 +131,43 @@ class ConvEncoder(nn.Module):
         check_sizes(self, channels=channels, width=width, latent_dim=latent_dim)
         self.image_shape = (channels, image_size, image_size)
         self.latent_dim = latent_dim
-        layers: list[nn.Module] = []
-        c_in = channels
-        for i in range(_num_downsamples(image_size)):
-            c_out = width * min(2**i, 8)
-            layers += [nn.Conv2d(c_in, c_out, 4, 2, 1), nn.LeakyReLU(0.2)]
-            c_in = c_out
-        self.features = nn.Sequential(*layers)
+        widths = [width * min(2**i, 8) for i in range(_num_downsamples(image_size))]  # the encoder's stages
         check_sizes(self, 0, num_classes=num_classes)
         self.num_classes = num_classes
-        self.mean = nn.Linear(c_in * 16 + num_classes, latent_dim)
-        self.logvar = nn.Linear(c_in * 16 + num_classes, latent_dim)
+        self.build(channels, widths, latent_dim, num_classes)
+
+    def build(self, channels: int, widths: list[int], latent_dim: int, num_classes: int) -> None:
+        raise NotImplementedError
+
+
+class ConvEncoder(_ConvHalf):
+    """Stride-2 4×4 convolutions down to 4×4 (width doubling, capped at 8×), then linear mean / log-variance heads.
+    Arguments as ``_ConvHalf``: ``channels``, ``image_size``, ``width``, ``latent_dim``, ``num_classes``.
+
+    No normalisation layers: BatchNorm would make q(z|x) depend on the rest of the batch, and the importance-
+    weighted bound evaluates many z per image.
+    """
+
+    def build(self, channels: int, widths: list[int], latent_dim: int, num_classes: int) -> None:
+        layers: list[nn.Module] = []
+        for c_in, c_out in itertools.pairwise([channels, *widths]):
+            layers += [nn.Conv2d(c_in, c_out, 4, 2, 1), nn.LeakyReLU(0.2)]
+        self.features = nn.Sequential(*layers)
+        self.mean = nn.Linear(widths[-1] * 16 + num_classes, latent_dim)
+        self.logvar = nn.Linear(widths[-1] * 16 + num_classes, latent_dim)
 
     def forward(self, x: Tensor, y: Tensor | None = None) -> tuple[Tensor, Tensor]:
         h = with_label(self.features(x).flatten(1), y, self.num_classes)  # (B, c, 4, 4) → (B, c*16 [+ K])
         return self.mean(h), self.logvar(h)
 
 
-class ConvDecoder(nn.Module):
+class ConvDecoder(_ConvHalf):
     """Linear to 4×4, then stride-2 4×4 transposed convolutions up to ``image_size``; one value per pixel.
+    Arguments as ``_ConvHalf``: ``channels``, ``image_size``, ``width``, ``latent_dim``, ``num_classes``."""
 
-    Args:
-        channels: image channels.
-        image_size: image height = width (power of two ≥ 8).
-        width: channels of the last hidden layer (mirrors ``ConvEncoder``).
-        latent_dim: size of z.
-        num_classes: classes of a conditional VAE (0: unconditional); the CLI sets it from the data.
-    """
-
-    def __init__(
-        self,
-        channels: int = 3,
-        image_size: int = 64,
-        width: int = 32,
-        latent_dim: int = 128,
-        num_classes: int = 0,
-    ) -> None:
-        super().__init__()
-        check_sizes(self, channels=channels, width=width, latent_dim=latent_dim)
-        self.image_shape = (channels, image_size, image_size)
-        self.latent_dim = latent_dim
-        n = _num_downsamples(image_size)
-        widths = [width * min(2**i, 8) for i in reversed(range(n))]  # mirror of the encoder
+    def build(self, channels: int, widths: list[int], latent_dim: int, num_classes: int) -> None:
+        widths = widths[::-1]  # mirror of the encoder
         self.c0 = widths[0]
-        check_sizes(self, 0, num_classes=num_classes)
-        self.num_classes = num_classes
         self.fc = nn.Linear(latent_dim + num_classes, self.c0 * 16)
         layers: list[nn.Module] = []
         for c_in, c_out in itertools.pairwise(widths):
