@@ -71,7 +71,9 @@ class Generator(nn.Module):
         width: channels of the last hidden level (``ngf`` in the pytorch examples); deeper levels double it.
         num_classes: classes of a conditional generator (0: unconditional); the CLI sets it from the data when
             the model is ``conditional``.
-        embed_dim: size of the label embedding concatenated to z (conditional only).
+        embed_dim: size of the label embedding concatenated to z (conditional only). 10, one per digit (a one-hot
+            code's size): on the digits, at 32 the label outweighs z and each class collapses to one image
+            (docs/conditional.md, "Numbers").
     """
 
     def __init__(
@@ -81,7 +83,7 @@ class Generator(nn.Module):
         image_size: int = 32,
         width: int = 64,
         num_classes: int = 0,
-        embed_dim: int = 32,
+        embed_dim: int = 10,
     ) -> None:
         super().__init__()
         check_sizes(self, latent_dim=latent_dim, channels=channels, width=width)
@@ -106,7 +108,7 @@ class Generator(nn.Module):
         layers += [nn.ConvTranspose2d(c, channels, 4, 2, 1, bias=False), nn.Tanh()]
         self.net = nn.Sequential(*layers)
         self.apply(dcgan_init)
-        if self.num_classes:  # after the init: an unconditional network draws exactly the same weights as before
+        if self.num_classes:  # after the init: an unconditional network draws the same weights as before
             check_sizes(self, embed_dim=embed_dim)
             self.embed = nn.Embedding(self.num_classes, embed_dim)
 
