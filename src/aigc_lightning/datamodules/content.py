@@ -139,9 +139,8 @@ class ContentDataModule(LightningDataModule):
             all but one.
         num_workers: DataLoader workers (JPEG decoding of large photo folders).
         seed: seed of the held-out choice.
-        max_image_pixels: an image file declaring more pixels (width x height) is refused before it is decoded:
-            a guard against decompression bombs. The default is where PIL itself refuses; raise it for genuine
-            giant images.
+        max_image_pixels: image files declaring more pixels (width x height) are refused before decoding
+            (decompression bombs; PIL's own limit by default).
     """
 
     def __init__(

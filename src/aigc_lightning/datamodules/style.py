@@ -118,9 +118,8 @@ class StyleDataModule(LightningDataModule):
             Styles are resized to cover the content's size and centre-cropped to it.
         steps_per_epoch: optimisation steps per fit epoch (checkpoints are written at epoch ends).
         num_workers: DataLoader workers for predict (decoding only; the optimisation dominates).
-        max_image_pixels: an image file declaring more pixels (width x height) is refused before it is decoded:
-            a guard against decompression bombs. The default is where PIL itself refuses; raise it for genuine
-            giant images.
+        max_image_pixels: image files declaring more pixels (width x height) are refused before decoding
+            (decompression bombs; PIL's own limit by default).
     """
 
     def __init__(
