@@ -14,7 +14,8 @@ from aigc_lightning.callbacks.resume import RNGState
 from aigc_lightning.errors import UserError
 from aigc_lightning.gan_regularizers import R1
 from aigc_lightning.schedules import LinearDecay, build_scheduler
-from test_gan import flat, loader, tiny_gan, trainer
+from conftest import flat, gan_trainer
+from test_gan import loader, tiny_gan
 
 
 def linear_decay_factor(batch: int, total: int, fraction: float) -> float:
@@ -63,7 +64,7 @@ def test_lr_decays_over_the_last_fraction_of_the_run(n_critic, bounds):
     model = tiny_gan(lr_scheduler=partial(LinearDecay, fraction=0.5), n_critic=n_critic, optimizer_g=lambda p: torch.optim.Adam(p, lr=1e-3),
                      optimizer_d=lambda p: torch.optim.Adam(p, lr=4e-3))  # fmt: skip
     record = RecordLR()
-    trainer(8, callbacks=[record], **bounds).fit(model, loader())
+    gan_trainer(8, callbacks=[record], **bounds).fit(model, loader())
     assert model.batches == 8
     factors = [linear_decay_factor(b, 8, 0.5) for b in range(8)]
     assert factors[-1] < factors[4] == 1
@@ -72,14 +73,14 @@ def test_lr_decays_over_the_last_fraction_of_the_run(n_critic, bounds):
 
 def test_unbounded_run_with_lr_decay_is_a_user_error():
     with pytest.raises(UserError, match="lr_scheduler needs a run of known length"):
-        trainer(1, max_steps=-1, max_epochs=-1).fit(tiny_gan(lr_scheduler=partial(LinearDecay, fraction=0.5)), loader())
+        gan_trainer(1, max_steps=-1, max_epochs=-1).fit(tiny_gan(lr_scheduler=partial(LinearDecay, fraction=0.5)), loader())
 
 
 def test_resume_continues_the_decay_bit_for_bit(tmp_path):
     def fit(folder, *callbacks, ckpt_path=None):
         model = tiny_gan(lr_scheduler=partial(LinearDecay, fraction=0.75), r1=R1(1.0, every=2))
         save = ModelCheckpoint(dirpath=tmp_path / folder, save_last=True)
-        t = trainer(8, max_steps=-1, max_epochs=2, enable_checkpointing=True, callbacks=[RNGState(), save, *callbacks])
+        t = gan_trainer(8, max_steps=-1, max_epochs=2, enable_checkpointing=True, callbacks=[RNGState(), save, *callbacks])
         t.fit(model, loader(), ckpt_path=ckpt_path, weights_only=False)  # hparams hold the nets
         return model, t
 
