@@ -63,6 +63,26 @@ def child_env(**extra: str) -> dict[str, str]:
     in a command line) — ``os.environ`` with ``tests/`` on ``PYTHONPATH`` — plus ``extra``."""
     return {**os.environ, "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]), **extra}
 
+# Options that shrink configs/gan/dcgan_digits.yaml's networks and its set-up estimates to test size.
+TINY_DCGAN = ["--model.generator.init_args.width", "4", "--model.discriminator.init_args.width", "4",
+              "--model.mean_latent_samples", "64", "--model.bn_stat_batches", "1"]  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def tiny_dcgan_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``last.ckpt`` of a 2-batch tiny DCGAN digits fit through the CLI; its run's ``config.yaml`` is two folders up
+    (``lightning_logs/version_0/``). Shared by the tests that only read it."""
+    from aigc_lightning.cli import main
+
+    root = tmp_path_factory.mktemp("tiny_dcgan")
+    main([
+        "fit", "--config", str(CONFIGS / "gan/dcgan_digits.yaml"), *TINY_DCGAN, "--trainer.max_steps", "4",
+        "--trainer.limit_val_batches", "0", "--trainer.callbacks", "[]", "--trainer.enable_progress_bar", "false",
+        "--trainer.default_root_dir", str(root), "--images.log_images_every_n_batches", "0",
+    ])  # fmt: skip
+    (ckpt,) = root.rglob("last.ckpt")
+    return ckpt
+
 def gan_trainer(batches: int, **kwargs):
     """A bare CPU Trainer for ``batches`` GAN batches (``max_steps`` counts optimizer steps: two per batch with
     ``n_critic=1``); no logger, checkpoints, bar or summary unless ``kwargs`` say so."""

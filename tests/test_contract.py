@@ -21,7 +21,7 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from conftest import CONFIGS, write_mnist, write_pngs
+from conftest import CONFIGS, TINY_DCGAN, write_mnist, write_pngs
 
 Files = Callable[[Path], list[str]]
 
@@ -68,8 +68,6 @@ class Contract:
         return self.config
 
 
-TINY_DCGAN = ["--model.generator.init_args.width", "4", "--model.discriminator.init_args.width", "4",
-              "--model.mean_latent_samples", "64", "--model.bn_stat_batches", "1"]  # fmt: skip
 TINY_MLP_VAE = ["--model.encoder.init_args.hidden_dim", "8", "--model.decoder.init_args.hidden_dim", "8"]
 STYLE_INPUTS = ["--data.content", "{data}/content/photo.png", "--data.style", "{data}/style.png"]
 

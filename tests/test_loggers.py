@@ -16,14 +16,12 @@ from PIL import Image
 
 from aigc_lightning.callbacks import images as images_module
 from aigc_lightning.cli import main
-from conftest import CONFIGS
+from conftest import CONFIGS, TINY_DCGAN
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 HAS_WANDB = importlib.util.find_spec("wandb") is not None
 HAS_MLFLOW = importlib.util.find_spec("mlflow") is not None
-TINY_DCGAN = ["--model.generator.init_args.width", "4", "--model.discriminator.init_args.width", "4",
-              "--model.mean_latent_samples", "64", "--model.bn_stat_batches", "1"]  # fmt: skip
 GRID_TAGS = ("train/samples_ema", "train/interpolation")
 
 

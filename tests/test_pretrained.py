@@ -15,28 +15,16 @@ from aigc_lightning.errors import UserError
 from aigc_lightning.export import main as export_main
 from aigc_lightning.modules import GAN, VAE, StyleNetwork
 from aigc_lightning.modules.pretrained import load_pretrained
-from conftest import CONFIGS
 
 pytest.importorskip("safetensors", reason="pretrained folders need safetensors (the share or dev extra)")
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-TINY_DCGAN = ["--model.generator.init_args.width", "4", "--model.discriminator.init_args.width", "4",
-              "--model.mean_latent_samples", "64", "--model.bn_stat_batches", "1"]  # fmt: skip
 
 
-@pytest.fixture(scope="module")
-def gan_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """last.ckpt of a 2-batch DCGAN digits fit through the CLI (its hyper-parameters hold the network configs)."""
-    from aigc_lightning.cli import main
-
-    root = tmp_path_factory.mktemp("gan")
-    main([
-        "fit", "--config", str(CONFIGS / "gan/dcgan_digits.yaml"), *TINY_DCGAN, "--trainer.max_steps", "4",
-        "--trainer.limit_val_batches", "0", "--trainer.callbacks", "[]", "--trainer.enable_progress_bar", "false",
-        "--trainer.logger", "false", "--trainer.default_root_dir", str(root), "--images.log_images_every_n_batches", "0",
-    ])  # fmt: skip
-    (ckpt,) = root.rglob("last.ckpt")
-    return ckpt
+@pytest.fixture
+def gan_checkpoint(tiny_dcgan_checkpoint: Path) -> Path:
+    """last.ckpt of a tiny DCGAN digits fit through the CLI (its hyper-parameters hold the network configs)."""
+    return tiny_dcgan_checkpoint
 
 
 def no_unpickling(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -16,12 +16,9 @@ from aigc_lightning.errors import UserError
 from aigc_lightning.gan_latents import StyleLatents
 from aigc_lightning.modules import GAN, VAE
 from aigc_lightning.nets import StyleGAN2Discriminator, StyleGAN2Generator
-from conftest import CONFIGS
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-TINY_DCGAN = ["--model.generator.init_args.width", "4", "--model.discriminator.init_args.width", "4",
-              "--model.mean_latent_samples", "64", "--model.bn_stat_batches", "1"]  # fmt: skip
 
 
 def decode(path: Path) -> tuple[np.ndarray, str, str]:
@@ -43,17 +40,10 @@ def steps(frames: np.ndarray) -> np.ndarray:
     return np.abs(np.diff(frames, axis=0)).mean(axis=(1, 2, 3))
 
 
-@pytest.fixture(scope="module")
-def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A 4-batch tiny DCGAN digits fit: its config.yaml and last.ckpt."""
-    root = tmp_path_factory.mktemp("walk")
-    main([
-        "fit", "--config", str(CONFIGS / "gan/dcgan_digits.yaml"), *TINY_DCGAN, "--trainer.max_steps", "8",
-        "--trainer.limit_val_batches", "0", "--trainer.callbacks", "[]", "--trainer.enable_progress_bar", "false",
-        "--trainer.default_root_dir", str(root), "--images.log_images_every_n_batches", "0",
-    ])  # fmt: skip
-    (ckpt,) = root.rglob("last.ckpt")
-    return ckpt
+@pytest.fixture
+def run(tiny_dcgan_checkpoint: Path) -> Path:
+    """A tiny DCGAN digits fit's last.ckpt (its config.yaml two folders up)."""
+    return tiny_dcgan_checkpoint
 
 
 def predict_video(ckpt: Path, out: Path, *options: str) -> np.ndarray:
